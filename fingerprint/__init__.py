@@ -1,0 +1,1 @@
+"""ganprint: which camera or which generator made an image, or "unknown"."""
