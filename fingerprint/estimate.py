@@ -1,0 +1,213 @@
+"""Streaming fingerprint estimators: camera PRNU (maximum likelihood) and generator mean residual.
+
+Memory holds one image plus the running sums, whatever the number of images. The sums are what
+the reference library stores, so a fingerprint can be extended later, and what Dask workers
+reduce in parallel (``merge``).
+
+Camera (DESIGN.md §5; Chen, Fridrich, Goljan, Lukas 2008), per channel c::
+
+    W_c = noise_extract(X_c, sigma=3)      T_c = inten(X_c) * sat(X_c)
+    S_c += W_c * T_c                       N_c += T_c**2
+    K_c = S_c / (N_c + 1)  ->  ZeroMeanTotal per channel  ->  gray  ->  WienerInDFT(std(K))
+
+Generator (DESIGN.md §6; Marra et al. 2019)::
+
+    F = (1/N) sum_i R_i,   R_i = generator_residual(X_i)  (per-channel noise, optional gray/ZMT)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fingerprint.errors import InvalidImageError, ShapeMismatchError
+from fingerprint.residual import (
+    FINGERPRINT_SIGMA,
+    GRAY_WEIGHTS,
+    _check_image,
+    _scale_for,
+    extract_noise,
+)
+from kernels.estimate_cpu import _accumulate, _accumulate_ml, _ml_ratio
+from kernels.spectral_cpu import wiener_dft, zero_mean_total
+
+KINDS = ("camera", "generator")
+
+__all__ = [
+    "KINDS",
+    "CameraAccumulator",
+    "FingerprintParams",
+    "GeneratorAccumulator",
+    "generator_residual",
+    "new_accumulator",
+]
+
+
+@dataclass(frozen=True)
+class FingerprintParams:
+    """How a fingerprint (and the residuals compared with it) are computed.
+
+    Stored with every reference in the library; queries are processed with the same values.
+    """
+
+    kind: str = "camera"
+    sigma: float = FINGERPRINT_SIGMA  # wavelet denoiser noise std of the estimator (grey levels)
+    levels: int = 4
+    wavelet: str = "db4"
+    color: bool = True  # generators: keep 3 colour channels (False: gray)
+    zero_mean: bool = True  # generators: ZeroMeanTotal on each channel's residual
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.wavelet != "db4":
+            raise ValueError(f"only the 'db4' wavelet is implemented, got {self.wavelet!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FingerprintParams:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key, typ in (("sigma", float), ("levels", int), ("color", bool), ("zero_mean", bool)):
+            if key in known:
+                known[key] = typ(known[key])
+        return cls(**known)
+
+
+def _zero_mean_planes(planes: np.ndarray) -> np.ndarray:
+    for k in range(planes.shape[0]):
+        zero_mean_total(planes[k], out=planes[k])
+    return planes
+
+
+def _to_gray(planes: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) with Binghamton's weights (C = 3), or the single plane (C = 1)."""
+    if planes.shape[0] == 1:
+        return planes[0]
+    g = np.asarray(GRAY_WEIGHTS, dtype=np.float32)
+    return np.tensordot(g, planes, axes=1).astype(np.float32, copy=False)
+
+
+def generator_residual(image: np.ndarray, params: FingerprintParams) -> np.ndarray:
+    """Residual used for generator fingerprints and generator queries (DESIGN.md §6).
+
+    Per-channel ``noise_extract`` (no DFT Wiener: the periodic peaks are the signal), then
+    ZeroMeanTotal per channel if ``params.zero_mean``, then gray if not ``params.color``.
+
+    Returns
+    -------
+    ndarray of float32, shape (C, H, W) with C = 3 (colour, RGB input), else (1, H, W).
+    """
+    planes = extract_noise(image, params.sigma, params.levels)
+    if params.zero_mean:
+        _zero_mean_planes(planes)
+    if not params.color and planes.shape[0] == 3:
+        planes = _to_gray(planes)[None]
+    return planes
+
+
+@dataclass
+class _Accumulator:
+    params: FingerprintParams
+    shape: tuple[int, int] | None = None  # (H, W) of every image
+    channels: int | None = None
+    n_images: int = 0
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _check(self, image: np.ndarray, name: str) -> np.ndarray:
+        image = _check_image(image, name)
+        shape = tuple(image.shape[:2])
+        channels = 1 if image.ndim == 2 else 3
+        if self.shape is None:
+            self.shape, self.channels = shape, channels
+        elif shape != self.shape:
+            raise ShapeMismatchError(
+                f"{name}: {shape[0]}x{shape[1]} pixels, but this fingerprint is {self.shape[0]}x{self.shape[1]}; "
+                "use --crop HxW to centre-crop every image to a common size"
+            )
+        elif channels != self.channels:
+            raise InvalidImageError(f"{name}: has {channels} channel(s), earlier images had {self.channels}")
+        return image
+
+    def merge(self, other: _Accumulator) -> _Accumulator:
+        """Add another accumulator's sums into this one (partial sums of a parallel build)."""
+        if other.n_images == 0:
+            return self
+        if self.n_images == 0:
+            self.shape, self.channels = other.shape, other.channels
+            self.sums = {k: v.copy() for k, v in other.sums.items()}
+            self.n_images = other.n_images
+            return self
+        if other.params != self.params or other.shape != self.shape or other.sums.keys() != self.sums.keys():
+            raise ShapeMismatchError(f"cannot merge sums of {other.shape} {other.params} into {self.shape} {self.params}")
+        for k, v in other.sums.items():
+            if v.shape != self.sums[k].shape:
+                raise ShapeMismatchError(f"sum {k!r}: existing {self.sums[k].shape} vs new {v.shape}")
+            for c in range(v.shape[0]):
+                _accumulate(v[c], self.sums[k][c])
+        self.n_images += other.n_images
+        return self
+
+    @classmethod
+    def from_sums(cls, params: FingerprintParams, sums: dict[str, np.ndarray], n_images: int):
+        any_sum = next(iter(sums.values()))
+        sums = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sums.items()}
+        return cls(params=params, shape=tuple(any_sum.shape[1:]), channels=any_sum.shape[0], n_images=int(n_images), sums=sums)
+
+
+class CameraAccumulator(_Accumulator):
+    """Running sums ``S`` and ``N`` (each float32, shape (C, H, W)) of the camera ML estimator."""
+
+    def add(self, image: np.ndarray, name: str = "image") -> None:
+        """Add one image (uint8/uint16, H x W [x 3]) of the camera."""
+        image = self._check(image, name)
+        noise = extract_noise(image, self.params.sigma, self.params.levels)
+        planes = image[..., None] if image.ndim == 2 else image
+        if not self.sums:
+            zeros = np.zeros(noise.shape, dtype=np.float32)
+            self.sums = {"S": zeros, "N": zeros.copy()}
+        scale = _scale_for(image.dtype)
+        for c in range(noise.shape[0]):
+            _accumulate_ml(noise[c], planes[..., c], scale, self.sums["S"][c], self.sums["N"][c])
+        self.n_images += 1
+
+    def fingerprint(self) -> np.ndarray:
+        """The camera fingerprint K, float32 (H, W): S/(N+1), ZeroMeanTotal, gray, WienerInDFT."""
+        if self.n_images == 0:
+            raise ValueError("no images were added; a fingerprint needs at least one")
+        s, n = self.sums["S"], self.sums["N"]
+        k = np.empty_like(s)
+        for c in range(s.shape[0]):
+            _ml_ratio(s[c], n[c], k[c])
+            zero_mean_total(k[c], out=k[c])
+        gray = np.ascontiguousarray(_to_gray(k))
+        std = float(np.std(gray, ddof=1, dtype=np.float64))
+        return wiener_dft(gray, std)
+
+
+class GeneratorAccumulator(_Accumulator):
+    """Running sum ``sum`` (float32, shape (C, H, W)) of generator residuals."""
+
+    def add(self, image: np.ndarray, name: str = "image") -> None:
+        """Add one image (uint8/uint16, H x W [x 3]) of the generator."""
+        image = self._check(image, name)
+        r = generator_residual(image, self.params)
+        if not self.sums:
+            self.sums = {"sum": np.zeros(r.shape, dtype=np.float32)}
+        for c in range(r.shape[0]):
+            _accumulate(r[c], self.sums["sum"][c])
+        self.n_images += 1
+
+    def fingerprint(self) -> np.ndarray:
+        """The generator fingerprint F = sum / n, float32 (C, H, W)."""
+        if self.n_images == 0:
+            raise ValueError("no images were added; a fingerprint needs at least one")
+        return (self.sums["sum"] / np.float32(self.n_images)).astype(np.float32)
+
+
+def new_accumulator(params: FingerprintParams) -> _Accumulator:
+    """An empty accumulator of the right kind for ``params``."""
+    return CameraAccumulator(params) if params.kind == "camera" else GeneratorAccumulator(params)
