@@ -1,0 +1,260 @@
+"""Attribution: score a questioned image against every reference and decide match or unknown.
+
+This module orchestrates; the maths lives in ``residual``, ``estimate`` and ``scores``.
+
+Cameras (DESIGN.md §7): the query residual ``W`` (sigma 2) times the gray query image ``I`` is
+cross-correlated with the fingerprint ``K``, whose spectrum is computed once per reference. A
+query of the fingerprint's size is scored at zero shift; a smaller one (a crop at an unknown
+offset) is searched over every shift that keeps it inside; each rotation by 0/90/180/270 degrees
+that fits is tried and the best PCE wins. The decision threshold grows with the number of
+positions searched, so the false-alarm rate of a decision stays that of PCE 60 at one position.
+
+Generators (DESIGN.md §6-§7): NCC between the query's generator residual and the fingerprint;
+match when the NCC reaches the reference's calibrated threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from fingerprint.estimate import FingerprintParams, generator_residual
+from fingerprint.residual import GRAY_WEIGHTS, QUERY_SIGMA, extract_residual
+from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
+
+DEFAULT_PCE_THRESHOLD = 60.0  # Goljan, Filler, Fridrich 2009: false-alarm rate ~1e-5 per pair
+METHODS = ("pce", "ncc")
+
+__all__ = ["Attribution", "Attributor", "ReferenceScore", "DEFAULT_PCE_THRESHOLD", "METHODS"]
+
+
+@dataclass
+class ReferenceScore:
+    """Scores of one query against one reference.
+
+    ``ncc`` is the normalised cross-correlation at the chosen offset and rotation; ``pce`` the
+    peak-to-correlation energy (cameras only, else None); ``threshold`` the value the deciding
+    score (``decided_by``) had to reach; ``n_positions`` the shifts x rotations searched.
+    """
+
+    name: str
+    kind: str
+    ncc: float | None
+    pce: float | None
+    decided_by: str
+    threshold: float
+    match: bool
+    rotation: int | None = None
+    offset: tuple[int, int] | None = None
+    n_positions: int = 0
+    note: str | None = None
+
+    @property
+    def strength(self) -> float:
+        """The deciding score over its threshold (> 1 means match); ranks candidates of both kinds."""
+        value = self.pce if self.decided_by == "pce" else self.ncc
+        if value is None or not self.threshold > 0:
+            return -math.inf
+        return value / self.threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ncc": self.ncc,
+            "pce": self.pce,
+            "decided_by": self.decided_by,
+            "threshold": self.threshold,
+            "match": self.match,
+            "rotation": self.rotation,
+            "offset": list(self.offset) if self.offset is not None else None,
+            "n_positions": self.n_positions,
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+@dataclass
+class Attribution:
+    """The answer for one questioned image."""
+
+    image: str
+    best: str | None
+    decision: str  # "match" or "unknown"
+    scores: dict[str, ReferenceScore] = field(default_factory=dict)
+    closest: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.scores.get(self.best) if self.best else None
+        return {
+            "image": self.image,
+            "best": self.best,
+            "decision": self.decision,
+            "closest": self.closest,
+            "kind": best.kind if best else None,
+            "rotation": best.rotation if best else None,
+            "offset": list(best.offset) if best and best.offset is not None else None,
+            "scores": {name: s.as_dict() for name, s in self.scores.items()},
+        }
+
+
+def gray_image(image: np.ndarray) -> np.ndarray:
+    """Gray query image I in [0, 255], float32 (H, W) (uint16 divided by 257)."""
+    x = image.astype(np.float32)
+    if image.dtype == np.uint16:
+        x *= np.float32(1.0 / 257.0)
+    if x.ndim == 3:
+        x = x @ np.asarray(GRAY_WEIGHTS, dtype=np.float32)
+    return x
+
+
+def _centre(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    h, w = a.shape[-2:]
+    top, left = (h - shape[0]) // 2, (w - shape[1]) // 2
+    return a[..., top : top + shape[0], left : left + shape[1]]
+
+
+class _Camera:
+    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams):
+        self.name = name
+        self.params = params
+        self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
+        self.spectrum = ReferenceSpectrum(self.K)  # DFT of K computed once
+
+    def _try(self, WI: np.ndarray, k: int):
+        q = np.ascontiguousarray(np.rot90(WI, k))
+        H, Wd = self.K.shape
+        if q.shape[0] > H or q.shape[1] > Wd:
+            return None
+        return self.spectrum.pce(q, search="aligned" if q.shape == self.K.shape else "crop")
+
+    def _result(self, k, res, n_positions, W, I, method, base) -> ReferenceScore:
+        oy, ox = res.offset
+        Wr, Ir = np.rot90(W, k), np.rot90(I, k)
+        h, w = Wr.shape
+        c = ncc(Wr, Ir * self.K[oy : oy + h, ox : ox + w])
+        tau = search_threshold(base, max(n_positions, 1))
+        if method == "pce":
+            threshold, match = tau, res.pce >= tau
+        else:  # the NCC threshold equivalent to the PCE one: PCE ~ NCC**2 * number of pixels
+            threshold = math.sqrt(tau / (h * w))
+            match = c >= threshold
+        return ReferenceScore(self.name, "camera", c, res.pce, method, threshold, bool(match),
+                              rotation=90 * k, offset=(oy, ox), n_positions=n_positions)
+
+    def score(self, W: np.ndarray, WI: np.ndarray, I: np.ndarray, *, method: str, base: float,
+              rotations: tuple[int, ...]) -> ReferenceScore:
+        """Score at 0 degrees; the other rotations are tried only when that is not a match.
+
+        A rotated result replaces the unrotated one only if it is a match at the threshold of
+        the whole search (every position of every rotation tried), so the false-alarm rate of a
+        decision is that of the base threshold, and a non-match reports its unrotated score.
+        """
+        first = self._try(WI, 0)
+        n_first = first.n_positions if first is not None else 0
+        if first is not None:
+            unrotated = self._result(0, first, n_first, W, I, method, base)
+            if unrotated.match or rotations == (0,):
+                return unrotated
+        tried = [(k, self._try(WI, k)) for k in rotations if k != 0]
+        tried = [(k, r) for k, r in tried if r is not None]
+        n_total = n_first + sum(r.n_positions for _, r in tried)
+        if tried:
+            k, res = max(tried, key=lambda kr: kr[1].pce)
+            rotated = self._result(k, res, n_total, W, I, method, base)
+            if rotated.match or first is None:
+                return rotated
+        if first is not None:
+            return unrotated
+        H, Wd = self.K.shape
+        return ReferenceScore(self.name, "camera", None, None, method, math.inf, False, n_positions=0,
+                              note=f"query {W.shape[0]}x{W.shape[1]} is larger than the fingerprint {H}x{Wd} at every rotation")
+
+
+class _Generator:
+    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, threshold: float):
+        self.name = name
+        self.params = params
+        self.F = np.asarray(fingerprint, dtype=np.float32)
+        if self.F.ndim == 2:
+            self.F = self.F[None]
+        self.threshold = threshold
+
+    def score(self, R: np.ndarray) -> ReferenceScore:
+        F = self.F
+        if R.shape[0] != F.shape[0]:  # gray query against a colour fingerprint, or the reverse
+            g = np.asarray(GRAY_WEIGHTS, dtype=np.float32)
+            R = np.tensordot(g, R, axes=1)[None] if R.shape[0] == 3 else R
+            F = np.tensordot(g, F, axes=1)[None] if F.shape[0] == 3 else F
+        common = (min(R.shape[1], F.shape[1]), min(R.shape[2], F.shape[2]))
+        note = None
+        if R.shape[1:] != F.shape[1:]:
+            note = f"compared on the centred {common[0]}x{common[1]} region"
+        c = ncc(_centre(R, common), _centre(F, common))
+        return ReferenceScore(self.name, "generator", c, None, "ncc", self.threshold, bool(c >= self.threshold),
+                              rotation=0, offset=None, n_positions=1, note=note)
+
+
+class Attributor:
+    """Prepared references (fingerprints, cached spectra) that score many queries.
+
+    Parameters
+    ----------
+    references : iterable of (name, kind, fingerprint, params, generator_threshold)
+        ``params`` a :class:`FingerprintParams` or dict; ``generator_threshold`` the NCC a generator
+        query must reach (ignored for cameras).
+    method : {"pce", "ncc"}
+        Score that decides camera matches (generators always use NCC).
+    pce_threshold : float
+        PCE threshold at one position (default 60); raised for searches (``scores.search_threshold``).
+    rotations : bool
+        Try 90, 180 and 270 degree rotations of camera queries.
+    """
+
+    def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any, float | None]], *, method: str = "pce",
+                 pce_threshold: float = DEFAULT_PCE_THRESHOLD, generator_threshold: float | None = None,
+                 rotations: bool = True):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if not pce_threshold > 0:
+            raise ValueError(f"the PCE threshold must be positive, got {pce_threshold}")
+        self.method = method
+        self.pce_threshold = float(pce_threshold)
+        self.rotations = (0, 1, 2, 3) if rotations else (0,)
+        self.cameras: list[_Camera] = []
+        self.generators: list[_Generator] = []
+        for name, kind, fp, params, gthr in references:
+            params = params if isinstance(params, FingerprintParams) else FingerprintParams.from_dict(dict(params, kind=kind))
+            if kind == "camera":
+                self.cameras.append(_Camera(name, fp, params))
+            else:
+                thr = generator_threshold if generator_threshold is not None else gthr
+                if thr is None:
+                    raise ValueError(f"generator {name!r} has no calibrated NCC threshold; pass one")
+                self.generators.append(_Generator(name, fp, params, float(thr)))
+
+    def score(self, image: np.ndarray, label: str = "image") -> Attribution:
+        """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
+        scores: dict[str, ReferenceScore] = {}
+        if self.cameras:
+            W = extract_residual(image, sigma=QUERY_SIGMA, levels=self.cameras[0].params.levels)
+            I = gray_image(image)
+            WI = W * I
+            for cam in self.cameras:
+                scores[cam.name] = cam.score(W, WI, I, method=self.method, base=self.pce_threshold,
+                                             rotations=self.rotations)
+        residuals: dict[FingerprintParams, np.ndarray] = {}
+        for gen in self.generators:
+            if gen.params not in residuals:
+                residuals[gen.params] = generator_residual(image, gen.params)
+            scores[gen.name] = gen.score(residuals[gen.params])
+        ranked = sorted(scores.values(), key=lambda s: s.strength, reverse=True)
+        closest = ranked[0].name if ranked and ranked[0].strength > -math.inf else None
+        best = ranked[0].name if ranked and ranked[0].match else None
+        return Attribution(label, best, "match" if best else "unknown", scores, closest)
+
+    def score_many(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[Attribution]:
+        for label, image in items:
+            yield self.score(image, label)
+
