@@ -7,10 +7,16 @@ The CLI catches ``GanprintError`` and ``LibraryError`` once, prints one line, ex
 from __future__ import annotations
 
 from reference_db.errors import (  # re-exported
+    LibraryClosedError,
     LibraryError,
+    LibraryExistsError,
     LibraryLockedError,
+    LibraryNotFoundError,
+    LibraryPermissionError,
+    LibraryWriteError,
     NotALibraryError,
     ReferenceExistsError,
+    ReferenceMismatchError,
     ReferenceNotFoundError,
     SchemaVersionError,
 )
@@ -37,10 +43,16 @@ __all__ = [
     "InvalidImageError",
     "ShapeMismatchError",
     "BackendUnavailableError",
+    "LibraryClosedError",
     "LibraryError",
+    "LibraryExistsError",
     "LibraryLockedError",
+    "LibraryNotFoundError",
+    "LibraryPermissionError",
+    "LibraryWriteError",
     "NotALibraryError",
     "ReferenceExistsError",
+    "ReferenceMismatchError",
     "ReferenceNotFoundError",
     "SchemaVersionError",
 ]

@@ -28,3 +28,39 @@ class NotALibraryError(LibraryError, ValueError):
 
 class LibraryLockedError(LibraryError, RuntimeError):
     """Another process holds the library's write lock."""
+
+
+class LibraryNotFoundError(LibraryError, FileNotFoundError):
+    """Mode ``"r"`` or ``"r+"`` on a path where no file exists."""
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno ...]"
+        return str(self.args[0]) if self.args else ""
+
+
+class LibraryExistsError(LibraryError, FileExistsError):
+    """Mode ``"w-"``/``"x"`` on a path where a file already exists."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LibraryPermissionError(LibraryError, PermissionError):
+    """A write the library cannot make: opened read-only, read-only location, permission denied."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LibraryWriteError(LibraryError, OSError):
+    """An I/O error (disk full, ...) during a write; the message says whether the library changed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LibraryClosedError(LibraryError, ValueError):
+    """An operation on a ``Library`` that has been closed."""
+
+
+class ReferenceMismatchError(LibraryError, ValueError):
+    """An update whose kind, shape, parameters or sums do not match the stored reference."""

@@ -1,0 +1,141 @@
+"""Layout of a ganprint reference library: the only module that spells HDF5 paths and attribute names.
+
+The layout, schema version 1 (``docs/reference_db.md`` documents every item with its dtype and shape)::
+
+    /                                   root group
+        @format            str          FORMAT_MARKER, "ganprint-reference-library"
+        @schema_version    int64        SCHEMA_VERSION
+        @created           str          ISO 8601 UTC, when the library file was created
+        @ganprint_version  str          the ganprint that created the file
+    /references/                        one subgroup per reference; the subgroup's name is the reference name
+        <name>/
+            @kind              str      "camera" or "generator"
+            @n_images          int64    images counted in the sums
+            @image_shape       int64 (ndim,)  shape of every source image, e.g. (H, W, 3)
+            @created           str      ISO 8601 UTC
+            @updated           str      ISO 8601 UTC
+            @ganprint_version  str      the ganprint that last wrote this reference
+            @n_sources         int64    length of the two source datasets
+            fingerprint        float32, any shape (camera (H, W); generator (H, W) or (C, H, W))
+            sums/<sum name>    float32 or float64, any shape: the running sums (camera "S", "N")
+            params/            group with one attribute per parameter (int64, float64, bool, str)
+            sources/file_name  str (variable-length UTF-8), shape (n_sources,)
+            sources/sha256     bytes (fixed-length ASCII, 64), shape (n_sources,), lowercase hex
+
+Changing anything above is a new ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+#: Value of the root attribute ``format``: what makes an HDF5 file a ganprint library.
+FORMAT_MARKER: Final = "ganprint-reference-library"
+#: The layout version written by this module; files with a larger one are refused.
+SCHEMA_VERSION: Final = 1
+
+# Root attributes.
+ATTR_FORMAT: Final = "format"
+ATTR_SCHEMA_VERSION: Final = "schema_version"
+ATTR_CREATED: Final = "created"
+ATTR_GANPRINT_VERSION: Final = "ganprint_version"
+
+# The group of references.
+REFERENCES: Final = "references"
+
+# Attributes of one reference group.
+ATTR_KIND: Final = "kind"
+ATTR_N_IMAGES: Final = "n_images"
+ATTR_IMAGE_SHAPE: Final = "image_shape"
+ATTR_UPDATED: Final = "updated"
+ATTR_N_SOURCES: Final = "n_sources"
+# ATTR_CREATED and ATTR_GANPRINT_VERSION are reused on reference groups.
+
+# Members of one reference group.
+FINGERPRINT: Final = "fingerprint"
+SUMS: Final = "sums"
+PARAMS: Final = "params"
+SOURCES: Final = "sources"
+SOURCE_FILE_NAME: Final = "file_name"
+SOURCE_SHA256: Final = "sha256"
+
+#: The legal values of a reference's ``kind``.
+KINDS: Final = ("camera", "generator")
+#: dtype of the fingerprint dataset.
+FINGERPRINT_DTYPE: Final = "float32"
+#: dtypes a running sum may be stored in.
+SUM_DTYPES: Final = ("float32", "float64")
+#: numpy dtype string of the sha256 dataset (fixed 64 ASCII bytes).
+SHA256_DTYPE: Final = "S64"
+#: Chunk length of the two resizable source datasets.
+SOURCES_CHUNK: Final = 256
+
+_SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+def reference_path(name: str) -> str:
+    """HDF5 path of the group of reference ``name`` (already validated)."""
+    return f"/{REFERENCES}/{name}"
+
+
+def fingerprint_path(name: str) -> str:
+    """HDF5 path of the fingerprint dataset of reference ``name``."""
+    return f"{reference_path(name)}/{FINGERPRINT}"
+
+
+def sums_path(name: str) -> str:
+    """HDF5 path of the group of running sums of reference ``name``."""
+    return f"{reference_path(name)}/{SUMS}"
+
+
+def params_path(name: str) -> str:
+    """HDF5 path of the group whose attributes are the parameters of reference ``name``."""
+    return f"{reference_path(name)}/{PARAMS}"
+
+
+def source_file_name_path(name: str) -> str:
+    """HDF5 path of the source file names of reference ``name``."""
+    return f"{reference_path(name)}/{SOURCES}/{SOURCE_FILE_NAME}"
+
+
+def source_sha256_path(name: str) -> str:
+    """HDF5 path of the source SHA-256 digests of reference ``name``."""
+    return f"{reference_path(name)}/{SOURCES}/{SOURCE_SHA256}"
+
+
+def check_name(name: object, *, what: str = "reference name") -> str:
+    """Return ``name`` if it can name a reference (or a sum), else raise.
+
+    A name is a non-empty printable ``str`` without ``"/"`` that does not start with ``"."``.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a ``str``.
+    ValueError
+        ``name`` breaks one of the rules above.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{what} must not be empty")
+    if not name.isprintable():
+        raise ValueError(f"{what} {name!r} contains non-printable characters")
+    if "/" in name:
+        raise ValueError(f"{what} {name!r} must not contain '/'")
+    if name.startswith("."):
+        raise ValueError(f"{what} {name!r} must not start with '.'")
+    return name
+
+
+def check_sha256(digest: object) -> str:
+    """Return ``digest`` as 64 lowercase hex characters, or raise ``ValueError``/``TypeError``."""
+    if isinstance(digest, bytes):
+        digest = digest.decode("ascii", "replace")
+    if not isinstance(digest, str):
+        raise TypeError(f"sha256 must be a str of 64 hex digits, not {type(digest).__name__}")
+    low = digest.strip().lower()
+    if not _SHA256_RE.match(low):
+        raise ValueError(f"sha256 must be 64 hex digits, got {digest!r}")
+    return low
