@@ -258,3 +258,83 @@ class Attributor:
         for label, image in items:
             yield self.score(image, label)
 
+
+
+def load_attributor(library, **options) -> Attributor:
+    """An :class:`Attributor` over every reference of a library (a path or an open ``Library``)."""
+    from reference_db import Library
+
+    own = not isinstance(library, Library)
+    lib = Library(library, "r") if own else library
+    try:
+        refs = []
+        for name in lib.names():
+            ref = lib.get(name, with_sums=False)
+            params = FingerprintParams.from_dict(dict(ref.info.params, kind=ref.kind))
+            refs.append((name, ref.kind, ref.fingerprint, params, ref.info.params.get("ncc_threshold")))
+    finally:
+        if own:
+            lib.close()
+    if not refs:
+        raise ValueError(f"{getattr(lib, 'path', library)}: the library holds no references; build some first")
+    return Attributor(refs, **options)
+
+
+def attribute(images, library, *, crop: tuple[int, int] | None = None, **options) -> list[Attribution]:
+    """Attribute images (arrays, or paths of image files) against a library.
+
+    Parameters
+    ----------
+    images : ndarray, path, or a sequence of them
+    library : path of an HDF5 library, or an open ``reference_db.Library``
+    crop : (h, w), optional
+        Centre-crop every image to this size first.
+    **options
+        ``method`` ("pce" or "ncc"), ``pce_threshold`` (60), ``generator_threshold``, ``rotations``.
+
+    Returns
+    -------
+    list of Attribution, one per image, in order.
+    """
+    from fingerprint.io import crop_center, load_image
+
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
+        images = [images]
+    elif isinstance(images, (str, bytes)) or hasattr(images, "__fspath__"):
+        images = [images]
+    att = load_attributor(library, **options)
+    out = []
+    for i, item in enumerate(images):
+        label = str(item) if not isinstance(item, np.ndarray) else f"image {i}"
+        image = load_image(item) if not isinstance(item, np.ndarray) else item
+        if crop:
+            image = crop_center(image, crop)
+        out.append(att.score(image, label))
+    return out
+
+
+def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress: bool = True, **options):
+    """Attribute image files one by one; yields an Attribution, or a one-line error string per bad file.
+
+    Files, folders and glob patterns are expanded with ``io.collect_image_paths``. With ``strict``
+    the first bad file raises instead.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from fingerprint.errors import GanprintError
+    from fingerprint.io import collect_image_paths, crop_center, load_image
+
+    files = collect_image_paths(paths)
+    att = load_attributor(library, **options)
+    for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
+        try:
+            image = load_image(path)
+            if crop:
+                image = crop_center(image, crop)
+            yield att.score(image, str(path))
+        except GanprintError as err:
+            if strict:
+                raise
+            yield str(err) if str(path) in str(err) else f"{path}: {err}"

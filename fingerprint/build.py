@@ -1,0 +1,168 @@
+"""Building fingerprints: from images (arrays) in memory, or from files into a reference library.
+
+file -> ``io.load_image`` -> optional centre crop -> accumulator (``estimate``) -> ``Library``.
+Memory holds one image plus the running sums. A library is written once per build, atomically,
+under the library's writer lock; an interrupted build leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from fingerprint import __version__
+from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
+from fingerprint.estimate import FingerprintParams, new_accumulator
+from fingerprint.io import collect_image_paths, crop_center, file_sha256, load_image
+from reference_db import Library
+
+__all__ = ["BuildReport", "build_fingerprint", "build_reference", "default_params"]
+
+
+def default_params(kind: str, **overrides) -> FingerprintParams:
+    """Default estimator parameters for a kind (``"camera"`` or ``"generator"``)."""
+    base = {"camera": {}, "generator": dict(sigma=3.0, color=True, zero_mean=False)}
+    if kind not in base:
+        raise ValueError(f"kind must be 'camera' or 'generator', got {kind!r}")
+    values = dict(base[kind], **{k: v for k, v in overrides.items() if v is not None})
+    return FingerprintParams(kind=kind, **values)
+
+
+def build_fingerprint(images: Iterable[np.ndarray], kind: str = "camera", *,
+                      crop: tuple[int, int] | None = None, **params) -> np.ndarray:
+    """Fingerprint of a set of images held in memory.
+
+    Parameters
+    ----------
+    images : iterable of ndarray, each (H, W) or (H, W, 3), uint8/uint16, all the same size
+        (or larger than ``crop``).
+    kind : {"camera", "generator"}
+        Camera: maximum-likelihood PRNU ``K`` (float32, H x W). Generator: mean residual
+        ``F`` (float32, C x H x W).
+    crop : (h, w), optional
+        Centre-crop every image to this size first.
+    **params
+        Overrides of :class:`~fingerprint.estimate.FingerprintParams` (sigma, levels, color, ...).
+
+    Returns
+    -------
+    ndarray of float32
+    """
+    acc = new_accumulator(default_params(kind, **params))
+    for i, image in enumerate(images):
+        acc.add(crop_center(image, crop) if crop else image, name=f"image {i}")
+    return acc.fingerprint()
+
+
+@dataclass
+class BuildReport:
+    """What a build did: images added, skipped (with the reason) and the totals."""
+
+    name: str
+    kind: str
+    added: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    n_images: int = 0
+    created: bool = False
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal only, so logs and pipes stay clean
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None if enabled else True, leave=False)
+
+
+def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Sequence[str | os.PathLike], *,
+                    crop: tuple[int, int] | None = None, strict: bool = False, sigma: float | None = None,
+                    progress: bool = True, lock_timeout: float = 10.0,
+                    warn: Callable[[str], None] | None = None) -> BuildReport:
+    """Add images to reference ``name`` of a library, creating the library or reference as needed.
+
+    Parameters
+    ----------
+    library : path of the HDF5 library (created when missing).
+    name, kind : the reference and its kind ("camera" or "generator"); an existing reference of
+        another kind is refused.
+    paths : files, folders or glob patterns.
+    crop : centre-crop every image to (h, w) first.
+    strict : stop at the first unreadable or mismatched image (default: skip it and go on).
+    sigma : estimator noise std (default 3, Binghamton); must equal the reference's when updating.
+    warn : called with a one-line message for every skipped image (default: print to stderr).
+
+    Returns
+    -------
+    BuildReport
+
+    Raises
+    ------
+    InvalidImageError, ShapeMismatchError
+        In strict mode, for the first bad image; otherwise when no image at all could be used.
+    LibraryError
+        For library problems (not a library, locked, disk full, ...); the library is unchanged.
+    """
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    files = collect_image_paths(paths)
+    report = BuildReport(name, kind)
+    with Library(library, "a", lock_timeout=lock_timeout, version=__version__) as lib:
+        params = default_params(kind, sigma=sigma)
+        acc = new_accumulator(params)
+        seen: set[str] = set()
+        if name in lib:
+            ref = lib.get(name)
+            if ref.kind != kind:
+                raise ReferenceExistsError(f"{lib.path}: reference {name!r} is a {ref.kind}, not a {kind}")
+            stored = FingerprintParams.from_dict(dict(ref.info.params, kind=kind))
+            if sigma is not None and stored.sigma != float(sigma):
+                raise ReferenceExistsError(f"{lib.path}: reference {name!r} was built with sigma {stored.sigma}, not {sigma}")
+            params = stored
+            acc = type(acc).from_sums(params, ref.sums, ref.n_images)
+            acc.shape = tuple(ref.info.shape[:2])
+            seen = {sha for _, sha in ref.info.sources}
+        new_sources: list[tuple[str, str]] = []
+        with _progress(len(files), f"build {name}", progress) as bar:
+            for path in files:
+                bar.update(1)
+                try:
+                    sha = file_sha256(path)
+                    if sha in seen:
+                        report.skipped.append((str(path), "already counted in this reference"))
+                        continue
+                    image = load_image(path)
+                    if crop:
+                        image = crop_center(image, crop)
+                    acc.add(image, name=str(path))
+                except (InvalidImageError, ShapeMismatchError, OSError) as err:
+                    if strict:
+                        raise
+                    msg = str(err) if str(path) in str(err) else f"{path}: {err}"
+                    report.skipped.append((str(path), msg))
+                    warn(f"{msg}; skipped")
+                    continue
+                seen.add(sha)
+                new_sources.append((str(path), sha))
+                report.added.append(str(path))
+        duplicates = sum(1 for _, r in report.skipped if r.startswith("already counted"))
+        if duplicates:
+            warn(f"{duplicates} file(s) already counted in {name!r} (same SHA-256) were skipped")
+        if not new_sources:
+            if report.skipped and all(r.startswith("already counted") for _, r in report.skipped):
+                report.n_images = acc.n_images
+                return report
+            raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
+        fp = acc.fingerprint()
+        shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
+        if name in lib:
+            lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
+        else:
+            lib.add(name, kind=kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, shape=shape,
+                    params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""}, sources=new_sources)
+            report.created = True
+        report.n_images = acc.n_images
+    return report
+
+
