@@ -633,7 +633,7 @@ class SimulatedGenerator:
     out_size : int, optional
         Side of the square output, default 256; a multiple of ``2**stages``.
     stages : int, optional
-        Number of x2 up-sampling stages, default 3 (32 x 32 -> 256 x 256).
+        Number of x2 up-sampling stages, default 2 (64 x 64 -> 256 x 256).
 
     Notes
     -----
@@ -660,15 +660,19 @@ class SimulatedGenerator:
     - ``pixel_shuffle``: a 3 x 3 kernel to ``4 C`` channels at low resolution, then depth to space.
 
     ``n_k`` is per-image white noise (StyleGAN's noise inputs), ``N_k`` the generator's own fixed
-    noise buffer, ``phi_k`` the identity on the colour channels and leaky ReLU on the others. The
+    noise buffer (both with per-channel gains; the extra channels get none after the last stage,
+    where no later up-sampling would turn them into traces), ``phi_k`` the identity on the colour
+    channels and leaky ReLU on the others. The
     colour-to-colour kernels are an interpolating base (bilinear weights) plus seeded random
     perturbations; every other kernel is random (He initialisation). The output is
 
     .. math::
 
-        I = \\mathrm{round}\\big(255\\,\\mathrm{clip}(h_{rgb} + T h_x + c, 0, 1)\\big)
+        I = \\mathrm{round}\\big(255\\,\\mathrm{clip}(h_{rgb} + T (h_x - \\bar h_x) + c, 0, 1)\\big)
 
-    with a random 1 x 1 ``toRGB`` matrix ``T``. The periodic traces come from the same places as
+    with a random 1 x 1 ``toRGB`` matrix ``T`` (weaker for the zero-insertion architectures, whose
+    extra channels carry strong checkerboards) and ``bar h_x`` the spatial mean of each extra
+    channel of the image (the role of a trained toRGB bias: no colour cast). The periodic traces come from the same places as
     in trained GANs: polyphase components of transposed-convolution and pixel-shuffle kernels with
     unequal gains (a checkerboard proportional to the local feature level), and, for nearest and
     bilinear up-sampling, the phase-dependent variance of the up-sampled features turned into a
@@ -897,6 +901,6 @@ def make_generator(
     Examples
     --------
     >>> make_generator("gan-b", "pixel_shuffle", 2).in_size
-    32
+    64
     """
     return SimulatedGenerator(name=name, architecture=architecture, seed=seed, out_size=out_size, stages=stages)
