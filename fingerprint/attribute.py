@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from fingerprint.calibration import DEFAULT_FPR, NULL_KEY, GeneratorThreshold, threshold_from_null
 from fingerprint.estimate import FingerprintParams, generator_residual
 from fingerprint.residual import GRAY_WEIGHTS, QUERY_SIGMA, extract_residual
 from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
@@ -173,13 +174,15 @@ class _Camera:
 
 
 class _Generator:
-    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, threshold: float):
+    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, threshold: float | None,
+                 threshold_note: str | None = None):
         self.name = name
         self.params = params
         self.F = np.asarray(fingerprint, dtype=np.float32)
         if self.F.ndim == 2:
             self.F = self.F[None]
         self.threshold = threshold
+        self.threshold_note = threshold_note
 
     def score(self, R: np.ndarray) -> ReferenceScore:
         F = self.F
@@ -192,6 +195,10 @@ class _Generator:
         if R.shape[1:] != F.shape[1:]:
             note = f"compared on the centred {common[0]}x{common[1]} region"
         c = ncc(_centre(R, common), _centre(F, common))
+        if self.threshold is None:
+            note = "; ".join(x for x in (note, self.threshold_note or "no calibrated threshold") if x)
+            return ReferenceScore(self.name, "generator", c, None, "ncc", math.inf, False,
+                                  rotation=0, offset=None, n_positions=1, note=note)
         return ReferenceScore(self.name, "generator", c, None, "ncc", self.threshold, bool(c >= self.threshold),
                               rotation=0, offset=None, n_positions=1, note=note)
 
@@ -201,20 +208,22 @@ class Attributor:
 
     Parameters
     ----------
-    references : iterable of (name, kind, fingerprint, params, generator_threshold)
-        ``params`` a :class:`FingerprintParams` or dict; ``generator_threshold`` the NCC a generator
-        query must reach (ignored for cameras).
+    references : iterable of (name, kind, fingerprint, params)
+        ``params`` a :class:`FingerprintParams` or dict.
     method : {"pce", "ncc"}
         Score that decides camera matches (generators always use NCC).
     pce_threshold : float
         PCE threshold at one position (default 60); raised for searches (``scores.search_threshold``).
+    generator_threshold : float or GeneratorThreshold, optional
+        The NCC a generator query must reach (from ``calibration.threshold_from_null``); without
+        one, generators are scored but never matched.
     rotations : bool
         Try 90, 180 and 270 degree rotations of camera queries.
     """
 
-    def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any, float | None]], *, method: str = "pce",
-                 pce_threshold: float = DEFAULT_PCE_THRESHOLD, generator_threshold: float | None = None,
-                 rotations: bool = True):
+    def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]], *, method: str = "pce",
+                 pce_threshold: float = DEFAULT_PCE_THRESHOLD,
+                 generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not pce_threshold > 0:
@@ -224,15 +233,18 @@ class Attributor:
         self.rotations = (0, 1, 2, 3) if rotations else (0,)
         self.cameras: list[_Camera] = []
         self.generators: list[_Generator] = []
-        for name, kind, fp, params, gthr in references:
+        if generator_threshold is None or isinstance(generator_threshold, GeneratorThreshold):
+            self.generator_threshold = generator_threshold
+        else:
+            self.generator_threshold = GeneratorThreshold(float(generator_threshold), float("nan"), 0, "given")
+        gthr = self.generator_threshold
+        for name, kind, fp, params in references:
             params = params if isinstance(params, FingerprintParams) else FingerprintParams.from_dict(dict(params, kind=kind))
             if kind == "camera":
                 self.cameras.append(_Camera(name, fp, params))
             else:
-                thr = generator_threshold if generator_threshold is not None else gthr
-                if thr is None:
-                    raise ValueError(f"generator {name!r} has no calibrated NCC threshold; pass one")
-                self.generators.append(_Generator(name, fp, params, float(thr)))
+                self.generators.append(_Generator(name, fp, params, gthr.value if gthr else None,
+                                                  gthr.describe() if gthr else None))
 
     def score(self, image: np.ndarray, label: str = "image") -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
@@ -260,8 +272,14 @@ class Attributor:
 
 
 
-def load_attributor(library, **options) -> Attributor:
-    """An :class:`Attributor` over every reference of a library (a path or an open ``Library``)."""
+def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
+                    **options) -> Attributor:
+    """An :class:`Attributor` over every reference of a library (a path or an open ``Library``).
+
+    The generator NCC threshold is calibrated from the library's non-matching scores at per-pair
+    false-positive rate ``fpr`` (see ``fingerprint.calibration``) unless ``generator_threshold``
+    is given.
+    """
     from reference_db import Library
 
     own = not isinstance(library, Library)
@@ -271,13 +289,15 @@ def load_attributor(library, **options) -> Attributor:
         for name in lib.names():
             ref = lib.get(name, with_sums=False)
             params = FingerprintParams.from_dict(dict(ref.info.params, kind=ref.kind))
-            refs.append((name, ref.kind, ref.fingerprint, params, ref.info.params.get("ncc_threshold")))
+            refs.append((name, ref.kind, ref.fingerprint, params))
+        null = lib.calibration(NULL_KEY)
     finally:
         if own:
             lib.close()
     if not refs:
         raise ValueError(f"{getattr(lib, 'path', library)}: the library holds no references; build some first")
-    return Attributor(refs, **options)
+    threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
+    return Attributor(refs, generator_threshold=threshold, **options)
 
 
 def attribute(images, library, *, crop: tuple[int, int] | None = None, **options) -> list[Attribution]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from fingerprint import __version__
 from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
+from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import FingerprintParams, new_accumulator
 from fingerprint.io import collect_image_paths, crop_center, file_sha256, load_image
 from reference_db import Library
@@ -68,6 +69,19 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     n_images: int = 0
     created: bool = False
+
+
+def _other_generators(lib: Library, name: str, params: FingerprintParams) -> list:
+    """Scorers of the library's other generators, for the non-matching calibration scores."""
+    from fingerprint.attribute import _Generator
+
+    out = []
+    for info in lib.infos():
+        if info.kind == "generator" and info.name != name:
+            theirs = FingerprintParams.from_dict(dict(info.params, kind="generator"))
+            if theirs == params:  # scores of one statistic only
+                out.append(_Generator(info.name, lib.get(info.name, with_sums=False).fingerprint, theirs, None))
+    return out
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -124,6 +138,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             acc.shape = tuple(ref.info.shape[:2])
             seen = {sha for _, sha in ref.info.sources}
         new_sources: list[tuple[str, str]] = []
+        others = _other_generators(lib, name, params) if kind == "generator" else []
+        null_scores: list[float] = []
         with _progress(len(files), f"build {name}", progress) as bar:
             for path in files:
                 bar.update(1)
@@ -135,7 +151,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                     image = load_image(path)
                     if crop:
                         image = crop_center(image, crop)
-                    acc.add(image, name=str(path))
+                    residual = acc.add(image, name=str(path))
+                    null_scores += [g.score(residual).ncc for g in others]
                 except (InvalidImageError, ShapeMismatchError, OSError) as err:
                     if strict:
                         raise
@@ -156,13 +173,55 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
         fp = acc.fingerprint()
         shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
-        if name in lib:
-            lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
-        else:
-            lib.add(name, kind=kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, shape=shape,
-                    params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""}, sources=new_sources)
-            report.created = True
+        with lib.transaction():  # one atomic commit: the reference and its calibration scores
+            if name in lib:
+                lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
+            else:
+                lib.add(name, kind=kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, shape=shape,
+                        params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""},
+                        sources=new_sources)
+                report.created = True
+            lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
         report.n_images = acc.n_images
     return report
 
 
+
+
+def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | os.PathLike], *,
+                             crop: tuple[int, int] | None = None, progress: bool = True, lock_timeout: float = 10.0,
+                             warn: Callable[[str], None] | None = None) -> int:
+    """Add non-matching NCC scores from images known to come from none of the library's generators.
+
+    Each image is scored against every generator of the library; the scores are appended to the
+    library's calibration data (one atomic commit). Returns the number of scores added.
+    """
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    files = collect_image_paths(paths)
+    with Library(library, "r+", lock_timeout=lock_timeout, version=__version__) as lib:
+        generators = {}
+        for info in lib.infos():
+            if info.kind == "generator":
+                params = FingerprintParams.from_dict(dict(info.params, kind="generator"))
+                generators.setdefault(params, []).append(info.name)
+        if not generators:
+            raise InvalidImageError(f"{lib.path}: the library holds no generator to calibrate")
+        scorers = {p: _other_generators(lib, "", p) for p in generators}
+        scores: list[float] = []
+        from fingerprint.estimate import generator_residual
+
+        with _progress(len(files), "calibrate", progress) as bar:
+            for path in files:
+                bar.update(1)
+                try:
+                    image = load_image(path)
+                    if crop:
+                        image = crop_center(image, crop)
+                    for params, gens in scorers.items():
+                        r = generator_residual(image, params)
+                        scores += [g.score(r).ncc for g in gens]
+                except InvalidImageError as err:
+                    warn(f"{err}; skipped")
+        if scores:
+            lib.add_calibration(NULL_KEY, scores)
+    return len(scores)

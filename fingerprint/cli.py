@@ -61,10 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--method", choices=["pce", "ncc"], default="pce", help="score deciding camera matches (default pce)")
     a.add_argument("--pce-threshold", type=_positive, default=60.0, help="camera PCE threshold at one position (default 60)")
     a.add_argument("--ncc-threshold", type=float, help="generator NCC threshold (default: calibrated per library)")
+    a.add_argument("--fpr", type=_positive, default=0.01,
+                   help="generator false-positive rate per (image, generator) pair for the calibrated threshold (default 0.01)")
     a.add_argument("--no-rotations", action="store_true", help="do not try 90/180/270 degree rotations")
     a.add_argument("--json", action="store_true", help="one JSON object per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ca = sub.add_parser("calibrate", help="add non-matching generator scores from images of no library generator")
+    ca.add_argument("library")
+    ca.add_argument("paths", nargs="+", metavar="PATH", help="images known to come from none of the library's generators")
+    ca.add_argument("--crop", type=_crop, metavar="HxW")
+    ca.add_argument("--quiet", action="store_true")
 
     ls = sub.add_parser("list", help="list the references of a library")
     ls.add_argument("library")
@@ -90,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--crop", type=_crop, metavar="HxW")
     ev.add_argument("--method", choices=["pce", "ncc"], default="pce")
     ev.add_argument("--no-rotations", action="store_true")
+    ev.add_argument("--fpr", type=_positive, default=0.01, help="generator false-positive rate per pair (default 0.01)")
     ev.add_argument("--plots", metavar="DIR", help="write ROC, score-distribution and confusion PNGs here")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--quiet", action="store_true")
@@ -149,7 +158,7 @@ def cmd_attribute(args) -> int:
 
     failed = 0
     for item in attribute_paths(args.library, args.paths, crop=args.crop, method=args.method,
-                                pce_threshold=args.pce_threshold, generator_threshold=args.ncc_threshold,
+                                pce_threshold=args.pce_threshold, generator_threshold=args.ncc_threshold, fpr=args.fpr,
                                 rotations=not args.no_rotations, strict=args.strict, progress=not args.quiet):
         if isinstance(item, str):  # a per-file error message
             failed += 1
@@ -160,6 +169,16 @@ def cmd_attribute(args) -> int:
         else:
             print(_format_row(item), flush=True)
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_calibrate(args) -> int:
+    from fingerprint.attribute import load_attributor
+    from fingerprint.build import calibrate_with_negatives
+
+    n = calibrate_with_negatives(args.library, args.paths, crop=args.crop, progress=not args.quiet, warn=_warn)
+    att = load_attributor(args.library)
+    print(f"added {n} non-matching score(s); generator threshold: {att.generator_threshold.describe()}")
+    return EXIT_OK
 
 
 def cmd_list(args) -> int:
@@ -223,7 +242,7 @@ def cmd_evaluate(args) -> int:
     from fingerprint.evaluate import evaluate_library, format_report
 
     report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
-                              rotations=not args.no_rotations, plots=args.plots, progress=not args.quiet, warn=_warn)
+                              rotations=not args.no_rotations, fpr=args.fpr, plots=args.plots, progress=not args.quiet, warn=_warn)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return EXIT_OK
 
@@ -243,7 +262,7 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": cmd_build, "attribute": cmd_attribute, "list": cmd_list, "remove": cmd_remove,
+COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "attribute": cmd_attribute, "list": cmd_list, "remove": cmd_remove,
             "rename": cmd_rename, "export": cmd_export, "evaluate": cmd_evaluate, "bench": cmd_bench,
             "demo": cmd_demo}
 

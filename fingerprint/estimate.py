@@ -191,8 +191,8 @@ class CameraAccumulator(_Accumulator):
 class GeneratorAccumulator(_Accumulator):
     """Running sum ``sum`` (float32, shape (C, H, W)) of generator residuals."""
 
-    def add(self, image: np.ndarray, name: str = "image") -> None:
-        """Add one image (uint8/uint16, H x W [x 3]) of the generator."""
+    def add(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """Add one image (uint8/uint16, H x W [x 3]) of the generator; returns its residual (C, H, W)."""
         image = self._check(image, name)
         r = generator_residual(image, self.params)
         if not self.sums:
@@ -200,6 +200,7 @@ class GeneratorAccumulator(_Accumulator):
         for c in range(r.shape[0]):
             _accumulate(r[c], self.sums["sum"][c])
         self.n_images += 1
+        return r
 
     def fingerprint(self) -> np.ndarray:
         """The generator fingerprint F = sum / n, float32 (C, H, W)."""

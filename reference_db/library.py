@@ -1024,6 +1024,14 @@ class Library:
             shas = g[schema.SOURCES][schema.SOURCE_SHA256][()]
         return bool(np.any(shas == digest))
 
+    def calibration(self, key: str) -> np.ndarray:
+        """Calibration values stored under ``key`` (float64, 1-D; empty when there are none)."""
+        schema.check_name(key)
+        group = self._file().get(schema.CALIBRATION)
+        if group is None or key not in group:
+            return np.zeros(0, dtype=np.float64)
+        return np.asarray(group[key][()], dtype=np.float64)
+
     # ---- writing ----------------------------------------------------------------------------------
 
     def add(
@@ -1221,6 +1229,26 @@ class Library:
             g.attrs[schema.ATTR_N_IMAGES] = np.int64(n)
             g.attrs[schema.ATTR_UPDATED] = now
             g.attrs[schema.ATTR_GANPRINT_VERSION] = self._version
+
+    def add_calibration(self, key: str, values) -> None:
+        """Append finite values to the calibration dataset ``key`` (one atomic commit, or part of
+        the open transaction). Non-finite values are refused with ``ValueError``."""
+        self._check_writable()
+        schema.check_name(key)
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"calibration values for {key!r} must be finite")
+        if values.size == 0:
+            return
+        with self._writing() as f:
+            group = f.require_group(schema.CALIBRATION)
+            if key not in group:
+                group.create_dataset(key, data=values, maxshape=(None,), chunks=(schema.CALIBRATION_CHUNK,))
+            else:
+                ds = group[key]
+                n = ds.shape[0]
+                ds.resize((n + values.size,))
+                ds[n:] = values
 
     def remove(self, name: str) -> None:
         """Delete a reference (one atomic commit, or part of the open transaction).

@@ -21,6 +21,9 @@ The layout, schema version 1 (``docs/reference_db.md`` documents every item with
             params/            group with one attribute per parameter (int64, float64, bool, str)
             sources/file_name  str (variable-length UTF-8), shape (n_sources,)
             sources/sha256     bytes (fixed-length ASCII, 64), shape (n_sources,), lowercase hex
+    /calibration/                       optional: decision calibration data of the whole library
+        <key>              float64 (n,) resizable, e.g. "generator_null_ncc": NCC of images against
+                                        fingerprints of other sources (non-matching pairs)
 
 Changing anything above is a new ``SCHEMA_VERSION``.
 """
@@ -51,6 +54,10 @@ ATTR_IMAGE_SHAPE: Final = "image_shape"
 ATTR_UPDATED: Final = "updated"
 ATTR_N_SOURCES: Final = "n_sources"
 # ATTR_CREATED and ATTR_GANPRINT_VERSION are reused on reference groups.
+
+# The optional group of calibration data (float64 1-D datasets, appended to).
+CALIBRATION: Final = "calibration"
+CALIBRATION_CHUNK: Final = 1024
 
 # Members of one reference group.
 FINGERPRINT: Final = "fingerprint"
