@@ -9,8 +9,9 @@ offset) is searched over every shift that keeps it inside; each rotation by 0/90
 that fits is tried and the best PCE wins. The decision threshold grows with the number of
 positions searched, so the false-alarm rate of a decision stays that of PCE 60 at one position.
 
-Generators (DESIGN.md §6-§7): NCC between the query's generator residual and the fingerprint;
-match when the NCC reaches the reference's calibrated threshold.
+Generators (DESIGN.md §6-§7): NCC between the query's generator residual and the fingerprint
+(per-channel means removed); match when ``z = NCC * sqrt(D)`` (D values compared) reaches the
+library's calibrated threshold, i.e. when the NCC reaches ``z_threshold / sqrt(D)``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ReferenceScore:
     offset: tuple[int, int] | None = None
     n_positions: int = 0
     note: str | None = None
+    z: float | None = None  # generators: NCC * sqrt(number of values compared), ~N(0, 1)-scaled
 
     @property
     def strength(self) -> float:
@@ -72,6 +74,7 @@ class ReferenceScore:
             "rotation": self.rotation,
             "offset": list(self.offset) if self.offset is not None else None,
             "n_positions": self.n_positions,
+            **({"z": self.z} if self.z is not None else {}),
             **({"note": self.note} if self.note else {}),
         }
 
@@ -194,13 +197,19 @@ class _Generator:
         note = None
         if R.shape[1:] != F.shape[1:]:
             note = f"compared on the centred {common[0]}x{common[1]} region"
-        c = ncc(_centre(R, common), _centre(F, common))
+        r, f = _centre(R, common), _centre(F, common)
+        r = r - r.mean(axis=(1, 2), keepdims=True)  # per-channel means: the DC of every channel
+        f = f - f.mean(axis=(1, 2), keepdims=True)
+        c = ncc(r, f)
+        d = r.size
+        z = c * math.sqrt(d)
         if self.threshold is None:
             note = "; ".join(x for x in (note, self.threshold_note or "no calibrated threshold") if x)
             return ReferenceScore(self.name, "generator", c, None, "ncc", math.inf, False,
-                                  rotation=0, offset=None, n_positions=1, note=note)
-        return ReferenceScore(self.name, "generator", c, None, "ncc", self.threshold, bool(c >= self.threshold),
-                              rotation=0, offset=None, n_positions=1, note=note)
+                                  rotation=0, offset=None, n_positions=1, note=note, z=z)
+        ncc_threshold = self.threshold / math.sqrt(d)  # the z threshold in NCC units for this size
+        return ReferenceScore(self.name, "generator", c, None, "ncc", ncc_threshold, bool(z >= self.threshold),
+                              rotation=0, offset=None, n_positions=1, note=note, z=z)
 
 
 class Attributor:
@@ -215,8 +224,8 @@ class Attributor:
     pce_threshold : float
         PCE threshold at one position (default 60); raised for searches (``scores.search_threshold``).
     generator_threshold : float or GeneratorThreshold, optional
-        The NCC a generator query must reach (from ``calibration.threshold_from_null``); without
-        one, generators are scored but never matched.
+        The ``z = NCC * sqrt(D)`` a generator query must reach (from
+        ``calibration.threshold_from_null``); without one, generators are scored but never matched.
     rotations : bool
         Try 90, 180 and 270 degree rotations of camera queries.
     """

@@ -26,7 +26,9 @@ __all__ = ["BuildReport", "build_fingerprint", "build_reference", "default_param
 
 def default_params(kind: str, **overrides) -> FingerprintParams:
     """Default estimator parameters for a kind (``"camera"`` or ``"generator"``)."""
-    base = {"camera": {}, "generator": dict(sigma=3.0, color=True, zero_mean=False)}
+    # Generators: measured on shared/data/gan (benchmarks/gan_experiments.py, RESULTS.md): colour,
+    # sigma 5, no ZeroMeanTotal, spectral self-whitening and Wiener-shrunk mean.
+    base = {"camera": {}, "generator": dict(sigma=5.0, color=True, zero_mean=False, whiten=True, shrink=True)}
     if kind not in base:
         raise ValueError(f"kind must be 'camera' or 'generator', got {kind!r}")
     values = dict(base[kind], **{k: v for k, v in overrides.items() if v is not None})
@@ -152,7 +154,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                     if crop:
                         image = crop_center(image, crop)
                     residual = acc.add(image, name=str(path))
-                    null_scores += [g.score(residual).ncc for g in others]
+                    null_scores += [g.score(residual).z for g in others]
                 except (InvalidImageError, ShapeMismatchError, OSError) as err:
                     if strict:
                         raise
@@ -191,7 +193,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
 def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | os.PathLike], *,
                              crop: tuple[int, int] | None = None, progress: bool = True, lock_timeout: float = 10.0,
                              warn: Callable[[str], None] | None = None) -> int:
-    """Add non-matching NCC scores from images known to come from none of the library's generators.
+    """Add non-matching generator scores (z = NCC sqrt(D)) from images known to come from none of the
+    library's generators.
 
     Each image is scored against every generator of the library; the scores are appended to the
     library's calibration data (one atomic commit). Returns the number of scores added.
@@ -219,7 +222,7 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
                         image = crop_center(image, crop)
                     for params, gens in scorers.items():
                         r = generator_residual(image, params)
-                        scores += [g.score(r).ncc for g in gens]
+                        scores += [g.score(r).z for g in gens]
                 except InvalidImageError as err:
                     warn(f"{err}; skipped")
         if scores:

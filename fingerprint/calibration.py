@@ -1,6 +1,10 @@
-"""Open-set decision thresholds for generators, calibrated on non-matching NCC scores.
+"""Open-set decision thresholds for generators, calibrated on non-matching scores.
 
-A library gathers, in ``/calibration/generator_null_ncc``, the NCC of generator images against the
+Generator scores are ``z = NCC * sqrt(D)``, D the number of values compared: for unrelated
+residuals z is roughly normal with a spread that does not depend on the image size, so one
+threshold serves every size (the NCC threshold of a pair is ``z_threshold / sqrt(D)``).
+
+A library gathers, in ``/calibration/generator_null_z``, the z of generator images against the
 fingerprints of *other* generators: at every ``build`` of a generator (its images against the
 generators already in the library) and with ``ganprint calibrate`` (images known to come from no
 generator of the library, e.g. real photos). The threshold for a per-pair false-positive rate
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
-NULL_KEY = "generator_null_ncc"
+NULL_KEY = "generator_null_z"
 DEFAULT_FPR = 0.01  # per (image, generator) pair
 MIN_NULL_SCORES = 20  # fewer non-matching scores than this: no calibrated threshold
 
@@ -29,7 +33,7 @@ __all__ = ["DEFAULT_FPR", "MIN_NULL_SCORES", "NULL_KEY", "GeneratorThreshold", "
 
 @dataclass(frozen=True)
 class GeneratorThreshold:
-    """An NCC threshold with how it was obtained."""
+    """A threshold on generator z scores, with how it was obtained."""
 
     value: float | None  # None: not enough calibration data
     fpr: float
@@ -40,11 +44,12 @@ class GeneratorThreshold:
         if self.value is None:
             return (f"uncalibrated ({self.n_null} non-matching scores, {MIN_NULL_SCORES} needed): build a second "
                     "generator, run 'ganprint calibrate' with images of no library generator, or pass --ncc-threshold")
-        return f"NCC {self.value:.4f} at {self.fpr:g} false positives per pair ({self.source}, {self.n_null} scores)"
+        return (f"z = NCC*sqrt(D) >= {self.value:.2f} at {self.fpr:g} false positives per pair "
+                f"({self.source} of {self.n_null} non-matching scores)")
 
 
 def threshold_from_null(null: np.ndarray, fpr: float = DEFAULT_FPR) -> GeneratorThreshold:
-    """NCC threshold for per-pair false-positive rate ``fpr`` from non-matching scores ``null``."""
+    """z threshold for per-pair false-positive rate ``fpr`` from non-matching z scores ``null``."""
     if not 0 < fpr < 1:
         raise ValueError(f"the false-positive rate must be in (0, 1), got {fpr}")
     null = np.asarray(null, dtype=np.float64)

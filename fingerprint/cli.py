@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="stop at the first bad image instead of skipping it")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    # --- distributed (fingerprint/distributed.py) ---
+    b.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                   help="build on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
 
     a = sub.add_parser("attribute", help="attribute questioned images against a library")
     a.add_argument("library")
@@ -67,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    # --- distributed (fingerprint/distributed.py) ---
+    a.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                   help="attribute on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
 
     ca = sub.add_parser("calibrate", help="add non-matching generator scores from images of no library generator")
     ca.add_argument("library")
@@ -127,8 +133,16 @@ def _warn(msg: str) -> None:
 def cmd_build(args) -> int:
     from fingerprint.build import build_reference
 
-    rep = build_reference(args.library, args.name, args.kind, args.paths, crop=args.crop, strict=args.strict,
-                          sigma=args.sigma, progress=not args.quiet, warn=_warn)
+    if getattr(args, "scheduler", None):  # --- distributed (fingerprint/distributed.py) ---
+        from fingerprint.distributed import build_reference_distributed, connect
+
+        with connect(args.scheduler) as client:
+            rep = build_reference_distributed(args.library, args.name, args.kind, args.paths, client=client,
+                                              crop=args.crop, strict=args.strict, sigma=args.sigma,
+                                              progress=not args.quiet, warn=_warn)
+    else:
+        rep = build_reference(args.library, args.name, args.kind, args.paths, crop=args.crop, strict=args.strict,
+                              sigma=args.sigma, progress=not args.quiet, warn=_warn)
     verb = "created" if rep.created else "updated"
     if not rep.added:
         print(f"{args.name}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
@@ -154,12 +168,28 @@ def _format_row(res) -> str:
 
 
 def cmd_attribute(args) -> int:
+    import contextlib
+
     from fingerprint.attribute import attribute_paths
 
+    options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
+                   generator_threshold=args.ncc_threshold, fpr=args.fpr, rotations=not args.no_rotations,
+                   strict=args.strict, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:  # --- distributed (fingerprint/distributed.py) ---
+        if getattr(args, "scheduler", None):
+            from fingerprint.distributed import attribute_distributed, connect
+
+            client = stack.enter_context(connect(args.scheduler))
+            items = attribute_distributed(args.library, args.paths, client=client, **options)
+        else:
+            items = attribute_paths(args.library, args.paths, **options)
+        failed = _print_attributions(items, args)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _print_attributions(items, args) -> int:
     failed = 0
-    for item in attribute_paths(args.library, args.paths, crop=args.crop, method=args.method,
-                                pce_threshold=args.pce_threshold, generator_threshold=args.ncc_threshold, fpr=args.fpr,
-                                rotations=not args.no_rotations, strict=args.strict, progress=not args.quiet):
+    for item in items:
         if isinstance(item, str):  # a per-file error message
             failed += 1
             _warn(item)
@@ -168,7 +198,7 @@ def cmd_attribute(args) -> int:
             print(json.dumps(item.as_dict()), flush=True)
         else:
             print(_format_row(item), flush=True)
-    return EXIT_ERROR if failed else EXIT_OK
+    return failed
 
 
 def cmd_calibrate(args) -> int:

@@ -58,6 +58,8 @@ class FingerprintParams:
     wavelet: str = "db4"
     color: bool = True  # generators: keep 3 colour channels (False: gray)
     zero_mean: bool = True  # generators: ZeroMeanTotal on each channel's residual
+    whiten: bool = False  # generators: spectral self-whitening of each residual channel
+    shrink: bool = False  # generators: per-frequency Wiener shrinkage of the mean (needs the "power" sum)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,7 +73,8 @@ class FingerprintParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FingerprintParams:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        for key, typ in (("sigma", float), ("levels", int), ("color", bool), ("zero_mean", bool)):
+        for key, typ in (("sigma", float), ("levels", int), ("color", bool), ("zero_mean", bool),
+                         ("whiten", bool), ("shrink", bool)):
             if key in known:
                 known[key] = typ(known[key])
         return cls(**known)
@@ -91,11 +94,46 @@ def _to_gray(planes: np.ndarray) -> np.ndarray:
     return np.tensordot(g, planes, axes=1).astype(np.float32, copy=False)
 
 
+def whitening_window(shape: tuple[int, int]) -> int:
+    """Width (odd, in frequency bins) of the spectral smoothing of ``self_whiten``: min(H, W) // 8."""
+    return (min(shape) // 8) | 1
+
+
+def self_whiten(planes: np.ndarray) -> np.ndarray:
+    """Divide each channel's spectrum by its own smoothed magnitude (spectral self-whitening).
+
+    Per channel: ``F = DFT2(r)``, ``P = box_w(|F|^2)`` (w x w moving average over frequencies,
+    circular, ``w = whitening_window``), ``r <- real(IDFT2(F / sqrt(P + 1e-12 mean(P))))``.
+    The smooth, content-driven colouring of the residual spectrum is removed while narrow
+    periodic peaks (up-sampling traces) and the phase survive, so the NCC of whitened residuals
+    is close to a matched filter. Uses only the image itself.
+
+    Parameters
+    ----------
+    planes : ndarray of float32, shape (C, H, W)
+
+    Returns
+    -------
+    ndarray of float32, shape (C, H, W)
+    """
+    from scipy import fft, ndimage
+
+    w = whitening_window(planes.shape[1:])
+    out = np.empty_like(planes)
+    for c in range(planes.shape[0]):
+        f = fft.fft2(planes[c], workers=-1)
+        power = ndimage.uniform_filter((f.real**2 + f.imag**2).astype(np.float32), size=w, mode="wrap")
+        f /= np.sqrt(power + np.float32(1e-12) * power.mean() + np.float32(1e-30))
+        out[c] = fft.ifft2(f, workers=-1).real
+    return out
+
+
 def generator_residual(image: np.ndarray, params: FingerprintParams) -> np.ndarray:
     """Residual used for generator fingerprints and generator queries (DESIGN.md §6).
 
-    Per-channel ``noise_extract`` (no DFT Wiener: the periodic peaks are the signal), then
-    ZeroMeanTotal per channel if ``params.zero_mean``, then gray if not ``params.color``.
+    Per-channel ``noise_extract`` with ``params.sigma`` (no DFT Wiener: the periodic peaks are the
+    signal), then ZeroMeanTotal per channel if ``params.zero_mean``, spectral self-whitening if
+    ``params.whiten``, gray if not ``params.color``.
 
     Returns
     -------
@@ -104,6 +142,8 @@ def generator_residual(image: np.ndarray, params: FingerprintParams) -> np.ndarr
     planes = extract_noise(image, params.sigma, params.levels)
     if params.zero_mean:
         _zero_mean_planes(planes)
+    if params.whiten:
+        planes = self_whiten(planes)
     if not params.color and planes.shape[0] == 3:
         planes = _to_gray(planes)[None]
     return planes
@@ -188,8 +228,22 @@ class CameraAccumulator(_Accumulator):
         return wiener_dft(gray, std)
 
 
+def _half_spectrum(planes: np.ndarray) -> np.ndarray:
+    """``rfft2`` of each channel with its DC bin zeroed (complex64, shape (C, H, W // 2 + 1))."""
+    from scipy import fft
+
+    y = fft.rfft2(planes, axes=(-2, -1), workers=-1)
+    y[:, 0, 0] = 0
+    return y
+
+
 class GeneratorAccumulator(_Accumulator):
-    """Running sum ``sum`` (float32, shape (C, H, W)) of generator residuals."""
+    """Running sums of generator residuals R_i (float32, shape (C, H, W)).
+
+    ``sum`` = sum_i R_i, and with ``params.shrink`` also ``power`` = sum_i |Y_i|**2 (float32,
+    shape (C, H, W // 2 + 1)), ``Y_i`` the half spectrum of R_i with DC zeroed, from which the
+    per-frequency variance across images is known.
+    """
 
     def add(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Add one image (uint8/uint16, H x W [x 3]) of the generator; returns its residual (C, H, W)."""
@@ -197,16 +251,41 @@ class GeneratorAccumulator(_Accumulator):
         r = generator_residual(image, self.params)
         if not self.sums:
             self.sums = {"sum": np.zeros(r.shape, dtype=np.float32)}
+            if self.params.shrink:
+                self.sums["power"] = np.zeros((r.shape[0], r.shape[1], r.shape[2] // 2 + 1), dtype=np.float32)
         for c in range(r.shape[0]):
             _accumulate(r[c], self.sums["sum"][c])
+        if self.params.shrink:
+            y = _half_spectrum(r)
+            power = (y.real**2 + y.imag**2).astype(np.float32)
+            for c in range(r.shape[0]):
+                _accumulate(power[c], self.sums["power"][c])
         self.n_images += 1
         return r
 
     def fingerprint(self) -> np.ndarray:
-        """The generator fingerprint F = sum / n, float32 (C, H, W)."""
-        if self.n_images == 0:
+        """The generator fingerprint, float32 (C, H, W).
+
+        The mean residual ``F = sum / n``; with ``params.shrink``, each frequency of its spectrum
+        ``M`` is multiplied by the Wiener gain ``max(0, 1 - V / (n |M|^2))``, where
+        ``V = max(power - n |M|^2, 0) / (n - 1)`` is the variance of that frequency across the
+        images: frequencies whose mean does not stand above its own estimation noise are zeroed.
+        """
+        from scipy import fft
+
+        n = self.n_images
+        if n == 0:
             raise ValueError("no images were added; a fingerprint needs at least one")
-        return (self.sums["sum"] / np.float32(self.n_images)).astype(np.float32)
+        mean = (self.sums["sum"] / np.float32(n)).astype(np.float32)
+        if not self.params.shrink or n < 2:
+            return mean
+        m = _half_spectrum(mean)
+        m2 = (m.real.astype(np.float64) ** 2 + m.imag.astype(np.float64) ** 2)
+        var = np.maximum(self.sums["power"] - n * m2, 0.0) / (n - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(m2 > 0, np.maximum(0.0, 1.0 - var / (n * m2)), 0.0)
+        m *= gain.astype(np.float32)
+        return fft.irfft2(m, s=mean.shape[1:], axes=(-2, -1), workers=-1).astype(np.float32)
 
 
 def new_accumulator(params: FingerprintParams) -> _Accumulator:

@@ -12,8 +12,10 @@ import os
 FASTMATH_FLAGS = {"nsz", "arcp", "contract", "afn", "reassoc"}
 CACHE = os.environ.get("GANPRINT_NUMBA_CACHE", "1") != "0"
 THREADS_PER_BLOCK = 256
+PARALLEL_MIN_SIZE = 1 << 16  # elements; smaller inputs run the serial build of a kernel (kernels/_jit.py)
 
-_DEFAULTS = {"FASTMATH_FLAGS": set(FASTMATH_FLAGS), "CACHE": CACHE, "THREADS_PER_BLOCK": THREADS_PER_BLOCK}
+_DEFAULTS = {"FASTMATH_FLAGS": set(FASTMATH_FLAGS), "CACHE": CACHE, "THREADS_PER_BLOCK": THREADS_PER_BLOCK,
+             "PARALLEL_MIN_SIZE": PARALLEL_MIN_SIZE}
 
 
 def reset() -> None:

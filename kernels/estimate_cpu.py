@@ -11,6 +11,7 @@ import numpy as np
 from numba import prange
 
 from kernels import config
+from kernels._jit import sized_kernel
 
 _JIT = dict(cache=config.CACHE, fastmath=config.FASTMATH_FLAGS, nogil=True)
 
@@ -19,22 +20,20 @@ INTEN_KNEE = 252.0  # Binghamton IntenScale: T = 252, v = 6
 INTEN_WIDTH = 6.0
 
 
-@numba.njit(parallel=True, **_JIT)
+@numba.njit(**_JIT)
 def _channel_max(x):
-    """Maximum of a 2-D array (any strides), as float64."""
+    """Maximum of a 2-D array (any strides), as float64 (serial: called inside a parallel kernel)."""
     h, w = x.shape
-    row_max = np.empty(h, dtype=np.float64)
-    for i in prange(h):
-        m = -np.inf
+    m = -np.inf
+    for i in range(h):
         for j in range(w):
             v = np.float64(x[i, j])
             if v > m:
                 m = v
-        row_max[i] = m
-    return row_max.max()
+    return m
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _accumulate_ml(noise, x, scale, s_sum, n_sum):
     """Add one channel to the maximum-likelihood PRNU sums.
 
@@ -70,7 +69,7 @@ def _accumulate_ml(noise, x, scale, s_sum, n_sum):
             n_sum[i, j] += np.float32(t * t)
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _accumulate(values, total):
     """``total += values`` (float32, same shape, 2-D)."""
     h, w = values.shape
@@ -79,7 +78,7 @@ def _accumulate(values, total):
             total[i, j] += values[i, j]
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _ml_ratio(s_sum, n_sum, out):
     """``K = S / (N + 1)`` elementwise (float32, 2-D)."""
     h, w = s_sum.shape

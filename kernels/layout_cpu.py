@@ -10,6 +10,7 @@ import numba
 from numba import prange
 
 from kernels import config
+from kernels._jit import sized_kernel
 
 _JIT = dict(cache=config.CACHE, fastmath=config.FASTMATH_FLAGS, nogil=True)
 
@@ -26,7 +27,7 @@ def _mirror(i, m):
     return i
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _pad_symmetric(x, top, left, scale, out):
     """``out = scale * pad(x, symmetric)``: x (m, n) any real dtype, any strides; out float32 (nr, nc).
 
@@ -44,7 +45,7 @@ def _pad_symmetric(x, top, left, scale, out):
             out[a, b] = x[i, _mirror(b - left, n)] * scale
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _add_crop(rec, top, left, weight, out, first):
     """``out = weight * rec[top:top+m, left:left+n]`` (first) or ``out += ...`` (later channels)."""
     m, n = out.shape

@@ -11,12 +11,13 @@ import scipy.fft
 from numba import prange
 
 from kernels import config
+from kernels._jit import sized_kernel
 from kernels.wiener_cpu import local_wiener_gain
 
 _JIT = dict(cache=config.CACHE, fastmath=config.FASTMATH_FLAGS, nogil=True)
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _lattice_sums(w, row_sums, col_sums):
     """Row sums per column parity and column sums per row parity, float64.
 
@@ -47,7 +48,7 @@ def _lattice_sums(w, row_sums, col_sums):
                 col_sums[p, j] += w[i, j]
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _zero_mean_apply(w, row_mean, col_mean, lattice_mean, out, row_stats):
     """``out = w - col_mean[i%2, j] - row_mean[i, j%2] + lattice_mean[i%2, j%2]``.
 
@@ -113,7 +114,7 @@ def zero_mean_total(w: np.ndarray, out: np.ndarray | None = None) -> tuple[np.nd
     return out, float(np.sqrt(max(var, 0.0)))
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _full_magnitude(f_half, scale, a_full):
     """Full-size ``|F| * scale`` from the half spectrum of a real signal (Hermitian symmetry).
 
@@ -132,7 +133,7 @@ def _full_magnitude(f_half, scale, a_full):
             a_full[k, l] = np.float32(np.sqrt(z.real * z.real + z.imag * z.imag) * scale)
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _apply_symmetric_gain(f_half, gain):
     """``F[k, l] *= (gain[k, l] + gain[-k, -l]) / 2`` on the half spectrum.
 

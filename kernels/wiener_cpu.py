@@ -20,12 +20,13 @@ import numpy as np
 from numba import prange
 
 from kernels import config
+from kernels._jit import sized_kernel
 
 RADIUS = 4  # half of the largest window (9)
 _JIT = dict(cache=config.CACHE, fastmath=config.FASTMATH_FLAGS, nogil=True)
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _energy_sat(d, sat):
     """Summed-area table of ``d**2`` zero-padded by ``RADIUS``.
 
@@ -84,7 +85,7 @@ def _min_excess(sat, i, j, sigma2):
     return max(best, 0.0)
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _apply_wiener(d, sat, sigma2, out):
     """``out = d * sigma2 / (v + sigma2)``; ``out`` may be ``d`` itself (in place)."""
     m, n = d.shape
@@ -94,7 +95,7 @@ def _apply_wiener(d, sat, sigma2, out):
             out[i, j] = d[i, j] * (sigma2 / (v + sigma2))
 
 
-@numba.njit(parallel=True, **_JIT)
+@sized_kernel
 def _apply_gain(sat, sigma2, out):
     """``out = sigma2 / (v + sigma2)``, the Wiener gain alone (used on DFT magnitudes)."""
     m, n = out.shape

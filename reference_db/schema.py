@@ -22,7 +22,7 @@ The layout, schema version 1 (``docs/reference_db.md`` documents every item with
             sources/file_name  str (variable-length UTF-8), shape (n_sources,)
             sources/sha256     bytes (fixed-length ASCII, 64), shape (n_sources,), lowercase hex
     /calibration/                       optional: decision calibration data of the whole library
-        <key>              float64 (n,) resizable, e.g. "generator_null_ncc": NCC of images against
+        <key>              float64 (n,) resizable, e.g. "generator_null_z": z = NCC*sqrt(D) of images against
                                         fingerprints of other sources (non-matching pairs)
 
 Changing anything above is a new ``SCHEMA_VERSION``.
