@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench evaluate clean
 
 install: $(STAMP)
 
@@ -21,7 +21,10 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) benchmarks/compare_residual.py
+	$(VENV)/bin/ganprint bench --sizes 512x512,2000x3008,3000x4000
+
+evaluate: install
+	$(PY) benchmarks/evaluate_shared.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .benchmarks

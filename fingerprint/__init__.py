@@ -22,7 +22,7 @@ from fingerprint.io import load_image  # noqa: E402
 from fingerprint.residual import extract_noise, extract_residual, noise_extract  # noqa: E402
 from fingerprint.scores import ncc, pce  # noqa: E402
 from fingerprint.build import build_fingerprint, build_reference  # noqa: E402
-from fingerprint.attribute import Attribution, attribute  # noqa: E402
+from fingerprint.attribution import Attribution, attribute  # noqa: E402
 from reference_db import Library  # noqa: E402
 
 __all__ = [

@@ -75,7 +75,7 @@ class BuildReport:
 
 def _other_generators(lib: Library, name: str, params: FingerprintParams) -> list:
     """Scorers of the library's other generators, for the non-matching calibration scores."""
-    from fingerprint.attribute import _Generator
+    from fingerprint.attribution import _Generator
 
     out = []
     for info in lib.infos():

@@ -170,7 +170,7 @@ def _format_row(res) -> str:
 def cmd_attribute(args) -> int:
     import contextlib
 
-    from fingerprint.attribute import attribute_paths
+    from fingerprint.attribution import attribute_paths
 
     options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
                    generator_threshold=args.ncc_threshold, fpr=args.fpr, rotations=not args.no_rotations,
@@ -202,7 +202,7 @@ def _print_attributions(items, args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from fingerprint.attribute import load_attributor
+    from fingerprint.attribution import load_attributor
     from fingerprint.build import calibrate_with_negatives
 
     n = calibrate_with_negatives(args.library, args.paths, crop=args.crop, progress=not args.quiet, warn=_warn)

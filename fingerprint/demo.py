@@ -67,7 +67,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
     """Run the demo into ``out_dir`` (replaced if it exists) and print the report; returns the metrics."""
     from tqdm import tqdm
 
-    from fingerprint.attribute import load_attributor
+    from fingerprint.attribution import load_attributor
     from fingerprint.build import build_reference
     from fingerprint.evaluate import evaluate_results, format_report, read_labelled_queries
     from fingerprint.io import load_image

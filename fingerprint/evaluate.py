@@ -166,7 +166,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
 
     from tqdm import tqdm
 
-    from fingerprint.attribute import load_attributor
+    from fingerprint.attribution import load_attributor
     from fingerprint.io import crop_center, load_image
 
     pairs = read_labelled_queries(queries)

@@ -258,6 +258,8 @@ class Attributor:
     def score(self, image: np.ndarray, label: str = "image") -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
         scores: dict[str, ReferenceScore] = {}
+        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 1:
+            image = image[..., 0]  # (H, W, 1) is gray, as extract_residual reads it
         if self.cameras:
             W = extract_residual(image, sigma=QUERY_SIGMA, levels=self.cameras[0].params.levels)
             I = gray_image(image)
@@ -325,6 +327,7 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
     -------
     list of Attribution, one per image, in order.
     """
+    from fingerprint.errors import GanprintError
     from fingerprint.io import crop_center, load_image
 
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
@@ -338,7 +341,12 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
         image = load_image(item) if not isinstance(item, np.ndarray) else item
         if crop:
             image = crop_center(image, crop)
-        out.append(att.score(image, label))
+        try:
+            out.append(att.score(image, label))
+        except GanprintError as err:  # name the file or item, as load_image's errors do
+            if label in str(err):
+                raise
+            raise type(err)(f"{label}: {str(err).removeprefix('image: ')}") from None
     return out
 
 
@@ -366,4 +374,4 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
         except GanprintError as err:
             if strict:
                 raise
-            yield str(err) if str(path) in str(err) else f"{path}: {err}"
+            yield str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}"

@@ -1,0 +1,143 @@
+"""Attribution: camera PCE with crop and rotation search, generator z scores, open-set decisions."""
+
+from __future__ import annotations
+
+import naive
+import numpy as np
+import pytest
+
+from fingerprint import attribute, build_fingerprint, extract_residual
+from fingerprint.attribution import Attributor, gray_image
+from fingerprint.build import build_reference, calibrate_with_negatives, default_params
+from fingerprint.scores import search_threshold
+from fingerprint.synthetic import make_camera, make_generator
+
+SHAPE = (160, 224)
+
+
+@pytest.fixture(scope="module")
+def cameras():
+    cams = [make_camera(f"cam{i}", 100 + i, shape=SHAPE, prnu_std=0.015) for i in range(3)]
+    refs = [(c.name, "camera", build_fingerprint(list(c.images(10, seed=1, flat=True)), "camera"),
+             default_params("camera")) for c in cams[:2]]
+    return cams, refs
+
+
+def test_camera_match_and_unknown(cameras):
+    cams, refs = cameras
+    att = Attributor(refs)
+    own = next(cams[0].images(1, seed=7))
+    res = att.score(own, "own")
+    assert res.decision == "match" and res.best == "cam0"
+    assert res.scores["cam0"].pce > 60 and res.scores["cam0"].rotation == 0
+    assert res.scores["cam1"].pce < 60
+    outsider = att.score(next(cams[2].images(1, seed=7)), "outsider")
+    assert outsider.decision == "unknown" and outsider.best is None
+    assert outsider.closest in ("cam0", "cam1")
+
+
+def test_aligned_pce_matches_reference(cameras):
+    cams, refs = cameras
+    img = next(cams[0].images(1, seed=8))
+    K = refs[0][2]
+    score = Attributor(refs[:1], rotations=False).score(img).scores["cam0"]
+    W = naive.residual(img)
+    I = naive.rgb2gray(img)
+    expected, _ = naive.pce_from_cc(naive.crosscorr(K, W * I))
+    assert score.pce == pytest.approx(expected, rel=1e-3)
+    assert score.ncc == pytest.approx(naive.ncc(W, I * K), rel=1e-3)
+
+
+def test_crop_at_unknown_offset_is_found(cameras):
+    cams, refs = cameras
+    img = next(cams[1].images(1, seed=9))
+    crop = img[37:37 + 96, 61:61 + 128]
+    s = Attributor(refs).score(crop).scores["cam1"]
+    assert s.match and s.offset == (37, 61)
+    assert s.n_positions == (SHAPE[0] - 96 + 1) * (SHAPE[1] - 128 + 1)
+    assert s.threshold == pytest.approx(search_threshold(60.0, s.n_positions))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rotated_query_is_found(cameras, k):
+    cams, refs = cameras
+    img = np.rot90(next(cams[0].images(1, seed=10)), k)
+    res = Attributor(refs).score(np.ascontiguousarray(img))
+    assert res.best == "cam0"
+    assert res.scores["cam0"].rotation == (360 - 90 * k) % 360
+
+
+def test_no_rotations_option_misses_rotated_query(cameras):
+    cams, refs = cameras
+    img = np.ascontiguousarray(np.rot90(next(cams[0].images(1, seed=10)), 2))
+    assert Attributor(refs, rotations=False).score(img).decision == "unknown"
+
+
+def test_query_larger_than_fingerprint_is_reported(cameras):
+    _, refs = cameras
+    big = np.zeros((SHAPE[0] + 40, SHAPE[1] + 40, 3), np.uint8) + 100
+    s = Attributor(refs).score(big).scores["cam0"]
+    assert s.pce is None and not s.match and "larger" in s.note
+
+
+def test_ncc_method_decides_with_equivalent_threshold(cameras):
+    cams, refs = cameras
+    res = Attributor(refs, method="ncc").score(next(cams[0].images(1, seed=11)))
+    s = res.scores["cam0"]
+    assert s.decided_by == "ncc" and s.threshold == pytest.approx(np.sqrt(60.0 / (SHAPE[0] * SHAPE[1])))
+    assert res.best == "cam0"
+
+
+def test_bad_options_are_refused(cameras):
+    _, refs = cameras
+    with pytest.raises(ValueError, match="method"):
+        Attributor(refs, method="psnr")
+    with pytest.raises(ValueError, match="threshold"):
+        Attributor(refs, pce_threshold=0)
+
+
+def test_gray_image_matches_reference(rng):
+    img = rng.integers(0, 65536, (20, 30, 3)).astype(np.uint16)
+    assert np.allclose(gray_image(img), naive.rgb2gray(img / 257.0), rtol=1e-5)
+
+
+def test_library_round_trip_with_generators_and_cameras(tmp_path):
+    """build -> library -> attribute through the public API, with a calibrated generator threshold."""
+    from PIL import Image
+
+    lib = tmp_path / "lib.h5"
+    gens = [make_generator(f"g{i}", arch, seed, out_size=128)
+            for i, (arch, seed) in enumerate([("transposed_conv", 1), ("transposed_conv", 2), ("pixel_shuffle", 3)])]
+    for g in gens[:2]:
+        folder = tmp_path / g.name
+        folder.mkdir()
+        for i, im in enumerate(g.images(12, seed=1)):
+            Image.fromarray(im).save(folder / f"{i}.png")
+        build_reference(lib, g.name, "generator", [folder], progress=False)
+    cam = make_camera("camZ", 3, shape=(128, 128))
+    cdir = tmp_path / "camZ"
+    cdir.mkdir()
+    for i, im in enumerate(cam.images(8, seed=1, flat=True)):
+        Image.fromarray(im).save(cdir / f"{i}.png")
+    build_reference(lib, "camZ", "camera", [cdir], progress=False)
+    queries = [next(g.images(1, seed=5)) for g in gens] + [next(cam.images(1, seed=5))]
+    # 12 non-matching scores from the builds (g1's images against g0): too few to calibrate
+    uncalibrated = attribute(queries[0], lib)[0]
+    assert uncalibrated.decision == "unknown" and "uncalibrated" in uncalibrated.scores["g0"].note
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    for i, im in enumerate(make_generator("n", "nearest_conv", 8, out_size=128).images(10, seed=1)):
+        Image.fromarray(im).save(negatives / f"{i}.png")
+    assert calibrate_with_negatives(lib, [negatives], progress=False) == 20
+    results = attribute(queries, lib)
+    assert [r.best for r in results[:2]] == ["g0", "g1"]
+    assert results[2].decision == "unknown"  # a generator outside the library
+    assert results[3].best == "camZ"
+    d = results[0].as_dict()
+    assert d["decision"] == "match" and d["scores"]["g0"]["z"] > d["scores"]["g1"]["z"]
+
+
+def test_residual_is_deterministic(cameras):
+    cams, _ = cameras
+    img = next(cams[0].images(1, seed=3))
+    assert np.array_equal(extract_residual(img), extract_residual(img))
