@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -302,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     from fingerprint.errors import GanprintError, LibraryError
+
+    if not args.debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
 
     try:
         return COMMANDS[args.command](args)

@@ -27,7 +27,7 @@ The client holds the library's writer lock from start to end, like the in-proces
 
 Attribution (:func:`attribute_distributed`): the references are read once on the client and
 scattered to every worker (``broadcast=True``); each worker builds one
-:class:`~fingerprint.attribute.Attributor` (fingerprint spectra included) per scattered payload and
+:class:`~fingerprint.attribution.Attributor` (fingerprint spectra included) per scattered payload and
 keeps it in a worker-local cache. Queries go out in small batches with a bounded number in flight;
 results stream back in input order.
 """
@@ -51,6 +51,7 @@ __all__ = [
     "attribute_distributed",
     "build_reference_distributed",
     "connect",
+    "default_batch_size",
     "merge_partials",
     "parse_scheduler",
     "reduce_batch",
@@ -115,7 +116,7 @@ def connect(spec: str, *, quiet: bool = True) -> Iterator[Any]:
     cores = os.cpu_count() or 1
     n = n or cores
     numba_threads = str(max(1, cores // n))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=40 if quiet else 30,
                            env={"NUMBA_NUM_THREADS": numba_threads, "OMP_NUM_THREADS": numba_threads})
     try:
@@ -142,7 +143,7 @@ class _Record:
     path: str
     sha: str
     error: BaseException | None = None  # the exception that made it skip (None: counted)
-    null_scores: list[float] = field(default_factory=list)  # generators: NCC vs the library's other generators
+    null_scores: list[float] = field(default_factory=list)  # generators: z scores vs the library's other generators
 
 
 @dataclass
@@ -235,7 +236,7 @@ def reduce_batch(items: Sequence[tuple[int, str, str]], params, *, crop=None, sh
         else:
             try:
                 residual = acc.add(_load(path, crop), name=path)
-                rec.null_scores = [g.score(residual).ncc for g in others]
+                rec.null_scores = [g.score(residual).z for g in others]  # as build_reference: z = NCC sqrt(D)
                 hashes.add(sha)
             except (InvalidImageError, ShapeMismatchError, OSError) as err:
                 rec.error = err
@@ -279,6 +280,15 @@ def _probe(items: Sequence[tuple[int, str]], params, crop) -> tuple[int, tuple[i
     return len(items), None, None, errors
 
 
+def default_batch_size(n_images: int, n_threads: int) -> int:
+    """Images per reduce task: about 4 tasks per worker thread (load balance, little work lost when a
+    worker dies), but at least min(16, n / threads) images, since every task ships one partial sum
+    (144 MB for a 6 MP RGB camera) that costs about as much as decoding and reducing one image; at
+    most 256."""
+    per_thread = math.ceil(n_images / max(1, n_threads))
+    return max(1, min(256, max(math.ceil(n_images / (4 * max(1, n_threads))), min(16, per_thread))))
+
+
 def _chunks(seq: Sequence, size: int) -> list:
     return [seq[i:i + size] for i in range(0, len(seq), size)]
 
@@ -302,9 +312,9 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     Parameters (beyond ``build_reference``'s)
     -----------------------------------------
     client : dask.distributed.Client
-    batch_size : images per reduce task (default: about 4 tasks per worker, at most 256). A
-        smaller batch loses less work when a worker dies, a larger one ships fewer partial sums
-        (each is 2 x C x H x W float32 for a camera).
+    batch_size : images per reduce task (default: :func:`default_batch_size`). A smaller batch
+        loses less work when a worker dies, a larger one ships fewer partial sums (each is
+        2 x C x H x W float32 for a camera).
     split_every : partial sums merged per reduction task (fan-in of the tree).
     hash_batch : files per hashing task.
     on_image : called with each path before it is read, on the worker (fault-injection in tests).
@@ -394,14 +404,15 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         records: list[_Record] = []
         if todo:
             if batch_size is None:
-                batch_size = min(256, max(1, math.ceil(len(todo) / (4 * n_workers))))
+                batch_size = default_batch_size(len(todo), n_workers)
             batches = _chunks(todo, batch_size)
             others_f = client.scatter([others], broadcast=True)[0] if others else ()
             leaves = [client.submit(reduce_batch, b, params, crop=crop, shape=shape, channels=channels,
                                     others=others_f, on_image=on_image, pure=False) for b in batches]
             level = leaves
             while len(level) > 1:
-                level = [client.submit(merge_partials, *grp, pure=False) for grp in _chunks(level, max(2, split_every))]
+                level = [grp[0] if len(grp) == 1 else client.submit(merge_partials, *grp, pure=False)
+                         for grp in _chunks(level, max(2, split_every))]
             root = level[0]
             # progress (and, strict, the first bad image) from tiny per-batch tasks: no sums travel here
             watch = {client.submit(_first_error, leaf, pure=False): len(b) for leaf, b in zip(leaves, batches)}
@@ -469,7 +480,7 @@ _MAX_CACHED = 2
 
 
 def _worker_attributor(payload, token: str):
-    from fingerprint.attribute import Attributor
+    from fingerprint.attribution import Attributor
 
     with _WORKER_LOCK:
         att = _WORKER_ATTRIBUTORS.get(token)
@@ -501,9 +512,9 @@ def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bo
 def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | None = None, strict: bool = False,
                           progress: bool = True, batch_size: int = 4, in_flight: int | None = None,
                           **options) -> Iterator[Any]:
-    """:func:`fingerprint.attribute.attribute_paths` on a Dask cluster: same items, same order.
+    """:func:`fingerprint.attribution.attribute_paths` on a Dask cluster: same items, same order.
 
-    Yields an :class:`~fingerprint.attribute.Attribution`, or a one-line error string per bad
+    Yields an :class:`~fingerprint.attribution.Attribution`, or a one-line error string per bad
     file (``strict``: the first bad file raises). The references are scattered once to every
     worker; each worker prepares one ``Attributor`` for them. At most ``in_flight`` tasks of
     ``batch_size`` images (default: 4 per worker) are outstanding, so client memory stays bounded
@@ -513,7 +524,7 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     _require_distributed()
     from collections import deque
 
-    from fingerprint.attribute import load_attributor
+    from fingerprint.attribution import load_attributor
     from fingerprint.build import _progress
     from fingerprint.io import collect_image_paths
 

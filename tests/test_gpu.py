@@ -1,0 +1,398 @@
+"""GPU kernels (``kernels/*_gpu.py``) against the float64 twins of ``tests/naive.py``.
+
+Three groups:
+
+* ``test_sim_*``: every numba.cuda kernel in Numba's CUDA simulator, on tiny inputs, with NumPy
+  standing in for CuPy. They need ``NUMBA_ENABLE_CUDASIM=1`` before Numba is first imported, so
+  ``test_simulator_suite`` runs them in a subprocess (``pytest -k sim_``, the variable set); in the
+  ordinary run they are skipped with that reason. To run them directly::
+
+      NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_gpu.py -k sim_
+
+* CPU-only tests of the backend choice and of the array-module scoring code (``scores_gpu`` with
+  ``xp=numpy``).
+* ``test_device_*``: the real GPU (CuPy + a CUDA device); skipped with the reason when either is
+  missing. ``benchmarks/gpu_check.sh`` runs them on a lent GPU machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import naive
+import numpy as np
+import pytest
+import pywt
+from conftest import DRESDEN, dresden_files
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+sim_only = pytest.mark.skipif(
+    not SIM, reason="CUDA-simulator test: runs in test_simulator_suite's subprocess (NUMBA_ENABLE_CUDASIM=1)"
+)
+
+
+def naive_rel_err(a, b):
+    b = np.asarray(b, np.float64)
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def naive_center_crop(img, size=512):
+    h, w = img.shape[:2]
+    t, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[t : t + size, left : left + size])
+
+
+# --- simulator suite driver -------------------------------------------------------------------------
+@pytest.mark.skipif(SIM, reason="already inside the simulator subprocess")
+def test_simulator_suite():
+    """Run the ``test_sim_*`` tests in a fresh interpreter with NUMBA_ENABLE_CUDASIM=1 (< 60 s)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "pytest", str(Path(__file__)), "-k", "sim_", "-q", "-p", "no:cacheprovider",
+           "-W", "ignore::UserWarning"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, f"simulator tests failed:\n{tail}"
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.split("\n")[-2], tail
+
+
+@pytest.fixture
+def sim_config():
+    """Small blocks (every simulated thread is a Python thread) and fast thread switching."""
+    from kernels import config
+
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    config.THREADS_PER_BLOCK = 32
+    yield
+    config.reset()
+    sys.setswitchinterval(old_switch)
+
+
+# --- (a) simulator tests: each numba.cuda kernel against its naive twin ---------------------------
+@sim_only
+@pytest.mark.parametrize("shape,levels", [((16, 24), 2), ((8, 8), 1), ((4, 6), 1), ((32, 16), 3)])
+def test_sim_wavedec2_matches_pywt(shape, levels, rng, sim_config):
+    from kernels import dwt_gpu
+
+    x = rng.standard_normal(shape).astype(np.float32)
+    got = dwt_gpu.wavedec2(x, levels, xp=np)
+    ref = pywt.wavedec2(x.astype(np.float64), "db4", mode="periodization", level=levels)
+    scale = max(np.abs(c).max() for c in [ref[0]] + [d for t in ref[1:] for d in t])
+    assert np.abs(got[0] - ref[0]).max() < 2e-6 * scale
+    for g, r in zip(got[1:], ref[1:]):
+        for gd, rd in zip(g, r):
+            assert gd.shape == rd.shape and gd.dtype == np.float32
+            assert np.abs(gd - rd).max() < 2e-6 * scale
+
+
+@sim_only
+@pytest.mark.parametrize("shape,levels", [((16, 24), 2), ((4, 6), 1)])
+def test_sim_waverec2_matches_pywt(shape, levels, rng, sim_config):
+    from kernels import dwt_gpu
+
+    ref_coeffs = pywt.wavedec2(rng.standard_normal(shape), "db4", mode="periodization", level=levels)
+    coeffs = [ref_coeffs[0].astype(np.float32)] + [tuple(d.astype(np.float32) for d in t) for t in ref_coeffs[1:]]
+    got = dwt_gpu.waverec2(coeffs, xp=np)
+    ref = pywt.waverec2(ref_coeffs, "db4", mode="periodization")
+    assert got.shape == ref.shape
+    assert naive_rel_err(got, ref) < 2e-6
+
+
+@sim_only
+@pytest.mark.parametrize("shape", [(13, 11), (3, 5), (10, 10)])
+@pytest.mark.parametrize("sigma2", [4.0, 9.0])
+def test_sim_local_wiener_matches_naive(shape, sigma2, rng, sim_config):
+    from kernels import wiener_gpu
+
+    d = (rng.standard_normal(shape) * 3).astype(np.float32)
+    s2 = np.array([sigma2], np.float32)
+    assert naive_rel_err(wiener_gpu.local_wiener(d, s2, xp=np), naive.wiener(d, sigma2)) < 2e-6
+    gain = wiener_gpu.local_wiener_gain(d, s2, xp=np)
+    assert naive_rel_err(d * gain, naive.wiener(d, sigma2)) < 2e-6
+    assert not wiener_gpu.local_wiener_gain(d, np.zeros(1, np.float32), xp=np).any()  # s = 0 -> gain 0
+
+
+@sim_only
+@pytest.mark.parametrize("shape", [(17, 20), (16, 16), (9, 3)])
+def test_sim_zero_mean_total_matches_naive(shape, rng, sim_config):
+    from kernels import spectral_gpu
+
+    w = rng.standard_normal(shape).astype(np.float32) + np.arange(shape[1], dtype=np.float32)
+    out, s2 = spectral_gpu.zero_mean_total(w, xp=np)
+    ref = naive.zero_mean_total(w)
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(w).max()
+    assert s2[0] == pytest.approx(np.var(ref, ddof=1), rel=1e-5)
+    assert s2[1] == pytest.approx(np.std(ref, ddof=1), rel=1e-5)
+    inplace, _ = spectral_gpu.zero_mean_total(w.copy(), out=None, xp=np)
+    assert np.array_equal(inplace, out)
+    _, zero = spectral_gpu.zero_mean_total(w, keep=np.zeros(1, np.int32), xp=np)
+    assert zero[0] == 0.0
+
+
+@sim_only
+@pytest.mark.parametrize("shape", [(15, 20), (16, 17), (12, 12)])
+def test_sim_wiener_dft_matches_naive(shape, rng, sim_config):
+    from kernels import spectral_gpu
+
+    w = rng.standard_normal(shape).astype(np.float32)
+    w[::8, :] += 3.0  # a periodic pattern, so the gain is far from flat
+    s = float(np.std(w, ddof=1))
+    got = spectral_gpu.wiener_dft(w, np.array([s * s, s], np.float32), xp=np)
+    assert got.dtype == np.float32 and got.shape == shape
+    assert naive_rel_err(got, naive.wiener_dft(w, s)) < 2e-5
+    assert not spectral_gpu.wiener_dft(w, np.zeros(2, np.float32), xp=np).any()
+
+
+@sim_only
+def test_sim_pad_crop_and_constant_flag(rng, sim_config):
+    from kernels import layout_gpu, spectral_gpu
+
+    x = rng.integers(0, 256, (7, 5, 3)).astype(np.uint8)
+    top, bottom = layout_gpu.pad_amounts(7, 2)
+    left, right = layout_gpu.pad_amounts(5, 2)
+    assert (top, bottom) == naive.pad_amounts(7, 2) and (left, right) == naive.pad_amounts(5, 2)
+    out = np.empty((7 + top + bottom, 5 + left + right), np.float32)
+    layout_gpu.pad_symmetric(x, 1, top, left, np.float32(0.5), out)
+    assert np.array_equal(out, 0.5 * np.pad(x[..., 1].astype(np.float32), ((top, bottom), (left, right)), mode="symmetric"))
+    acc = np.empty((7, 5), np.float32)
+    layout_gpu.add_crop(out, top, left, np.float32(2.0), acc, True)
+    layout_gpu.add_crop(out, top, left, np.float32(1.0), acc, False)
+    assert np.allclose(acc, 1.5 * x[..., 1])
+    assert spectral_gpu.not_constant(x, xp=np)[0] == 1
+    assert spectral_gpu.not_constant(np.full((4, 4, 3), 9, np.uint8), xp=np)[0] == 0
+
+
+@sim_only
+@pytest.mark.parametrize("shape,levels,dtype", [((16, 20), 2, np.uint8), ((17, 16, 3), 1, np.uint8), ((16, 16), 1, np.uint16)])
+def test_sim_residual_matches_naive(shape, levels, dtype, rng, sim_config):
+    from kernels import residual_gpu
+
+    img = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    got = residual_gpu._residual(img, 2.0, levels, np)
+    ref = naive.residual(img, sigma=2.0, levels=levels)
+    assert got.dtype == np.float32 and got.shape == shape[:2]
+    assert naive.ncc(got, ref) >= 0.9999
+    assert naive_rel_err(got, ref) < 1e-4
+
+
+@sim_only
+def test_sim_residual_of_constant_image_is_exactly_zero(sim_config):
+    from kernels import residual_gpu
+
+    got = residual_gpu._residual(np.full((16, 16), 77, np.uint8), 2.0, 1, np)
+    assert got.dtype == np.float32 and not got.any()
+
+
+# --- CPU-only: imports, backend choice, array-module scoring --------------------------------------
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_imports_do_not_load_cupy_or_numba_cuda():
+    code = (
+        "import sys, kernels, fingerprint, kernels._backend, kernels.launch_gpu, kernels.scores_gpu\n"
+        "bad = [m for m in sys.modules if m == 'cupy' or m.startswith('cupy.') or m.startswith('numba.cuda')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_resolve_backend_names():
+    from kernels._backend import cuda_status, resolve_backend
+
+    assert resolve_backend("cpu") == "cpu"
+    assert resolve_backend("auto") == ("cuda" if cuda_status()[0] else "cpu")
+    with pytest.raises(ValueError, match=r"unknown backend 'gpux'; valid backends are 'auto', 'cpu', 'cuda'"):
+        resolve_backend("gpux")
+    with pytest.raises(ValueError, match="valid backends"):
+        resolve_backend(None)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_resolve_backend_cuda_without_device_says_what_to_install():
+    from kernels._backend import cuda_status, resolve_backend
+
+    from fingerprint.errors import BackendUnavailableError, GanprintError
+
+    if cuda_status()[0]:
+        pytest.skip("a CUDA device is usable here")
+    with pytest.raises(BackendUnavailableError, match="cupy") as info:
+        resolve_backend("cuda")
+    assert isinstance(info.value, GanprintError) and isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_scores_ncc_matrix_with_numpy_matches_naive(rng):
+    from kernels import scores_gpu
+
+    q = rng.standard_normal((3, 20, 30)).astype(np.float32)
+    r = (q[[0, 2]] + 0.5 * rng.standard_normal((2, 20, 30))).astype(np.float32)
+    got = scores_gpu.ncc_matrix(q, r, chunk=97, xp=np)
+    ref = np.array([[naive.ncc(a, b) for b in r] for a in q])
+    assert np.allclose(got, ref, atol=1e-6)
+    assert scores_gpu.ncc_matrix(q, np.ones((1, 20, 30), np.float32), xp=np)[0, 0] == 0.0
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+@pytest.mark.parametrize("search,qshape", [("aligned", (40, 48)), ("crop", (25, 30)), ("crop", (40, 48))])
+def test_scores_pce_batch_with_numpy_matches_naive(search, qshape, rng):
+    from kernels import scores_gpu
+
+    ref = rng.standard_normal((40, 48)).astype(np.float32)
+    h, w = qshape
+    queries = np.stack([ref[3 : 3 + h, 5 : 5 + w] if search == "crop" and h < 40 else ref[:h, :w], rng.standard_normal((h, w))])
+    queries = (queries + 0.3 * rng.standard_normal(queries.shape)).astype(np.float32)
+    spec = scores_gpu.reference_spectrum(ref, xp=np)
+    got = scores_gpu.pce_batch(queries, spec, ref.shape, search=search, xp=np)
+    for k in range(2):
+        qpad = np.zeros((40, 48))
+        qpad[:h, :w] = queries[k] - queries[k].mean()
+        cc = naive.crosscorr(ref, qpad)
+        allowed = None
+        if search == "crop":
+            allowed = np.zeros(cc.shape, bool)
+            allowed[: 40 - h + 1, : 48 - w + 1] = True
+        pce_ref, peak = naive.pce_from_cc(cc, allowed)
+        assert (int(got["oy"][k]), int(got["ox"][k])) == peak
+        assert got["pce"][k] == pytest.approx(pce_ref, rel=1e-4, abs=1e-6)
+    if search == "crop" and h < 40:
+        assert (int(got["oy"][0]), int(got["ox"][0])) == (3, 5) and got["pce"][0] > 60
+
+
+# --- (b) real GPU --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cp():
+    if SIM:
+        pytest.skip("Numba's CUDA simulator is on: no real device")
+    from kernels._backend import cuda_status
+
+    usable, reason = cuda_status()
+    if not usable:
+        pytest.skip(f"no usable CUDA device: {reason}")
+    import cupy
+
+    return cupy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(16, 16), (17, 29), (64, 48, 3), (101, 77, 3), (256, 384, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_device_residual_matches_naive_random(shape, dtype, cp, rng):
+    from kernels.residual_gpu import residual_gpu
+
+    img = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    got = residual_gpu(img)
+    assert isinstance(got, cp.ndarray) and got.dtype == np.float32 and got.shape == shape[:2]
+    got = cp.asnumpy(got)
+    ref = naive.residual(img)
+    assert naive.ncc(got, ref) >= 0.9999
+    assert naive_rel_err(got, ref) < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,levels", [((64, 96), 3), ((128, 64), 4)])
+def test_device_kernels_match_naive(shape, levels, cp, rng):
+    from kernels import dwt_gpu, spectral_gpu, wiener_gpu
+
+    x = rng.standard_normal(shape).astype(np.float32)
+    got = dwt_gpu.wavedec2(cp.asarray(x), levels)
+    ref = pywt.wavedec2(x.astype(np.float64), "db4", mode="periodization", level=levels)
+    assert naive_rel_err(cp.asnumpy(got[0]), ref[0]) < 2e-6
+    assert naive_rel_err(cp.asnumpy(dwt_gpu.waverec2(got)), x) < 2e-6
+    d = (x * 3).astype(np.float32)
+    s2 = cp.asarray([4.0], dtype=cp.float32)
+    assert naive_rel_err(cp.asnumpy(wiener_gpu.local_wiener(cp.asarray(d), s2)), naive.wiener(d, 4.0)) < 2e-6
+    out, var = spectral_gpu.zero_mean_total(cp.asarray(x))
+    zref = naive.zero_mean_total(x)
+    assert np.abs(cp.asnumpy(out) - zref).max() < 1e-5 * np.abs(x).max()
+    s = float(np.std(zref, ddof=1))
+    assert float(var[1]) == pytest.approx(s, rel=1e-5)
+    got_dft = cp.asnumpy(spectral_gpu.wiener_dft(out, var))
+    assert naive_rel_err(got_dft, naive.wiener_dft(zref, s)) < 5e-5
+
+
+@pytest.mark.gpu
+def test_device_constant_image_gives_exact_zeros(cp):
+    from kernels.residual_gpu import residual_gpu
+
+    assert not cp.asnumpy(residual_gpu(np.full((64, 80, 3), 200, np.uint8))).any()
+
+
+@pytest.mark.gpu
+def test_device_batch_equals_single(cp, rng):
+    from kernels.residual_gpu import residual_gpu, residual_gpu_batch
+
+    imgs = [rng.integers(0, 256, s).astype(np.uint8) for s in [(64, 64, 3), (80, 48), (64, 64, 3), (33, 40, 3), (64, 64)]]
+    batch = residual_gpu_batch(imgs, n_streams=2)
+    for img, w in zip(imgs, batch):
+        assert isinstance(w, np.ndarray)
+        assert np.allclose(w, cp.asnumpy(residual_gpu(img)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_device_scores_match_naive(cp, rng):
+    from kernels import scores_gpu
+
+    ref = rng.standard_normal((96, 128)).astype(np.float32)
+    q = (ref + rng.standard_normal(ref.shape)).astype(np.float32)
+    spec = scores_gpu.reference_spectrum(cp.asarray(ref))
+    got = scores_gpu.pce_batch(cp.asarray(q[None]), spec, ref.shape)
+    cc = naive.crosscorr(ref, q)
+    assert float(got["pce"][0]) == pytest.approx(naive.pce_from_cc(cc)[0], rel=1e-4)
+    m = scores_gpu.ncc_matrix(cp.asarray(q[None]), cp.asarray(ref[None]))
+    assert float(m[0, 0]) == pytest.approx(naive.ncc(q, ref), abs=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.shared_data
+def test_device_residual_on_dresden_crops(cp):
+    from PIL import Image
+
+    from kernels.residual_gpu import residual_gpu
+
+    files = dresden_files("nat")
+    if not files:
+        pytest.skip(f"no Dresden photos under {DRESDEN / 'nat'}")
+    for path in files[::3]:
+        img = np.asarray(Image.open(path))[300:812, 401:1001]
+        assert naive.ncc(cp.asnumpy(residual_gpu(img)), naive.residual(img)) >= 0.9999
+
+
+@pytest.mark.gpu
+@pytest.mark.shared_data
+def test_device_dresden_512_attribution_decisions_equal_cpu(cp):
+    """Dresden 512x512 centre crops: fingerprints from ff/ (CPU), queries from nat/; PCE of W vs I*K.
+
+    The decision per query (best camera when its PCE >= 60, else unknown) must be the same whether
+    the query residual comes from the CPU or the GPU backend.
+    """
+    from PIL import Image
+
+    from fingerprint.estimate import CameraAccumulator, FingerprintParams
+    from fingerprint.residual import GRAY_WEIGHTS, extract_residual
+    from fingerprint.scores import DEFAULT_PCE_THRESHOLD, pce
+    from kernels.residual_gpu import residual_gpu
+
+    ff, nat = dresden_files("ff"), dresden_files("nat")
+    if not ff or not nat:
+        pytest.skip(f"Dresden ff/ or nat/ missing under {DRESDEN}")
+    camera = lambda p: p.stem.rsplit("_", 1)[0]  # noqa: E731
+    accs = {}
+    for p in ff:
+        accs.setdefault(camera(p), CameraAccumulator(FingerprintParams())).add(naive_center_crop(np.asarray(Image.open(p))))
+    ks = {name: acc.fingerprint() for name, acc in accs.items()}
+
+    def decide(w, img):
+        gray = img.astype(np.float32) @ np.asarray(GRAY_WEIGHTS, np.float32)
+        scores = {name: pce(w, gray * k).pce for name, k in ks.items()}
+        best = max(scores, key=scores.get)
+        return (best if scores[best] >= DEFAULT_PCE_THRESHOLD else "unknown"), scores[best]
+
+    for p in nat:
+        img = naive_center_crop(np.asarray(Image.open(p)))
+        d_cpu, s_cpu = decide(extract_residual(img), img)
+        d_gpu, s_gpu = decide(cp.asnumpy(residual_gpu(img)), img)
+        assert d_cpu == d_gpu, f"{p.name}: CPU {d_cpu} (PCE {s_cpu:.1f}) vs GPU {d_gpu} (PCE {s_gpu:.1f})"
+        assert s_gpu == pytest.approx(s_cpu, rel=1e-3)
