@@ -228,17 +228,22 @@ class Attributor:
         ``calibration.threshold_from_null``); without one, generators are scored but never matched.
     rotations : bool
         Try 90, 180 and 270 degree rotations of camera queries.
+    query_sigma : float
+        Noise std of the wavelet denoiser for camera query residuals (default 2, Binghamton;
+        see benchmarks/RESULTS.md for the trade-off measured on Dresden).
     """
 
     def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]], *, method: str = "pce",
                  pce_threshold: float = DEFAULT_PCE_THRESHOLD,
-                 generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True):
+                 generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True,
+                 query_sigma: float = QUERY_SIGMA):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not pce_threshold > 0:
             raise ValueError(f"the PCE threshold must be positive, got {pce_threshold}")
         self.method = method
         self.pce_threshold = float(pce_threshold)
+        self.query_sigma = float(query_sigma)
         self.rotations = (0, 1, 2, 3) if rotations else (0,)
         self.cameras: list[_Camera] = []
         self.generators: list[_Generator] = []
@@ -261,7 +266,7 @@ class Attributor:
         if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 1:
             image = image[..., 0]  # (H, W, 1) is gray, as extract_residual reads it
         if self.cameras:
-            W = extract_residual(image, sigma=QUERY_SIGMA, levels=self.cameras[0].params.levels)
+            W = extract_residual(image, sigma=self.query_sigma, levels=self.cameras[0].params.levels)
             I = gray_image(image)
             WI = W * I
             for cam in self.cameras:
@@ -353,8 +358,9 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
 def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress: bool = True, **options):
     """Attribute image files one by one; yields an Attribution, or a one-line error string per bad file.
 
-    Files, folders and glob patterns are expanded with ``io.collect_image_paths``. With ``strict``
-    the first bad file raises instead.
+    Files, folders and glob patterns are expanded with ``io.collect_image_paths``, one item at a
+    time, so an item that matches nothing is reported like a bad file. With ``strict`` the first
+    bad item raises instead.
     """
     import sys
 
@@ -363,9 +369,23 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
     from fingerprint.errors import GanprintError
     from fingerprint.io import collect_image_paths, crop_center, load_image
 
-    files = collect_image_paths(paths)
-    att = load_attributor(library, **options)
+    att = load_attributor(library, **options)  # library errors first: they concern every image
+    files: list = []
+    seen: set = set()
+    for item in paths:
+        try:
+            for path in collect_image_paths([item]):
+                if path.resolve() not in seen:
+                    seen.add(path.resolve())
+                    files.append(path)
+        except GanprintError as err:
+            if strict:
+                raise
+            files.append(str(err))
     for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
+        if isinstance(path, str):  # an item that matched nothing
+            yield path
+            continue
         try:
             image = load_image(path)
             if crop:

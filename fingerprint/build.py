@@ -7,6 +7,7 @@ under the library's writer lock; an interrupted build leaves it as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -123,12 +124,17 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
     """
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     files = collect_image_paths(paths)
+    strict = strict or len(files) == 1  # one file: its own error is the one line to show
     report = BuildReport(name, kind)
-    with Library(library, "a", lock_timeout=lock_timeout, version=__version__) as lib:
+    open_library = lambda: Library(library, "a", lock_timeout=lock_timeout, version=__version__)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        # A new library is created only when there is something to write into it; an existing one
+        # is locked for the whole build, so that nobody updates the reference in between.
+        lib = stack.enter_context(open_library()) if os.path.exists(library) else None
         params = default_params(kind, sigma=sigma)
         acc = new_accumulator(params)
         seen: set[str] = set()
-        if name in lib:
+        if lib is not None and name in lib:
             ref = lib.get(name)
             if ref.kind != kind:
                 raise ReferenceExistsError(f"{lib.path}: reference {name!r} is a {ref.kind}, not a {kind}")
@@ -140,7 +146,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             acc.shape = tuple(ref.info.shape[:2])
             seen = {sha for _, sha in ref.info.sources}
         new_sources: list[tuple[str, str]] = []
-        others = _other_generators(lib, name, params) if kind == "generator" else []
+        others = _other_generators(lib, name, params) if kind == "generator" and lib is not None else []
         null_scores: list[float] = []
         with _progress(len(files), f"build {name}", progress) as bar:
             for path in files:
@@ -175,6 +181,11 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
         fp = acc.fingerprint()
         shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
+        if lib is None:
+            lib = stack.enter_context(open_library())
+            if name in lib:
+                raise ReferenceExistsError(f"{lib.path}: another process created reference {name!r} during this "
+                                           "build; run the build again to add these images to it")
         with lib.transaction():  # one atomic commit: the reference and its calibration scores
             if name in lib:
                 lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
@@ -186,8 +197,6 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
         report.n_images = acc.n_images
     return report
-
-
 
 
 def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | os.PathLike], *,

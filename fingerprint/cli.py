@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--fpr", type=_positive, default=0.01,
                    help="generator false-positive rate per (image, generator) pair for the calibrated threshold (default 0.01)")
     a.add_argument("--no-rotations", action="store_true", help="do not try 90/180/270 degree rotations")
+    a.add_argument("--sigma", type=_positive, default=2.0,
+                   help="denoiser noise std of camera query residuals in grey levels (default 2)")
     a.add_argument("--json", action="store_true", help="one JSON object per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--crop", type=_crop, metavar="HxW")
     ev.add_argument("--method", choices=["pce", "ncc"], default="pce")
     ev.add_argument("--no-rotations", action="store_true")
+    ev.add_argument("--sigma", type=_positive, default=2.0, help="camera query residual sigma (default 2)")
     ev.add_argument("--fpr", type=_positive, default=0.01, help="generator false-positive rate per pair (default 0.01)")
     ev.add_argument("--plots", metavar="DIR", help="write ROC, score-distribution and confusion PNGs here")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -175,6 +178,7 @@ def cmd_attribute(args) -> int:
 
     options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
                    generator_threshold=args.ncc_threshold, fpr=args.fpr, rotations=not args.no_rotations,
+                   query_sigma=args.sigma,
                    strict=args.strict, progress=not args.quiet)
     with contextlib.ExitStack() as stack:  # --- distributed (fingerprint/distributed.py) ---
         if getattr(args, "scheduler", None):
@@ -273,7 +277,7 @@ def cmd_evaluate(args) -> int:
     from fingerprint.evaluate import evaluate_library, format_report
 
     report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
-                              rotations=not args.no_rotations, fpr=args.fpr, plots=args.plots, progress=not args.quiet, warn=_warn)
+                              rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots, progress=not args.quiet, warn=_warn)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return EXIT_OK
 
@@ -300,23 +304,32 @@ COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "attribute": cmd_att
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    from fingerprint.errors import GanprintError, LibraryError
-
-    if not args.debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
-        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-
     try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    debug = args.debug
+    if not debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    try:
+        from fingerprint.errors import GanprintError, LibraryError
+
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        _err("interrupted; nothing was written (any library is as it was)")
+        _err("interrupted; any library being written is as it was before this command")
         return EXIT_INTERRUPTED
     except (GanprintError, LibraryError, ValueError, OSError) as err:
-        if args.debug:
+        if debug:
             raise
-        msg = " ".join(str(err).split()) or type(err).__name__
-        _err(msg)
+        _err(" ".join(str(err).split()) or type(err).__name__)
+        return EXIT_ERROR
+    except Exception as err:  # a bug, not a user error: still one line, details with --debug
+        if debug:
+            raise
+        _err(f"internal error ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+             "rerun with --debug for the traceback and please report it")
         return EXIT_ERROR
 
 

@@ -159,6 +159,7 @@ def evaluate_results(results, labels: list[str], references: list[str]) -> Evalu
 
 
 def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotations: bool = True, fpr: float = 0.01,
+                     query_sigma: float = 2.0,
                      plots: str | os.PathLike | None = None, progress: bool = True,
                      warn: Callable[[str], None] | None = None) -> EvaluationReport:
     """Attribute every labelled query against ``library`` and compute the metrics (and plots)."""
@@ -170,7 +171,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     from fingerprint.io import crop_center, load_image
 
     pairs = read_labelled_queries(queries)
-    att = load_attributor(library, method=method, rotations=rotations, fpr=fpr)
+    att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma)
     references = [c.name for c in att.cameras] + [g.name for g in att.generators]
     results, labels, failed = [], [], []
     for path, label in tqdm(pairs, desc="evaluate", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):

@@ -162,7 +162,8 @@ def gray_noise(image: np.ndarray, sigma: float, levels: int) -> np.ndarray:
     return gray
 
 
-def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int = 4) -> np.ndarray:
+def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int = 4, *,
+                     backend: str = "cpu") -> np.ndarray:
     """Query residual ``W`` of an image (DESIGN.md §4; Binghamton ``NoiseExtractFromImage`` + ``WienerInDFT``).
 
     Parameters
@@ -173,6 +174,10 @@ def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int 
         Standard deviation of the noise removed by the wavelet denoiser (grey levels).
     levels : int, default 4
         Wavelet decomposition levels.
+    backend : {"cpu", "cuda", "auto"}, default "cpu"
+        ``"cuda"`` runs the GPU twins (``kernels.residual_gpu``; needs CuPy and a CUDA device,
+        else ``BackendUnavailableError``); ``"auto"`` picks CUDA for a CuPy array or when a device
+        is usable. The result lives where the input lives (NumPy in, NumPy out).
 
     Returns
     -------
@@ -208,9 +213,25 @@ def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int 
     ((64, 64), dtype('float32'), 0.0)
     """
     _check_params(sigma, levels)
+    if backend != "cpu":
+        from kernels._backend import resolve_backend
+
+        if resolve_backend(backend, image) == "cuda":
+            return _extract_residual_cuda(image, sigma, levels)
     image = _check_image(image)
     if _is_constant(image[..., None] if image.ndim == 2 else image):
         return np.zeros(image.shape[:2], dtype=np.float32)
     w = gray_noise(image, sigma, levels)
     w, s = zero_mean_total(w, out=w)
     return wiener_dft(w, s)
+
+
+def _extract_residual_cuda(image, sigma: float, levels: int):
+    """GPU path of ``extract_residual``: same checks, result on the input's side (untested on hardware)."""
+    from kernels.residual_gpu import residual_gpu
+
+    on_device = type(image).__module__.split(".")[0] == "cupy"
+    if not on_device:
+        image = _check_image(image)
+    w = residual_gpu(image, sigma, levels)
+    return w if on_device else w.get()

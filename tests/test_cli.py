@@ -154,12 +154,19 @@ def test_attribute_batch_of_many_bad_files(capsys, small_library, case_dir):
         assert str(path) in line
 
 
-@pytest.mark.xfail(reason="collect_image_paths expands every argument before the batch starts, so a "
-                          "missing file stops the whole batch (see docs/reliability.md)", strict=True)
 def test_attribute_batch_with_a_missing_file_goes_on(capsys, small_library, tmp_path):
     library, files = small_library
     code, out, err = cli(capsys, "attribute", library, tmp_path / "gone.png", files["camA"][0], "--quiet")
     assert len(stdout_rows(out)) == 1
+    assert code == EXIT_ERROR
+    assert_one_line(err, tmp_path / "gone.png")
+
+
+def test_attribute_strict_stops_at_a_missing_file(capsys, small_library, tmp_path):
+    library, files = small_library
+    code, out, err = cli(capsys, "attribute", library, tmp_path / "gone.png", files["camA"][0], "--quiet", "--strict")
+    assert code == EXIT_ERROR and stdout_rows(out) == []
+    assert_one_line(err, tmp_path / "gone.png")
 
 
 def test_attribute_batch_with_a_missing_file(capsys, small_library, tmp_path):
@@ -357,3 +364,25 @@ def test_installed_ganprint_batch(small_library, case_dir, tmp_path):
     assert_one_line(proc.stderr, tmp_path / "nope.h5")
     proc = run_ganprint("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("ganprint ")
+
+
+def test_build_of_one_bad_file_on_a_new_library_prints_one_line_and_creates_nothing(capsys, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"this is not a PNG file")
+    library = tmp_path / "new.h5"
+    code, out, err = cli(capsys, "build", library, "--name", "x", "--kind", "camera", bad, "--quiet")
+    assert code == EXIT_ERROR
+    assert_one_line(err, bad)
+    assert not library.exists() and not list(tmp_path.glob("new.h5*"))
+
+
+def test_internal_errors_are_one_line_too(capsys, monkeypatch, small_library):
+    import fingerprint.cli as cli_module
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli_module.COMMANDS, "list", broken)
+    code, out, err = cli(capsys, "list", small_library[0])
+    assert code == EXIT_ERROR and len(err.strip().splitlines()) == 1
+    assert "internal error" in err and "--debug" in err and "Traceback" not in err
