@@ -74,6 +74,26 @@ class BuildReport:
     created: bool = False
 
 
+def resume_reference(lib: Library | None, name: str, kind: str, sigma: float | None):
+    """Parameters, accumulator and counted SHA-256s to continue reference ``name`` of ``lib``.
+
+    A new reference (or no library yet) starts from empty sums with the default parameters; an
+    existing one from its stored sums, refusing another kind or another sigma.
+    """
+    params = default_params(kind, sigma=sigma)
+    if lib is None or name not in lib:
+        return params, new_accumulator(params), set()
+    ref = lib.get(name)
+    if ref.kind != kind:
+        raise ReferenceExistsError(f"{lib.path}: reference {name!r} is a {ref.kind}, not a {kind}")
+    stored = FingerprintParams.from_dict(dict(ref.info.params, kind=kind))
+    if sigma is not None and stored.sigma != float(sigma):
+        raise ReferenceExistsError(f"{lib.path}: reference {name!r} was built with sigma {stored.sigma}, not {sigma}")
+    acc = type(new_accumulator(stored)).from_sums(stored, ref.sums, ref.n_images)
+    acc.shape = tuple(ref.info.shape[:2])
+    return stored, acc, {sha for _, sha in ref.info.sources}
+
+
 def _other_generators(lib: Library, name: str, params: FingerprintParams) -> list:
     """Scorers of the library's other generators, for the non-matching calibration scores."""
     from fingerprint.attribution import _Generator
@@ -131,20 +151,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         # A new library is created only when there is something to write into it; an existing one
         # is locked for the whole build, so that nobody updates the reference in between.
         lib = stack.enter_context(open_library()) if os.path.exists(library) else None
-        params = default_params(kind, sigma=sigma)
-        acc = new_accumulator(params)
-        seen: set[str] = set()
-        if lib is not None and name in lib:
-            ref = lib.get(name)
-            if ref.kind != kind:
-                raise ReferenceExistsError(f"{lib.path}: reference {name!r} is a {ref.kind}, not a {kind}")
-            stored = FingerprintParams.from_dict(dict(ref.info.params, kind=kind))
-            if sigma is not None and stored.sigma != float(sigma):
-                raise ReferenceExistsError(f"{lib.path}: reference {name!r} was built with sigma {stored.sigma}, not {sigma}")
-            params = stored
-            acc = type(acc).from_sums(params, ref.sums, ref.n_images)
-            acc.shape = tuple(ref.info.shape[:2])
-            seen = {sha for _, sha in ref.info.sources}
+        params, acc, seen = resume_reference(lib, name, kind, sigma)
         new_sources: list[tuple[str, str]] = []
         others = _other_generators(lib, name, params) if kind == "generator" and lib is not None else []
         null_scores: list[float] = []

@@ -108,7 +108,6 @@ def connect(spec: str, *, quiet: bool = True) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if kind == "address":
-        address = spec
         kwargs = {"scheduler_file": spec} if spec.endswith(".json") and os.path.isfile(spec) else {"address": spec}
         with Client(**kwargs, timeout="30s") as client:
             yield client
@@ -333,10 +332,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     from distributed import as_completed
 
     from fingerprint import __version__
-    from fingerprint.build import BuildReport, _other_generators, _progress, default_params
+    from fingerprint.build import BuildReport, _other_generators, _progress, resume_reference
     from fingerprint.calibration import NULL_KEY
-    from fingerprint.errors import ReferenceExistsError
-    from fingerprint.estimate import FingerprintParams, new_accumulator
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -345,20 +342,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     report = BuildReport(name, kind)
     n_workers = _n_workers(client)
     with Library(library, "a", lock_timeout=lock_timeout, version=__version__) as lib:
-        params = default_params(kind, sigma=sigma)
-        acc = new_accumulator(params)
-        seen: set[str] = set()
-        if name in lib:
-            ref = lib.get(name)
-            if ref.kind != kind:
-                raise ReferenceExistsError(f"{lib.path}: reference {name!r} is a {ref.kind}, not a {kind}")
-            stored = FingerprintParams.from_dict(dict(ref.info.params, kind=kind))
-            if sigma is not None and stored.sigma != float(sigma):
-                raise ReferenceExistsError(f"{lib.path}: reference {name!r} was built with sigma {stored.sigma}, not {sigma}")
-            params = stored
-            acc = type(acc).from_sums(params, ref.sums, ref.n_images)
-            acc.shape = tuple(ref.info.shape[:2])
-            seen = {sha for _, sha in ref.info.sources}
+        params, acc, seen = resume_reference(lib, name, kind, sigma)
         others = _other_generators(lib, name, params) if kind == "generator" else []
 
         # 1. hash on the workers, de-duplicate here in file order

@@ -5,7 +5,6 @@ Reference twins: ``tests/naive.py::zero_mean_total`` and ``tests/naive.py::wiene
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.fft
 from numba import prange
