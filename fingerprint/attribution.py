@@ -27,6 +27,7 @@ from fingerprint.estimate import FingerprintParams, generator_residual
 from fingerprint.residual import GRAY_WEIGHTS, QUERY_SIGMA, extract_residual
 from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
 
+BATCH = 8  # images scored together by attribute_paths (generator NCCs as one matrix product)
 DEFAULT_PCE_THRESHOLD = 60.0  # Goljan, Filler, Fridrich 2009: false-alarm rate ~1e-5 per pair
 METHODS = ("pce", "ncc")
 
@@ -176,6 +177,18 @@ class _Camera:
                               note=f"query {W.shape[0]}x{W.shape[1]} is larger than the fingerprint {H}x{Wd} at every rotation")
 
 
+def _centred_channels(a: np.ndarray) -> np.ndarray:
+    """Subtract each channel's mean (the DC of every channel), float32 (C, H, W)."""
+    return (a - a.mean(axis=(1, 2), keepdims=True, dtype=np.float64)).astype(np.float32, copy=False)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    """Flattened, per-channel-centred, unit-norm float32 vector (zeros for a constant array)."""
+    v = _centred_channels(a).ravel()
+    norm = float(np.linalg.norm(v.astype(np.float64)))
+    return v / np.float32(norm) if norm > 0 else v
+
+
 class _Generator:
     def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, threshold: float | None,
                  threshold_note: str | None = None):
@@ -187,7 +200,19 @@ class _Generator:
         self.threshold = threshold
         self.threshold_note = threshold_note
 
+    def result(self, c: float, d: int, note: str | None = None) -> ReferenceScore:
+        """The score record for NCC ``c`` over ``d`` values: ``z = c sqrt(d)`` against the threshold."""
+        z = c * math.sqrt(d)
+        if self.threshold is None:
+            note = "; ".join(x for x in (note, self.threshold_note or "no calibrated threshold") if x)
+            return ReferenceScore(self.name, "generator", c, None, "ncc", math.inf, False,
+                                  rotation=0, offset=None, n_positions=1, note=note, z=z)
+        ncc_threshold = self.threshold / math.sqrt(d)  # the z threshold in NCC units for this size
+        return ReferenceScore(self.name, "generator", c, None, "ncc", ncc_threshold, bool(z >= self.threshold),
+                              rotation=0, offset=None, n_positions=1, note=note, z=z)
+
     def score(self, R: np.ndarray) -> ReferenceScore:
+        """NCC of a residual R (C, H, W) of any size with this fingerprint (the general path)."""
         F = self.F
         if R.shape[0] != F.shape[0]:  # gray query against a colour fingerprint, or the reverse
             g = np.asarray(GRAY_WEIGHTS, dtype=np.float32)
@@ -198,18 +223,35 @@ class _Generator:
         if R.shape[1:] != F.shape[1:]:
             note = f"compared on the centred {common[0]}x{common[1]} region"
         r, f = _centre(R, common), _centre(F, common)
-        r = r - r.mean(axis=(1, 2), keepdims=True)  # per-channel means: the DC of every channel
-        f = f - f.mean(axis=(1, 2), keepdims=True)
-        c = ncc(r, f)
-        d = r.size
-        z = c * math.sqrt(d)
-        if self.threshold is None:
-            note = "; ".join(x for x in (note, self.threshold_note or "no calibrated threshold") if x)
-            return ReferenceScore(self.name, "generator", c, None, "ncc", math.inf, False,
-                                  rotation=0, offset=None, n_positions=1, note=note, z=z)
-        ncc_threshold = self.threshold / math.sqrt(d)  # the z threshold in NCC units for this size
-        return ReferenceScore(self.name, "generator", c, None, "ncc", ncc_threshold, bool(z >= self.threshold),
-                              rotation=0, offset=None, n_positions=1, note=note, z=z)
+        return self.result(ncc(_centred_channels(r), _centred_channels(f)), r.size, note)
+
+
+class _GeneratorBank:
+    """Generators sharing parameters and fingerprint shape: scoring them all is one matrix product.
+
+    ``M`` (R x D, float32) holds the unit, per-channel-centred fingerprints, so for a query residual
+    of the same shape the NCC with every generator is ``M @ unit(r)``, and for a batch of Q queries
+    ``unit(R) @ M.T`` (Q x R).
+    """
+
+    def __init__(self, generators: list[_Generator]):
+        self.generators = generators
+        self.params = generators[0].params
+        self.shape = generators[0].F.shape
+        self.M = np.stack([_unit(g.F) for g in generators])
+
+    def score_batch(self, residuals: list[np.ndarray]) -> list[list[ReferenceScore]]:
+        same = [i for i, r in enumerate(residuals) if r.shape == self.shape]
+        out: list[list[ReferenceScore]] = [[] for _ in residuals]
+        if same:
+            c = np.stack([_unit(residuals[i]) for i in same]) @ self.M.T  # (Q, R) NCC
+            d = int(np.prod(self.shape))
+            for row, i in enumerate(same):
+                out[i] = [g.result(float(np.clip(c[row, k], -1.0, 1.0)), d) for k, g in enumerate(self.generators)]
+        for i, r in enumerate(residuals):
+            if r.shape != self.shape:
+                out[i] = [g.score(r) for g in self.generators]
+        return out
 
 
 class Attributor:
@@ -259,33 +301,56 @@ class Attributor:
             else:
                 self.generators.append(_Generator(name, fp, params, gthr.value if gthr else None,
                                                   gthr.describe() if gthr else None))
+        groups: dict = {}
+        for gen in self.generators:
+            groups.setdefault((gen.params, gen.F.shape), []).append(gen)
+        self.banks = [_GeneratorBank(g) for g in groups.values()]
 
     def score(self, image: np.ndarray, label: str = "image") -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
-        scores: dict[str, ReferenceScore] = {}
-        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 1:
-            image = image[..., 0]  # (H, W, 1) is gray, as extract_residual reads it
+        return self.score_batch([image], [label])[0]
+
+    def score_batch(self, images: list[np.ndarray], labels: list[str] | None = None) -> list[Attribution]:
+        """Score several images: camera PCEs per image (fingerprint spectra cached), generator NCCs
+        of the whole batch as one matrix product per group of generators."""
+        labels = labels if labels is not None else [f"image {i}" for i in range(len(images))]
+        images = [im[..., 0] if isinstance(im, np.ndarray) and im.ndim == 3 and im.shape[2] == 1 else im
+                  for im in images]  # (H, W, 1) is gray, as extract_residual reads it
+        per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
         if self.cameras:
-            W = extract_residual(image, sigma=self.query_sigma, levels=self.cameras[0].params.levels)
-            I = gray_image(image)
-            WI = W * I
-            for cam in self.cameras:
-                scores[cam.name] = cam.score(W, WI, I, method=self.method, base=self.pce_threshold,
-                                             rotations=self.rotations)
-        residuals: dict[FingerprintParams, np.ndarray] = {}
-        for gen in self.generators:
-            if gen.params not in residuals:
-                residuals[gen.params] = generator_residual(image, gen.params)
-            scores[gen.name] = gen.score(residuals[gen.params])
-        ranked = sorted(scores.values(), key=lambda s: s.strength, reverse=True)
+            for scores, image in zip(per_image, images):
+                W = extract_residual(image, sigma=self.query_sigma, levels=self.cameras[0].params.levels)
+                I = gray_image(image)
+                WI = W * I
+                for cam in self.cameras:
+                    scores[cam.name] = cam.score(W, WI, I, method=self.method, base=self.pce_threshold,
+                                                 rotations=self.rotations)
+        residuals: dict[FingerprintParams, list[np.ndarray]] = {}
+        for bank in self.banks:
+            if bank.params not in residuals:
+                residuals[bank.params] = [generator_residual(image, bank.params) for image in images]
+            for scores, bank_scores in zip(per_image, bank.score_batch(residuals[bank.params])):
+                scores.update((s.name, s) for s in bank_scores)
+        return [self._decide(scores, label) for scores, label in zip(per_image, labels)]
+
+    @staticmethod
+    def _decide(scores: dict[str, ReferenceScore], label: str) -> Attribution:
+        ordered = {name: scores[name] for name in sorted(scores)}
+        ranked = sorted(ordered.values(), key=lambda s: s.strength, reverse=True)
         closest = ranked[0].name if ranked and ranked[0].strength > -math.inf else None
         best = ranked[0].name if ranked and ranked[0].match else None
-        return Attribution(label, best, "match" if best else "unknown", scores, closest)
+        return Attribution(label, best, "match" if best else "unknown", ordered, closest)
 
-    def score_many(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[Attribution]:
-        for label, image in items:
-            yield self.score(image, label)
-
+    def score_many(self, items: Iterable[tuple[str, np.ndarray]], batch: int = 16) -> Iterator[Attribution]:
+        """Score (label, image) pairs in batches of ``batch`` images; yields in input order."""
+        chunk: list[tuple[str, np.ndarray]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == batch:
+                yield from self.score_batch([im for _, im in chunk], [lab for lab, _ in chunk])
+                chunk = []
+        if chunk:
+            yield from self.score_batch([im for _, im in chunk], [lab for lab, _ in chunk])
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
@@ -382,16 +447,40 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
             if strict:
                 raise
             files.append(str(err))
-    for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
-        if isinstance(path, str):  # an item that matched nothing
-            yield path
-            continue
+    pending: list = []  # (path or error string, image or None), scored BATCH images at a time
+
+    def one(path, image):
         try:
-            image = load_image(path)
-            if crop:
-                image = crop_center(image, crop)
-            yield att.score(image, str(path))
+            return att.score(image, str(path))
         except GanprintError as err:
             if strict:
                 raise
-            yield str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}"
+            return str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}"
+
+    def flush():
+        images = [(str(p), im) for p, im in pending if im is not None]
+        try:
+            scored = iter(att.score_batch([im for _, im in images], [lab for lab, _ in images]))
+        except GanprintError:  # an image the residual refuses: score one by one to name it
+            scored = iter([one(p, im) for p, im in images])
+        for p, im in pending:
+            yield next(scored) if im is not None else p
+        pending.clear()
+
+    for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
+        if isinstance(path, str):  # an item that matched nothing
+            pending.append((path, None))
+        else:
+            try:
+                image = load_image(path)
+                if crop:
+                    image = crop_center(image, crop)
+                pending.append((path, image))
+            except GanprintError as err:
+                if strict:
+                    yield from flush()  # the images before the bad one are answered first
+                    raise
+                pending.append((str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}", None))
+        if len(pending) >= BATCH:
+            yield from flush()
+    yield from flush()

@@ -8,6 +8,7 @@ import pytest
 
 from fingerprint import attribute, build_fingerprint, extract_residual
 from fingerprint.attribution import Attributor, gray_image
+from fingerprint.estimate import generator_residual
 from fingerprint.build import build_reference, calibrate_with_negatives, default_params
 from fingerprint.scores import search_threshold
 from fingerprint.synthetic import make_camera, make_generator
@@ -141,3 +142,24 @@ def test_residual_is_deterministic(cameras):
     cams, _ = cameras
     img = next(cams[0].images(1, seed=3))
     assert np.array_equal(extract_residual(img), extract_residual(img))
+
+
+def test_generator_bank_matrix_product_equals_pairwise_ncc():
+    """The batched path (one matrix product per group) gives the per-pair NCC of the general path."""
+    gens = [make_generator(f"g{i}", arch, i + 1, out_size=64)
+            for i, arch in enumerate(["transposed_conv", "pixel_shuffle", "bilinear_conv"])]
+    refs = [(g.name, "generator", build_fingerprint(g.generate(6, seed=1), "generator"), default_params("generator"))
+            for g in gens]
+    att = Attributor(refs, generator_threshold=5.0)
+    queries = [next(g.images(1, seed=4)) for g in gens]
+    batch = att.score_batch(queries, ["a", "b", "c"])
+    singles = list(att.score_many([("a", queries[0]), ("b", queries[1]), ("c", queries[2])], batch=2))
+    for res, single, g_query in zip(batch, singles, queries):
+        r = generator_residual(g_query, default_params("generator"))
+        for gen in att.generators:
+            pair = gen.score(r)  # the general, one-pair path
+            assert res.scores[gen.name].ncc == pytest.approx(pair.ncc, abs=1e-5)
+            assert res.scores[gen.name].z == pytest.approx(pair.z, rel=1e-4, abs=1e-3)
+            assert single.scores[gen.name].ncc == pytest.approx(pair.ncc, abs=1e-5)
+    assert [r.best for r in batch] == ["g0", "g1", "g2"]
+    assert [r.image for r in singles] == ["a", "b", "c"]

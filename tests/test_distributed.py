@@ -220,7 +220,8 @@ def test_attribution_equals_in_process(tmp_path, client, data):
         for name in w.scores:
             a, b = w.scores[name], g.scores[name]
             assert a.match == b.match and a.offset == b.offset and a.rotation == b.rotation
-            assert b.ncc == pytest.approx(a.ncc, rel=1e-6)
+            # float32 products: a batch of 5 and a batch of 1 may round differently in the last bits
+            assert b.ncc == pytest.approx(a.ncc, rel=1e-5, abs=1e-6)
             assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
     assert got[0].best == "camA" and got[1].best == "camB"
     with pytest.raises(InvalidImageError):
