@@ -125,8 +125,8 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
     report.plots = [
         str(plot_spectra(spectra, plots / "generator_spectra.png")),
         str(plot_score_distributions({"pce": cam_pairs["pce"]}, plots / "camera_scores.png", thresholds)),
-        str(plot_score_distributions({"ncc": gen_pairs["ncc"]}, plots / "generator_scores.png",
-                                     {"ncc": att.generator_threshold.value} if att.generator_threshold and
+        str(plot_score_distributions({"z": gen_pairs["z"]}, plots / "generator_scores.png",
+                                     {"z": att.generator_threshold.value} if att.generator_threshold and
                                      att.generator_threshold.value is not None else None)),
         str(plot_confusion(report.confusion, plots / "confusion.png")),
     ]
@@ -146,12 +146,12 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
 
 
 def _pairs_of(results, labels, kind: str) -> dict[str, tuple[list[float], list[float]]]:
-    pairs: dict[str, tuple[list[float], list[float]]] = {"ncc": ([], []), "pce": ([], [])}
+    pairs: dict[str, tuple[list[float], list[float]]] = {"ncc": ([], []), "pce": ([], []), "z": ([], [])}
     for res, label in zip(results, labels):
         for name, s in res.scores.items():
             if s.kind != kind:
                 continue
-            for key in ("ncc", "pce"):
+            for key in ("ncc", "pce", "z"):
                 v = getattr(s, key)
                 if v is not None and np.isfinite(v):
                     pairs[key][0 if name == label else 1].append(float(v))

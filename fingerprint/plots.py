@@ -47,6 +47,8 @@ def plot_score_distributions(pairs: dict[str, tuple[list[float], list[float]]], 
         if key == "pce":  # PCE spans decades: a signed log scale shows both populations
             tf = lambda v: np.sign(v) * np.log10(1 + np.abs(v))  # noqa: E731
             xlabel = "sign(PCE) log10(1 + |PCE|)"
+        elif key == "z":
+            tf, xlabel = (lambda v: v), "z = NCC x sqrt(values compared)"
         else:
             tf, xlabel = (lambda v: v), key.upper()
         allv = tf(np.concatenate([pos, neg]))
@@ -55,7 +57,7 @@ def plot_score_distributions(pairs: dict[str, tuple[list[float], list[float]]], 
         ax.hist(tf(pos), bins=bins, alpha=0.7, label=f"matching ({len(pos)})", color="tab:red")
         if thresholds and key in thresholds:
             ax.axvline(tf(np.asarray(thresholds[key])), color="k", ls="--", label="threshold")
-        ax.set(xlabel=xlabel, ylabel="pairs", title=f"{key.upper()} scores")
+        ax.set(xlabel=xlabel, ylabel="pairs", title=f"{'generator z' if key == 'z' else key.upper()} scores")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
