@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--name", required=True, help="reference name (adding to an existing name updates it)")
     b.add_argument("--kind", required=True, choices=["camera", "generator"])
     b.add_argument("--crop", type=_crop, metavar="HxW", help="centre-crop every image to HxW first")
-    b.add_argument("--sigma", type=_positive, help="estimator noise std in grey levels (default 3)")
+    b.add_argument("--sigma", type=_positive,
+                   help="estimator noise std in grey levels (default 3 for cameras, 5 for generators)")
     b.add_argument("--strict", action="store_true", help="stop at the first bad image instead of skipping it")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")

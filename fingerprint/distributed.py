@@ -518,7 +518,7 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     refs += [(g.name, "generator", g.F, g.params) for g in att.generators]
     worker_options = dict(method=att.method, pce_threshold=att.pce_threshold,
                           generator_threshold=att.generator_threshold, rotations=len(att.rotations) > 1,
-                          query_sigma=att.query_sigma)
+                          query_sigma=att.query_sigma, retry_sigma=att.retry_sigma)
     del att
     payload = client.scatter([(refs, worker_options)], broadcast=True, hash=True)[0]
     token = payload.key

@@ -163,3 +163,35 @@ def test_generator_bank_matrix_product_equals_pairwise_ncc():
             assert single.scores[gen.name].ncc == pytest.approx(pair.ncc, abs=1e-5)
     assert [r.best for r in batch] == ["g0", "g1", "g2"]
     assert [r.image for r in singles] == ["a", "b", "c"]
+
+
+def test_retry_with_a_second_sigma_raises_the_threshold(cameras):
+    """The second-residual retry counts as more positions searched: its threshold is tau(n_all)."""
+    from fingerprint.attribution import ReferenceScore
+
+    cams, refs = cameras
+    att = Attributor(refs)
+    cam = att.cameras[0]
+    weak = ReferenceScore("cam0", "camera", 0.001, 10.0, "pce", 60.0, False, rotation=0, offset=(0, 0), n_positions=1)
+    own = next(cams[0].images(1, seed=21))
+    W = extract_residual(own, sigma=5.0)
+    I = gray_image(own)
+    got = cam.retry(weak, W, W * I, I, 5.0, method="pce", base=60.0)
+    assert got.match and got.n_positions == 2 and "sigma 5" in got.note
+    assert got.threshold == pytest.approx(search_threshold(60.0, 2))
+    other = next(cams[2].images(1, seed=21))
+    W = extract_residual(other, sigma=5.0)
+    I = gray_image(other)
+    kept = cam.retry(weak, W, W * I, I, 5.0, method="pce", base=60.0)
+    assert not kept.match and kept.pce == 10.0 and kept.n_positions == 2
+    assert kept.threshold == pytest.approx(search_threshold(60.0, 2))
+
+
+def test_unknown_query_reports_the_whole_search(cameras):
+    cams, refs = cameras
+    res = Attributor(refs).score(next(cams[2].images(1, seed=22)))
+    s = res.scores["cam0"]
+    # rotations 0 and 180 fit a non-square fingerprint, then the sigma-5 retry at rotation 0: 3 positions
+    assert not s.match and s.n_positions == 3 and s.threshold == pytest.approx(search_threshold(60.0, 3))
+    no_retry = Attributor(refs, retry_sigma=None).score(next(cams[2].images(1, seed=22))).scores["cam0"]
+    assert no_retry.n_positions == 2
