@@ -186,24 +186,31 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                 report.n_images = acc.n_images
                 return report
             raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
-        fp = acc.fingerprint()
-        shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
         if lib is None:
             lib = stack.enter_context(open_library())
             if name in lib:
                 raise ReferenceExistsError(f"{lib.path}: another process created reference {name!r} during this "
                                            "build; run the build again to add these images to it")
-        with lib.transaction():  # one atomic commit: the reference and its calibration scores
-            if name in lib:
-                lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
-            else:
-                lib.add(name, kind=kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, shape=shape,
-                        params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""},
-                        sources=new_sources)
-                report.created = True
-            lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
-        report.n_images = acc.n_images
+        commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
+
+
+def commit_reference(lib: Library, report: BuildReport, acc, params: FingerprintParams,
+                     crop: tuple[int, int] | None, new_sources: list[tuple[str, str]],
+                     null_scores: list[float]) -> None:
+    """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit."""
+    fp = acc.fingerprint()
+    shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
+    with lib.transaction():  # one atomic commit: the reference and its calibration scores
+        if report.name in lib:
+            lib.update(report.name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
+        else:
+            lib.add(report.name, kind=report.kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images,
+                    shape=shape, params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""},
+                    sources=new_sources)
+            report.created = True
+        lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
+    report.n_images = acc.n_images
 
 
 def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | os.PathLike], *,

@@ -332,8 +332,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     from distributed import as_completed
 
     from fingerprint import __version__
-    from fingerprint.build import BuildReport, _other_generators, _progress, resume_reference
-    from fingerprint.calibration import NULL_KEY
+    from fingerprint.build import BuildReport, _other_generators, _progress, commit_reference, resume_reference
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -439,18 +438,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         acc.merge(total.accumulator())  # stored sums (if any) + the new images
         new_sources = [(r.path, r.sha) for r in added]
         null_scores = [s for r in added for s in r.null_scores]
-        fp = acc.fingerprint()
-        shape3 = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
-        with lib.transaction():
-            if name in lib:
-                lib.update(name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
-            else:
-                lib.add(name, kind=kind, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, shape=shape3,
-                        params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""},
-                        sources=new_sources)
-                report.created = True
-            lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
-        report.n_images = acc.n_images
+        commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
 
 
