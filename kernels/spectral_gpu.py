@@ -29,6 +29,24 @@ _RED = 8 if simulator_enabled() else 256
 _COL_CHUNK = 64  # rows summed per thread before the atomic add, in the column sums
 
 
+@cuda.jit(device=True)
+def _block_sum2(sh0, sh1, tid, a, b):
+    """Tree-sum two per-thread values over the block: afterwards ``sh0[0] = sum a``, ``sh1[0] = sum b``.
+
+    ``sh0``, ``sh1``: shared float64 arrays of ``_RED`` (a power of two) elements, one per thread.
+    """
+    sh0[tid] = a
+    sh1[tid] = b
+    cuda.syncthreads()
+    step = _RED // 2
+    while step > 0:
+        if tid < step:
+            sh0[tid] += sh0[tid + step]
+            sh1[tid] += sh1[tid + step]
+        cuda.syncthreads()
+        step //= 2
+
+
 @cuda.jit
 def _row_parity_sums(w, row_sums):
     """``row_sums[i, c] = sum_j w[i, c::2]`` (float64); one block per row, shared-memory reduction."""
@@ -45,16 +63,7 @@ def _row_parity_sums(w, row_sums):
                 s0 += w[i, j]
             else:
                 s1 += w[i, j]
-    sh0[tid] = s0
-    sh1[tid] = s1
-    cuda.syncthreads()
-    step = _RED // 2
-    while step > 0:
-        if tid < step:
-            sh0[tid] += sh0[tid + step]
-            sh1[tid] += sh1[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    _block_sum2(sh0, sh1, tid, s0, s1)
     if tid == 0 and i < h:
         row_sums[i, 0] = sh0[0]
         row_sums[i, 1] = sh1[0]
@@ -143,16 +152,7 @@ def _zero_mean_apply(w, row_mean, col_mean, lat_mean, out, row_stats):
             out[i, j] = v
             s += v
             ss += float64(v) * float64(v)
-    sh0[tid] = s
-    sh1[tid] = ss
-    cuda.syncthreads()
-    step = _RED // 2
-    while step > 0:
-        if tid < step:
-            sh0[tid] += sh0[tid + step]
-            sh1[tid] += sh1[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    _block_sum2(sh0, sh1, tid, s, ss)
     if tid == 0 and i < h:
         row_stats[i, 0] = sh0[0]
         row_stats[i, 1] = sh1[0]
