@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,dist]"
+	$(PY) -c "from fingerprint.bench import warm_up; print(f'compiled the kernels in {warm_up():.0f} s')"
 	touch $(STAMP)
 
 demo: install

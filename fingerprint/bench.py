@@ -90,3 +90,27 @@ def run_bench(sizes: list[tuple[int, int]], *, repeat: int = 3, reference: bool 
                   f"{r['peak_extra_bytes'] / (h * w):.1f} |", file=out, flush=True)
         rows.append({"size": [h, w], "ganprint": fast, "plain": plain})
     return rows
+
+
+def warm_up() -> float:
+    """Run every CPU kernel once on tiny inputs so Numba compiles them into its on-disk cache.
+
+    ``make install`` calls this, so the first real command does not spend ~10 s compiling.
+    Returns the seconds it took.
+    """
+    import numpy as np
+
+    from fingerprint.build import build_fingerprint
+    from fingerprint.residual import extract_residual
+    from fingerprint.scores import pce
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for shape, dtype in (((48, 64, 3), np.uint8), ((48, 64), np.uint8), ((48, 64, 3), np.uint16),
+                         ((640, 640, 3), np.uint8)):  # sub-bands of the last one are large enough for the parallel builds
+        image = rng.integers(0, 256 if dtype == np.uint8 else 65536, shape).astype(dtype)
+        w = extract_residual(image)
+        k = build_fingerprint([image, image[::-1].copy()], "camera")
+        build_fingerprint([image], "generator")
+        pce(w * 1.0, k)
+    return time.perf_counter() - start

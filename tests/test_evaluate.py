@@ -126,3 +126,9 @@ def test_bench_runs_and_reports_a_ratio():
     rows = run_bench([(64, 96)], repeat=1, out=buf)
     assert rows[0]["ganprint"]["best_s"] > 0 and rows[0]["plain"]["best_s"] > 0
     assert "| 64x96 | ganprint |" in buf.getvalue()
+
+
+def test_warm_up_runs_every_pipeline_stage():
+    from fingerprint.bench import warm_up
+
+    assert warm_up() > 0
