@@ -467,6 +467,7 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
 
     from tqdm import tqdm
 
+    from fingerprint import interrupt
     from fingerprint.errors import GanprintError
     from fingerprint.io import collect_image_paths, crop_center, load_image
 
@@ -504,6 +505,7 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
         pending.clear()
 
     for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
+        interrupt.check()
         if isinstance(path, str):  # an item that matched nothing
             pending.append((path, None))
         else:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from fingerprint import __version__
+from fingerprint import __version__, interrupt
 from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
 from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import FingerprintParams, new_accumulator
@@ -157,6 +157,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         null_scores: list[float] = []
         with _progress(len(files), f"build {name}", progress) as bar:
             for path in files:
+                interrupt.check()
                 bar.update(1)
                 try:
                     sha = file_sha256(path)
@@ -200,6 +201,7 @@ def commit_reference(lib: Library, report: BuildReport, acc, params: Fingerprint
                      null_scores: list[float]) -> None:
     """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit."""
     fp = acc.fingerprint()
+    interrupt.check()  # a Ctrl-C swallowed anywhere before this point stops the write
     shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
     with lib.transaction():  # one atomic commit: the reference and its calibration scores
         if report.name in lib:

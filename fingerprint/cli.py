@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("interrupted")
         return EXIT_INTERRUPTED
     debug = args.debug
+    from fingerprint import interrupt
+
+    interrupt.install()
     if not debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     try:

@@ -871,3 +871,25 @@ if given is not None:
         path = folder / f"fuzz{ext}"
         path.write_bytes(data)
         fuzz_file(path, small_library[0])
+
+
+def test_a_swallowed_interrupt_still_stops_the_build(tmp_path, small_library):
+    """A SIGINT whose KeyboardInterrupt was swallowed (raised inside a finalizer) stops the next build step."""
+    import signal
+
+    from fingerprint import interrupt
+
+    _, files = small_library
+    library = tmp_path / "new.h5"
+    interrupt.install()
+    try:
+        try:
+            interrupt._handler(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass  # what Python does with an exception raised in a weakref callback
+        with pytest.raises(KeyboardInterrupt):
+            build_reference(library, "camC", "camera", files["camA"], progress=False)
+        assert not library.exists()
+    finally:
+        interrupt._interrupted.clear()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
