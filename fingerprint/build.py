@@ -179,14 +179,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                 seen.add(sha)
                 new_sources.append((str(path), sha))
                 report.added.append(str(path))
-        duplicates = sum(1 for _, r in report.skipped if r.startswith("already counted"))
-        if duplicates:
-            warn(f"{duplicates} file(s) already counted in {name!r} (same SHA-256) were skipped")
-        if not new_sources:
-            if report.skipped and all(r.startswith("already counted") for _, r in report.skipped):
-                report.n_images = acc.n_images
-                return report
-            raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
+        if nothing_to_write(report, acc, len(files), warn):
+            return report
         if lib is None:
             lib = stack.enter_context(open_library())
             if name in lib:
@@ -194,6 +188,23 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                                            "build; run the build again to add these images to it")
         commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
+
+
+def nothing_to_write(report: BuildReport, acc, n_files: int, warn: Callable[[str], None]) -> bool:
+    """After a build's images are read: warn about duplicates, and tell whether there is nothing to write.
+
+    True when every file was already counted (``report.n_images`` is set); raises InvalidImageError
+    when no file was usable at all; False when there are new images to commit.
+    """
+    duplicates = sum(1 for _, r in report.skipped if r.startswith("already counted"))
+    if duplicates:
+        warn(f"{duplicates} file(s) already counted in {report.name!r} (same SHA-256) were skipped")
+    if report.added:
+        return False
+    if report.skipped and duplicates == len(report.skipped):
+        report.n_images = acc.n_images
+        return True
+    raise InvalidImageError(f"no usable image among {n_files} file(s) for {report.name!r}; library unchanged")
 
 
 def commit_reference(lib: Library, report: BuildReport, acc, params: FingerprintParams,

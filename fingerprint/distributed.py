@@ -332,7 +332,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     from distributed import as_completed
 
     from fingerprint import __version__
-    from fingerprint.build import BuildReport, _other_generators, _progress, commit_reference, resume_reference
+    from fingerprint.build import BuildReport, _other_generators, _progress, commit_reference, nothing_to_write, resume_reference
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -425,14 +425,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
             if not reason.startswith("already counted"):
                 warn(f"{reason}; skipped")
         report.added = [r.path for r in added]
-        duplicates = sum(1 for _, r in report.skipped if r.startswith("already counted"))
-        if duplicates:
-            warn(f"{duplicates} file(s) already counted in {name!r} (same SHA-256) were skipped")
-        if not added:
-            if report.skipped and all(r.startswith("already counted") for _, r in report.skipped):
-                report.n_images = acc.n_images
-                return report
-            raise InvalidImageError(f"no usable image among {len(files)} file(s) for {name!r}; library unchanged")
+        if nothing_to_write(report, acc, len(files), warn):
+            return report
 
         # 4. write once
         acc.merge(total.accumulator())  # stored sums (if any) + the new images
