@@ -17,6 +17,8 @@ from fingerprint.synthetic import (
     make_generator,
     natural_content,
 )
+from fingerprint.synthetic import camera, generator, scene
+from kernels.spec import GRAY_WEIGHTS, MIN_SIZE
 
 N_GEN = 20  # images per generator in the statistical tests
 
@@ -79,6 +81,18 @@ def test_natural_content_spectrum_falls_off():
     assert low > 10 * high
 
 
+@pytest.mark.parametrize("draw", [natural_content, flat_field])
+def test_gray_scenes_use_the_spec_gray_weights(draw):
+    """``channels=1`` is the RGB scene weighted by ``kernels.spec.GRAY_WEIGHTS`` (up to float32 rounding)."""
+    rgb = draw((40, 24), 8).astype(np.float64)
+    gray = draw((40, 24), 8, channels=1)
+    assert gray.shape == (40, 24, 1) and gray.dtype == np.float32
+    np.testing.assert_allclose(gray[..., 0], rgb @ np.array(GRAY_WEIGHTS), rtol=0, atol=2e-7)
+    # and not some other plausible weighting (equal weights, ITU-R BT.709)
+    for other in ([1 / 3, 1 / 3, 1 / 3], [0.2126, 0.7152, 0.0722]):
+        assert np.abs(gray[..., 0] - rgb @ np.array(other)).max() > 1e-3
+
+
 def test_flat_field_is_bright_and_smooth():
     f = flat_field((64, 64), 2)
     assert f.shape == (64, 64, 3) and f.dtype == np.float32
@@ -116,6 +130,9 @@ def test_camera_validation():
         make_camera("c", -3)
     with pytest.raises(ValueError, match="name"):
         SimulatedCamera(name="", seed=1)
+    with pytest.raises(ValueError, match=f"at least {MIN_SIZE} x {MIN_SIZE}"):
+        make_camera("c", 1, shape=(MIN_SIZE - 1, 32))  # smaller than the residual accepts
+    assert make_camera("c", 1, shape=(MIN_SIZE, MIN_SIZE)).K.shape == (MIN_SIZE, MIN_SIZE)
     cam = make_camera("c", 1, shape=(32, 32))
     with pytest.raises(ValueError, match="shape"):
         cam.capture(np.zeros((16, 16, 3)), rng=0)
@@ -247,3 +264,13 @@ def test_public_api():
         "make_generator",
         "natural_content",
     }
+
+
+def test_package_re_exports_its_modules():
+    """The package ``__all__`` is exactly the union of the public names of its three modules."""
+    modules = (scene, camera, generator)
+    names = [name for module in modules for name in module.__all__]
+    assert sorted(names) == sorted(synthetic.__all__)
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(synthetic, name) is getattr(module, name)
