@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fingerprint.build import build_reference  # noqa: E402
-from fingerprint.io import parse_crop  # noqa: E402
+from fingerprint.cli import parse_crop  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "dresden" / "ff"
 

@@ -2,14 +2,14 @@
 
 This module orchestrates; the maths lives in ``residual``, ``estimate`` and ``scores``.
 
-Cameras (DESIGN.md §7): the query residual ``W`` (sigma 2) times the gray query image ``I`` is
+Cameras (docs/algorithm.md §7.4-§7.7): the query residual ``W`` (sigma 2) times the gray query image ``I`` is
 cross-correlated with the fingerprint ``K``, whose spectrum is computed once per reference. A
 query of the fingerprint's size is scored at zero shift; a smaller one (a crop at an unknown
 offset) is searched over every shift that keeps it inside; each rotation by 0/90/180/270 degrees
 that fits is tried and the best PCE wins. The decision threshold grows with the number of
 positions searched, so the false-alarm rate of a decision stays that of PCE 60 at one position.
 
-Generators (DESIGN.md §6-§7): NCC between the query's generator residual and the fingerprint
+Generators (docs/algorithm.md §6, §7.8): NCC between the query's generator residual and the fingerprint
 (per-channel means removed); match when ``z = NCC * sqrt(D)`` (D values compared) reaches the
 library's calibrated threshold, i.e. when the NCC reaches ``z_threshold / sqrt(D)``.
 """
@@ -19,21 +19,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 
 from fingerprint.calibration import DEFAULT_FPR, NULL_KEY, GeneratorThreshold, threshold_from_null
 from fingerprint.estimate import FingerprintParams, generator_residual
-from fingerprint.residual import GRAY_WEIGHTS, QUERY_SIGMA, extract_residual
-from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
+from fingerprint.residual import extract_residual
+from fingerprint.scores import DEFAULT_PCE_THRESHOLD, ReferenceSpectrum, ncc, search_threshold
+from kernels.spec import GRAY_WEIGHTS, QUERY_SIGMA, check_image, value_scale
 
 RETRY_SIGMA = 5.0  # second denoiser strength for camera queries that match nothing (prnu-python's default)
 BATCH = 8  # images scored together by attribute_paths (generator NCCs as one matrix product)
-DEFAULT_PCE_THRESHOLD = 60.0  # Goljan, Filler, Fridrich 2009: false-alarm rate ~1e-5 per pair
 METHODS = ("pce", "ncc")
 
-__all__ = ["Attribution", "Attributor", "ReferenceScore", "DEFAULT_PCE_THRESHOLD", "METHODS"]
+__all__ = ["Attribution", "Attributor", "ReferenceScore", "DEFAULT_PCE_THRESHOLD", "METHODS", "generator_scorers"]
 
 
 @dataclass
@@ -109,8 +109,9 @@ class Attribution:
 def gray_image(image: np.ndarray) -> np.ndarray:
     """Gray query image I in [0, 255], float32 (H, W) (uint16 divided by 257)."""
     x = image.astype(np.float32)
-    if image.dtype == np.uint16:
-        x *= np.float32(1.0 / 257.0)
+    scale = value_scale(image.dtype)
+    if scale != 1.0:
+        x *= np.float32(scale)
     if x.ndim == 3:
         x = x @ np.asarray(GRAY_WEIGHTS, dtype=np.float32)
     return x
@@ -344,8 +345,9 @@ class Attributor:
         """Score several images: camera PCEs per image (fingerprint spectra cached), generator NCCs
         of the whole batch as one matrix product per group of generators."""
         labels = labels if labels is not None else [f"image {i}" for i in range(len(images))]
-        images = [im[..., 0] if isinstance(im, np.ndarray) and im.ndim == 3 and im.shape[2] == 1 else im
-                  for im in images]  # (H, W, 1) is gray, as extract_residual reads it
+        # the residual's input check, first, so that a refusal names the image by its label;
+        # (H, W, 1) comes back as (H, W): gray, as extract_residual reads it
+        images = [check_image(im, label) for im, label in zip(images, labels)]
         per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
         if self.cameras:
             for scores, image in zip(per_image, images):
@@ -377,34 +379,57 @@ class Attributor:
         best = ranked[0].name if ranked and ranked[0].match else None
         return Attribution(label, best, "match" if best else "unknown", ordered, closest)
 
-    def score_many(self, items: Iterable[tuple[str, np.ndarray]], batch: int = 16) -> Iterator[Attribution]:
-        """Score (label, image) pairs in batches of ``batch`` images; yields in input order."""
-        chunk: list[tuple[str, np.ndarray]] = []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == batch:
-                yield from self.score_batch([im for _, im in chunk], [lab for lab, _ in chunk])
-                chunk = []
-        if chunk:
-            yield from self.score_batch([im for _, im in chunk], [lab for lab, _ in chunk])
+
+def generator_scorers(lib, params: FingerprintParams, exclude: str = "") -> list:
+    """Scorers of a library's generators built with ``params``, all but reference ``exclude``.
+
+    Each has ``.score(R)`` (R a generator residual, (C, H, W)) returning a
+    :class:`ReferenceScore` whose ``z`` is a score of that image against a generator it does not
+    come from: the non-matching calibration scores of ``build`` and ``calibrate``. Only
+    generators with the same parameters are returned, so every score is of one statistic. No
+    threshold is attached (they never decide a match). Damaged references are left out.
+    """
+    from reference_db import DamagedReferenceError
+
+    out = []
+    for info in lib.infos():
+        if info.kind == "generator" and info.name != exclude and not info.damaged:
+            theirs = FingerprintParams.from_dict(dict(info.params, kind="generator"))
+            if theirs == params:
+                try:
+                    fingerprint = lib.get(info.name, with_sums=False).fingerprint
+                except DamagedReferenceError:
+                    continue
+                out.append(_Generator(info.name, fingerprint, theirs, None))
+    return out
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
-                    **options) -> Attributor:
+                    warn=None, **options) -> Attributor:
     """An :class:`Attributor` over every reference of a library (a path or an open ``Library``).
 
     The generator NCC threshold is calibrated from the library's non-matching scores at per-pair
     false-positive rate ``fpr`` (see ``fingerprint.calibration``) unless ``generator_threshold``
-    is given.
+    is given. A damaged reference (NaN or inf values, inconsistent shapes, unreadable data) is
+    skipped: ``warn`` (default: print to stderr) gets one line naming it and the problem.
     """
-    from reference_db import Library
+    import sys
 
+    from reference_db import DamagedReferenceError, Library
+
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     own = not isinstance(library, Library)
     lib = Library(library, "r") if own else library
+    skipped = 0
     try:
         refs = []
         for name in lib.names():
-            ref = lib.get(name, with_sums=False)
+            try:
+                ref = lib.get(name, with_sums=False)
+            except DamagedReferenceError as err:
+                warn(str(err))
+                skipped += 1
+                continue
             params = FingerprintParams.from_dict(dict(ref.info.params, kind=ref.kind))
             refs.append((name, ref.kind, ref.fingerprint, params))
         null = lib.calibration(NULL_KEY)
@@ -412,7 +437,8 @@ def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: f
         if own:
             lib.close()
     if not refs:
-        raise ValueError(f"{getattr(lib, 'path', library)}: the library holds no references; build some first")
+        what = f"no usable references ({skipped} damaged)" if skipped else "no references; build some first"
+        raise ValueError(f"{getattr(lib, 'path', library)}: the library holds {what}")
     threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
     return Attributor(refs, generator_threshold=threshold, **options)
 
@@ -433,8 +459,7 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
     -------
     list of Attribution, one per image, in order.
     """
-    from fingerprint.errors import GanprintError
-    from fingerprint.io import crop_center, load_image
+    from fingerprint.io import crop_center, iter_images
 
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
         images = [images]
@@ -443,16 +468,14 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
     att = load_attributor(library, **options)
     out = []
     for i, item in enumerate(images):
-        label = str(item) if not isinstance(item, np.ndarray) else f"image {i}"
-        image = load_image(item) if not isinstance(item, np.ndarray) else item
-        if crop:
-            image = crop_center(image, crop)
-        try:
-            out.append(att.score(image, label))
-        except GanprintError as err:  # name the file or item, as load_image's errors do
-            if label in str(err):
-                raise
-            raise type(err)(f"{label}: {str(err).removeprefix('image: ')}") from None
+        if isinstance(item, np.ndarray):
+            label, image = f"image {i}", crop_center(item, crop) if crop else item
+        else:
+            (loaded,) = iter_images([item], crop=crop)
+            if loaded.error is not None:
+                raise loaded.error  # "<path>: <problem>"
+            label, image = str(item), loaded.image
+        out.append(att.score(image, label))  # a refusal names the image by its label
     return out
 
 
@@ -469,7 +492,7 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
 
     from fingerprint import interrupt
     from fingerprint.errors import GanprintError
-    from fingerprint.io import collect_image_paths, crop_center, load_image
+    from fingerprint.io import collect_image_paths, iter_images
 
     att = load_attributor(library, **options)  # library errors first: they concern every image
     files: list = []
@@ -489,10 +512,10 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
     def one(path, image):
         try:
             return att.score(image, str(path))
-        except GanprintError as err:
+        except GanprintError as err:  # it names the file: the path is the image's label
             if strict:
                 raise
-            return str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}"
+            return str(err)
 
     def flush():
         images = [(str(p), im) for p, im in pending if im is not None]
@@ -504,21 +527,20 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
             yield next(scored) if im is not None else p
         pending.clear()
 
+    loaded = iter_images((f for f in files if not isinstance(f, str)), crop=crop)  # lazily, in step with files
     for path in tqdm(files, desc="attribute", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
         interrupt.check()
         if isinstance(path, str):  # an item that matched nothing
             pending.append((path, None))
         else:
-            try:
-                image = load_image(path)
-                if crop:
-                    image = crop_center(image, crop)
-                pending.append((path, image))
-            except GanprintError as err:
+            item = next(loaded)
+            if item.error is not None:
                 if strict:
                     yield from flush()  # the images before the bad one are answered first
-                    raise
-                pending.append((str(err) if str(path) in str(err) else f"{path}: {str(err).removeprefix('image: ')}", None))
+                    raise item.error
+                pending.append((str(item.error), None))
+            else:
+                pending.append((path, item.image))
         if len(pending) >= BATCH:
             yield from flush()
     yield from flush()

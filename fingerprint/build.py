@@ -1,6 +1,6 @@
 """Building fingerprints: from images (arrays) in memory, or from files into a reference library.
 
-file -> ``io.load_image`` -> optional centre crop -> accumulator (``estimate``) -> ``Library``.
+file -> ``io.iter_images`` (SHA-256, decode, optional centre crop) -> accumulator (``estimate``) -> ``Library``.
 Memory holds one image plus the running sums. A library is written once per build, atomically,
 under the library's writer lock; an interrupted build leaves it as it was.
 """
@@ -18,22 +18,21 @@ import numpy as np
 from fingerprint import __version__, interrupt
 from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
 from fingerprint.calibration import NULL_KEY
-from fingerprint.estimate import FingerprintParams, new_accumulator
-from fingerprint.io import collect_image_paths, crop_center, file_sha256, load_image
+from fingerprint.estimate import FingerprintParams, generator_residual, new_accumulator
+from fingerprint.io import collect_image_paths, crop_center, iter_images
+from fingerprint.residual import check_image
 from reference_db import Library
 
 __all__ = ["BuildReport", "build_fingerprint", "build_reference", "default_params"]
 
 
 def default_params(kind: str, **overrides) -> FingerprintParams:
-    """Default estimator parameters for a kind (``"camera"`` or ``"generator"``)."""
-    # Generators: measured on shared/data/gan (benchmarks/gan_experiments.py, RESULTS.md): colour,
-    # sigma 5, no ZeroMeanTotal, spectral self-whitening and Wiener-shrunk mean.
-    base = {"camera": {}, "generator": dict(sigma=5.0, color=True, zero_mean=False, whiten=True, shrink=True)}
-    if kind not in base:
-        raise ValueError(f"kind must be 'camera' or 'generator', got {kind!r}")
-    values = dict(base[kind], **{k: v for k, v in overrides.items() if v is not None})
-    return FingerprintParams(kind=kind, **values)
+    """Estimator parameters of ``kind`` (``"camera"`` or ``"generator"``) with the given overrides.
+
+    ``FingerprintParams(kind=kind, **overrides)`` with None overrides left out: the defaults
+    themselves are written once, in ``fingerprint.estimate.KIND_DEFAULTS``.
+    """
+    return FingerprintParams(kind=kind, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def build_fingerprint(images: Iterable[np.ndarray], kind: str = "camera", *,
@@ -94,19 +93,6 @@ def resume_reference(lib: Library | None, name: str, kind: str, sigma: float | N
     return stored, acc, {sha for _, sha in ref.info.sources}
 
 
-def _other_generators(lib: Library, name: str, params: FingerprintParams) -> list:
-    """Scorers of the library's other generators, for the non-matching calibration scores."""
-    from fingerprint.attribution import _Generator
-
-    out = []
-    for info in lib.infos():
-        if info.kind == "generator" and info.name != name:
-            theirs = FingerprintParams.from_dict(dict(info.params, kind="generator"))
-            if theirs == params:  # scores of one statistic only
-                out.append(_Generator(info.name, lib.get(info.name, with_sums=False).fingerprint, theirs, None))
-    return out
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
@@ -142,6 +128,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
     LibraryError
         For library problems (not a library, locked, disk full, ...); the library is unchanged.
     """
+    from fingerprint.attribution import generator_scorers
+
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     files = collect_image_paths(paths)
     strict = strict or len(files) == 1  # one file: its own error is the one line to show
@@ -153,32 +141,31 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         lib = stack.enter_context(open_library()) if os.path.exists(library) else None
         params, acc, seen = resume_reference(lib, name, kind, sigma)
         new_sources: list[tuple[str, str]] = []
-        others = _other_generators(lib, name, params) if kind == "generator" and lib is not None else []
-        null_scores: list[float] = []
+        others = generator_scorers(lib, params, exclude=name) if kind == "generator" and lib is not None else []
+        null_scores: list[tuple[str, str, float]] = []  # (image sha256, other generator, z)
         with _progress(len(files), f"build {name}", progress) as bar:
-            for path in files:
+            # hashed before decoding: a file already counted (or seen earlier in this run) is not read
+            for item in iter_images(files, crop=crop, sha256=True, skip=seen):
                 interrupt.check()
                 bar.update(1)
+                path = str(item.path)
+                if item.skipped:
+                    report.skipped.append((path, "already counted in this reference"))
+                    continue
                 try:
-                    sha = file_sha256(path)
-                    if sha in seen:
-                        report.skipped.append((str(path), "already counted in this reference"))
-                        continue
-                    image = load_image(path)
-                    if crop:
-                        image = crop_center(image, crop)
-                    residual = acc.add(image, name=str(path))
-                    null_scores += [g.score(residual).z for g in others]
-                except (InvalidImageError, ShapeMismatchError, OSError) as err:
+                    if item.error is not None:
+                        raise item.error
+                    residual = acc.add(item.image, name=path)  # its errors name the image by ``name``
+                    null_scores += [(item.sha256, g.name, g.score(residual).z) for g in others]
+                except (InvalidImageError, ShapeMismatchError) as err:
                     if strict:
                         raise
-                    msg = str(err) if str(path) in str(err) else f"{path}: {err}"
-                    report.skipped.append((str(path), msg))
-                    warn(f"{msg}; skipped")
+                    report.skipped.append((path, str(err)))
+                    warn(f"{err}; skipped")
                     continue
-                seen.add(sha)
-                new_sources.append((str(path), sha))
-                report.added.append(str(path))
+                seen.add(item.sha256)
+                new_sources.append((path, item.sha256))
+                report.added.append(path)
         if nothing_to_write(report, acc, len(files), warn):
             return report
         if lib is None:
@@ -186,8 +173,28 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             if name in lib:
                 raise ReferenceExistsError(f"{lib.path}: another process created reference {name!r} during this "
                                            "build; run the build again to add these images to it")
+            if kind == "generator":  # generators another build committed meanwhile: score against them too
+                null_scores += _late_null_scores(generator_scorers(lib, params, exclude=name), new_sources, crop,
+                                                 params)
         commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
+
+
+def _late_null_scores(scorers: list, sources: list[tuple[str, str]], crop, params: FingerprintParams) -> list:
+    """(sha256, generator, z) of the images ``sources`` against ``scorers``, the files read again.
+
+    Needed only when another build created the library during this one: its generators were not
+    there to score against while the images were read. A file that changed meanwhile is left out.
+    """
+    if not scorers:
+        return []
+    wanted = dict((path, sha) for path, sha in sources)
+    out = []
+    for item in iter_images(list(wanted), crop=crop, sha256=True):
+        if item.error is None and item.sha256 == wanted.get(str(item.path)):
+            r = generator_residual(item.image, params)
+            out += [(item.sha256, g.name, g.score(r).z) for g in scorers]
+    return out
 
 
 def nothing_to_write(report: BuildReport, acc, n_files: int, warn: Callable[[str], None]) -> bool:
@@ -209,8 +216,12 @@ def nothing_to_write(report: BuildReport, acc, n_files: int, warn: Callable[[str
 
 def commit_reference(lib: Library, report: BuildReport, acc, params: FingerprintParams,
                      crop: tuple[int, int] | None, new_sources: list[tuple[str, str]],
-                     null_scores: list[float]) -> None:
-    """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit."""
+                     null_scores: list) -> None:
+    """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit.
+
+    ``null_scores``: ``(image sha256, other generator, z)`` triples, stored keyed by the pair so
+    that they are never counted twice (plain z values are appended unkeyed).
+    """
     fp = acc.fingerprint()
     interrupt.check()  # a Ctrl-C swallowed anywhere before this point stops the write
     shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
@@ -222,7 +233,11 @@ def commit_reference(lib: Library, report: BuildReport, acc, params: Fingerprint
                     shape=shape, params=params.as_dict() | {"crop": f"{crop[0]}x{crop[1]}" if crop else ""},
                     sources=new_sources)
             report.created = True
-        lib.add_calibration(NULL_KEY, [s for s in null_scores if s is not None])
+        keyed = [s for s in null_scores if isinstance(s, tuple) and s[2] is not None]
+        if keyed:
+            lib.add_calibration(NULL_KEY, [z for _, _, z in keyed], sha256=[h for h, _, _ in keyed],
+                                against=[g for _, g, _ in keyed])
+        lib.add_calibration(NULL_KEY, [s for s in null_scores if not isinstance(s, tuple) and s is not None])
     report.n_images = acc.n_images
 
 
@@ -233,8 +248,11 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
     library's generators.
 
     Each image is scored against every generator of the library; the scores are appended to the
-    library's calibration data (one atomic commit). Returns the number of scores added.
+    library's calibration data (one atomic commit), keyed by (image SHA-256, generator): calibrating
+    with the same images again adds nothing. Returns the number of scores added.
     """
+    from fingerprint.attribution import generator_scorers
+
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     files = collect_image_paths(paths)
     with Library(library, "r+", lock_timeout=lock_timeout, version=__version__) as lib:
@@ -245,22 +263,22 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
                 generators.setdefault(params, []).append(info.name)
         if not generators:
             raise InvalidImageError(f"{lib.path}: the library holds no generator to calibrate")
-        scorers = {p: _other_generators(lib, "", p) for p in generators}
-        scores: list[float] = []
-        from fingerprint.estimate import generator_residual
+        scorers = {p: generator_scorers(lib, p) for p in generators}
+        scores: list[tuple[str, str, float]] = []  # (image sha256, generator, z)
 
         with _progress(len(files), "calibrate", progress) as bar:
-            for path in files:
+            for item in iter_images(files, crop=crop, sha256=True):
                 bar.update(1)
                 try:
-                    image = load_image(path)
-                    if crop:
-                        image = crop_center(image, crop)
+                    if item.error is not None:
+                        raise item.error
+                    image = check_image(item.image, str(item.path))  # refusals name the file
                     for params, gens in scorers.items():
                         r = generator_residual(image, params)
-                        scores += [g.score(r).z for g in gens]
+                        scores += [(item.sha256, g.name, g.score(r).z) for g in gens]
                 except InvalidImageError as err:
                     warn(f"{err}; skipped")
-        if scores:
-            lib.add_calibration(NULL_KEY, scores)
-    return len(scores)
+        if not scores:
+            return 0
+        return lib.add_calibration(NULL_KEY, [z for _, _, z in scores], sha256=[h for h, _, _ in scores],
+                                   against=[g for _, g, _ in scores])

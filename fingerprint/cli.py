@@ -1,40 +1,39 @@
 """The ``ganprint`` command line: a thin layer over the public API.
 
 Results go to stdout, progress and warnings to stderr. Exit codes: 0 success, 1 a user error
-(bad file, bad library, bad argument; one line on stderr), 2 bad command-line usage,
-130 interrupted (Ctrl-C; a library being written is left as it was). ``--debug`` shows tracebacks.
+(bad file, bad library; one line on stderr), 2 bad command-line usage (an unknown option, a value
+out of range), 130 interrupted (Ctrl-C; a library being written is left as it was), 141 when the
+reader of stdout closed it early (``| head``; nothing more is printed). ``--debug`` shows tracebacks.
+Every name and path printed has its control characters escaped (``cli_text.printable``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
 
+from fingerprint.cli_args import (  # argument types; parse_crop and CropSizeError are re-exported
+    ATTRIBUTE_EPILOG,
+    Z_ADVICE,
+    CropSizeError,
+    _count,
+    _generator_z,
+    _ncc_threshold_removed,
+    _positive,
+    _rate,
+    _sigma,
+    _sizes,
+    parse_crop,
+)
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PIPE", "EXIT_USAGE", "CropSizeError", "main", "parse_crop"]
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _crop(text: str) -> tuple[int, int]:
-    from fingerprint.io import parse_crop
-
-    try:
-        return parse_crop(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose output pipe was closed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,29 +48,39 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("library", help="HDF5 library file (created if missing)")
     b.add_argument("--name", required=True, help="reference name (adding to an existing name updates it)")
     b.add_argument("--kind", required=True, choices=["camera", "generator"])
-    b.add_argument("--crop", type=_crop, metavar="HxW", help="centre-crop every image to HxW first")
-    b.add_argument("--sigma", type=_positive,
-                   help="estimator noise std in grey levels (default 3 for cameras, 5 for generators)")
+    b.add_argument("--crop", type=parse_crop, metavar="HxW", help="centre-crop every image to HxW first")
+    b.add_argument("--sigma", type=_sigma,
+                   help="estimator noise std in grey levels, 0.1 to 100 (default 3 for cameras, 5 for generators)")
     b.add_argument("--strict", action="store_true", help="stop at the first bad image instead of skipping it")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
-    b.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    b.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files, folders (searched recursively, files chosen by content) or glob patterns")
+    b.add_argument("--no-recursive", action="store_true", help="do not search sub-folders of folders")
     # --- distributed (fingerprint/distributed.py) ---
     b.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
                    help="build on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
 
-    a = sub.add_parser("attribute", help="attribute questioned images against a library")
+    a = sub.add_parser("attribute", help="attribute questioned images against a library",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ATTRIBUTE_EPILOG)
     a.add_argument("library")
-    a.add_argument("paths", nargs="+", metavar="PATH")
-    a.add_argument("--crop", type=_crop, metavar="HxW", help="centre-crop every image to HxW first")
+    a.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files, folders (searched recursively, files chosen by content) or glob patterns")
+    a.add_argument("--no-recursive", action="store_true", help="do not search sub-folders of folders")
+    a.add_argument("--crop", type=parse_crop, metavar="HxW", help="centre-crop every image to HxW first")
     a.add_argument("--method", choices=["pce", "ncc"], default="pce", help="score deciding camera matches (default pce)")
-    a.add_argument("--pce-threshold", type=_positive, default=60.0, help="camera PCE threshold at one position (default 60)")
-    a.add_argument("--ncc-threshold", type=float, help="generator NCC threshold (default: calibrated per library)")
-    a.add_argument("--fpr", type=_positive, default=0.01,
-                   help="generator false-positive rate per (image, generator) pair for the calibrated threshold (default 0.01)")
+    a.add_argument("--pce-threshold", type=_positive, default=60.0,
+                   help="camera PCE threshold at one position, raised for crop and rotation searches (default 60)")
+    a.add_argument("--generator-z", type=_generator_z, metavar="Z",
+                   help="generator threshold on z = NCC*sqrt(D), D the values compared (about N(0,1) for "
+                        "non-matching pairs; 2.33 = 1%% of them); default: calibrated per library at --fpr")
+    a.add_argument("--ncc-threshold", type=_ncc_threshold_removed, help=argparse.SUPPRESS)
+    a.add_argument("--fpr", type=_rate, default=0.01,
+                   help="generator false-positive rate per (image, generator) pair for the calibrated threshold, "
+                        "in (0, 0.5] (default 0.01)")
     a.add_argument("--no-rotations", action="store_true", help="do not try 90/180/270 degree rotations")
-    a.add_argument("--sigma", type=_positive, default=2.0,
-                   help="denoiser noise std of camera query residuals in grey levels (default 2)")
-    a.add_argument("--json", action="store_true", help="one JSON object per image")
+    a.add_argument("--sigma", type=_sigma, default=2.0,
+                   help="denoiser noise std of camera query residuals in grey levels, 0.1 to 100 (default 2)")
+    a.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     # --- distributed (fingerprint/distributed.py) ---
@@ -81,12 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("calibrate", help="add non-matching generator scores from images of no library generator")
     ca.add_argument("library")
     ca.add_argument("paths", nargs="+", metavar="PATH", help="images known to come from none of the library's generators")
-    ca.add_argument("--crop", type=_crop, metavar="HxW")
+    ca.add_argument("--no-recursive", action="store_true", help="do not search sub-folders of folders")
+    ca.add_argument("--crop", type=parse_crop, metavar="HxW")
     ca.add_argument("--quiet", action="store_true")
 
     ls = sub.add_parser("list", help="list the references of a library")
     ls.add_argument("library")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per reference")
 
     rm = sub.add_parser("remove", help="remove a reference")
     rm.add_argument("library")
@@ -102,74 +112,117 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("name")
     ex.add_argument("out", metavar="OUT.npy")
 
-    ev = sub.add_parser("evaluate", help="accuracy, confusion, ROC AUC and EER on labelled queries")
+    ev = sub.add_parser("evaluate", help="accuracy, confusion, ROC AUC and EER on labelled queries",
+                        epilog="exit status 1 when a query file could not be read (the report is still printed)")
     ev.add_argument("library")
     ev.add_argument("queries", help="a folder with one sub-folder per source, or a CSV file of path,label")
-    ev.add_argument("--crop", type=_crop, metavar="HxW")
+    ev.add_argument("--crop", type=parse_crop, metavar="HxW")
     ev.add_argument("--method", choices=["pce", "ncc"], default="pce")
     ev.add_argument("--no-rotations", action="store_true")
-    ev.add_argument("--sigma", type=_positive, default=2.0, help="camera query residual sigma (default 2)")
-    ev.add_argument("--fpr", type=_positive, default=0.01, help="generator false-positive rate per pair (default 0.01)")
+    ev.add_argument("--sigma", type=_sigma, default=2.0, help="camera query residual sigma, 0.1 to 100 (default 2)")
+    ev.add_argument("--fpr", type=_rate, default=0.01, help="generator false-positive rate per pair, in (0, 0.5] (default 0.01)")
     ev.add_argument("--plots", metavar="DIR", help="write ROC, score-distribution and confusion PNGs here")
+    ev.add_argument("--per-image", metavar="FILE", help="write one row per query to FILE.csv or FILE.jsonl "
+                    "(true source, decision, closest, correct, deciding score and threshold, note)")
+    ev.add_argument("--no-recursive", action="store_true", help="do not search inside the per-source sub-folders' sub-folders")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--quiet", action="store_true")
 
-    be = sub.add_parser("bench", help="measure residual speed against the plain float64 implementation")
-    be.add_argument("--sizes", default="512x512,2000x3008", help="comma-separated HxW list (RGB images)")
-    be.add_argument("--repeat", type=int, default=3)
+    be = sub.add_parser("bench", help="residual speed against plain float64, or (--pipeline) every stage's time")
+    be.add_argument("--sizes", type=_sizes, default="512x512,2000x3008",
+                    help="comma-separated HxW list of RGB image sizes, rows x columns (default 512x512,2000x3008)")
+    be.add_argument("--repeat", type=_count, default=3, help="timed calls per measurement, best kept (default 3)")
     be.add_argument("--no-reference", action="store_true", help="skip the slow float64 reference")
+    be.add_argument("--pipeline", action="store_true",
+                    help="time each stage a user pays for: decode, residual, camera and generator build per image, "
+                         "attribution against N references (aligned, crop search, rotations), NCC matrix, PCE/s")
+    be.add_argument("--references", type=_count, default=6, metavar="N",
+                    help="references per attribution with --pipeline (default 6)")
+    be.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
     de = sub.add_parser("demo", help="end-to-end demo on simulated cameras and generators")
     de.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
     de.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     de.add_argument("--quiet", action="store_true")
+
+    # --- forensic report and tamper localisation (fingerprint/report.py, fingerprint/localize.py) ---
+    lo = sub.add_parser("localize", help="map where a camera's fingerprint is missing from a photo (tampering)")
+    lo.add_argument("library")
+    lo.add_argument("image", metavar="IMAGE")
+    lo.add_argument("--reference", required=True, metavar="NAME", help="the camera reference the photo comes from")
+    lo.add_argument("--out", required=True, metavar="MASK.png",
+                    help="8-bit PNG of the image's size: 255 where the fingerprint is absent (tampered), 0 elsewhere")
+    lo.add_argument("--map", metavar="MAP.png", help="also write a picture of the map over the image")
+    lo.add_argument("--window", type=_count, help="window side in pixels (default 128; smaller for images under 512 px)")
+    lo.add_argument("--alpha", type=_rate, default=1e-3, help="false-alarm rate of the test per window (default 0.001)")
+    lo.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    rp = sub.add_parser("report", help="forensic HTML report: an index and one self-contained page per image")
+    rp.add_argument("library")
+    rp.add_argument("paths", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
+    rp.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the pages (created)")
+    rp.add_argument("--no-localize", action="store_true", help="skip tamper localisation of camera matches")
+    rp.add_argument("--fpr", type=_rate, default=0.01,
+                    help="generator false-positive rate per (image, generator) pair for the calibrated threshold (default 0.01)")
+    rp.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
 def _err(msg: str) -> None:
-    print(f"ganprint: error: {msg}", file=sys.stderr)
+    from fingerprint.cli_text import printable
+
+    print(f"ganprint: error: {printable(msg, backslash=False)}", file=sys.stderr)
 
 
 def _warn(msg: str) -> None:
-    print(f"ganprint: warning: {msg}", file=sys.stderr)
+    from fingerprint.cli_text import printable
+
+    print(f"ganprint: warning: {printable(msg, backslash=False)}", file=sys.stderr)
+
+
+def _shown(text) -> str:
+    """A name or path as printed: control characters escaped (``cli_text.printable``)."""
+    from fingerprint.cli_text import printable
+
+    return printable(text)
 
 
 # --- commands ------------------------------------------------------------------------------------------
+def _generator_threshold(library):
+    """The library's generator threshold at the default false-positive rate (reads the calibration only)."""
+    from fingerprint.calibration import NULL_KEY, threshold_from_null
+    from reference_db import Library
+
+    with Library(library, "r") as lib:
+        return threshold_from_null(lib.calibration(NULL_KEY))
+
+
 def cmd_build(args) -> int:
     from fingerprint.build import build_reference
+    from fingerprint.cli_text import describe_generator_threshold, left_out, printable
 
+    files, _, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=True)
     if getattr(args, "scheduler", None):  # --- distributed (fingerprint/distributed.py) ---
         from fingerprint.distributed import build_reference_distributed, connect
 
         with connect(args.scheduler) as client:
-            rep = build_reference_distributed(args.library, args.name, args.kind, args.paths, client=client,
+            rep = build_reference_distributed(args.library, args.name, args.kind, files, client=client,
                                               crop=args.crop, strict=args.strict, sigma=args.sigma,
                                               progress=not args.quiet, warn=_warn)
     else:
-        rep = build_reference(args.library, args.name, args.kind, args.paths, crop=args.crop, strict=args.strict,
+        rep = build_reference(args.library, args.name, args.kind, files, crop=args.crop, strict=args.strict,
                               sigma=args.sigma, progress=not args.quiet, warn=_warn)
     verb = "created" if rep.created else "updated"
     if not rep.added:
-        print(f"{args.name}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
+        print(f"{printable(args.name)}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
     else:
-        print(f"{args.name}: {verb} {args.kind} fingerprint from {len(rep.added)} new image(s), {rep.n_images} in total"
-              + (f"; {len(rep.skipped)} skipped" if rep.skipped else ""))
+        print(f"{printable(args.name)}: {verb} {args.kind} fingerprint from {len(rep.added)} new image(s), "
+              f"{rep.n_images} in total" + (f"; {len(rep.skipped)} skipped" if rep.skipped else ""))
+    if args.kind == "generator" and rep.added:
+        print(f"generator threshold: {describe_generator_threshold(_generator_threshold(args.library))}")
+    for path, why in skipped:
+        print(left_out(path, why))
     return EXIT_ERROR if rep.skipped and any(not r.startswith("already") for _, r in rep.skipped) else EXIT_OK
-
-
-def _format_row(res) -> str:
-    d = res.as_dict()
-    best = res.scores.get(res.best) if res.best else (res.scores.get(res.closest) if res.closest else None)
-    if best is None:
-        return f"{res.image}\tunknown\t-"
-    score = f"PCE {best.pce:.1f}" if best.decided_by == "pce" and best.pce is not None else f"NCC {best.ncc:.4f}"
-    extra = []
-    if d["rotation"]:
-        extra.append(f"rotated {d['rotation']}")
-    if best.offset and tuple(best.offset) != (0, 0):
-        extra.append(f"offset {best.offset[0]},{best.offset[1]}")
-    who = res.best if res.best else f"unknown (closest {res.closest})"
-    return f"{res.image}\t{who}\t{score} (threshold {best.threshold:.4g})" + (f"\t{', '.join(extra)}" if extra else "")
 
 
 def cmd_attribute(args) -> int:
@@ -177,63 +230,136 @@ def cmd_attribute(args) -> int:
 
     from fingerprint.attribution import attribute_paths
 
+    if args.generator_z is not None and args.generator_z < Z_ADVICE:
+        from scipy.special import ndtr
+
+        _warn(f"--generator-z {args.generator_z:g} accepts about {1 - ndtr(args.generator_z):.0%} of non-matching "
+              f"(image, generator) pairs if z is N(0, 1); calibrated thresholds are usually {Z_ADVICE:g} or more")
     options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
-                   generator_threshold=args.ncc_threshold, fpr=args.fpr, rotations=not args.no_rotations,
+                   generator_threshold=args.generator_z, fpr=args.fpr, rotations=not args.no_rotations,
                    query_sigma=args.sigma,
                    strict=args.strict, progress=not args.quiet)
+    damaged: list[str] = []  # a damaged reference is skipped with one warning line, and the exit code says so
+    options["warn"] = lambda msg: (damaged.append(msg), _warn(msg))
+    files, errors, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=args.strict)
     with contextlib.ExitStack() as stack:  # --- distributed (fingerprint/distributed.py) ---
         if getattr(args, "scheduler", None):
             from fingerprint.distributed import attribute_distributed, connect
 
             client = stack.enter_context(connect(args.scheduler))
-            items = attribute_distributed(args.library, args.paths, client=client, **options)
+            items = attribute_distributed(args.library, files, client=client, **options)
         else:
-            items = attribute_paths(args.library, args.paths, **options)
-        failed = _print_attributions(items, args)
-    return EXIT_ERROR if failed else EXIT_OK
+            items = attribute_paths(args.library, files, **options)
+        failed = _print_attributions(_after_library(items, errors), args, skipped)
+    return EXIT_ERROR if failed or damaged else EXIT_OK
 
 
-def _print_attributions(items, args) -> int:
-    failed = 0
+def _expand(paths, *, recursive: bool, strict: bool):
+    """(files to read, one-line errors of items that give none, (path, reason) of files left out).
+
+    Folders are searched with ``io.find_images`` (recursively unless told not to, files chosen by
+    content). With ``strict`` the first item that gives nothing raises.
+    """
+    from fingerprint.errors import InvalidImageError
+    from fingerprint.io.paths import find_images
+
+    files, errors, skipped = [], [], []
+    for item in paths:
+        try:
+            found = find_images([item], recursive=recursive)
+        except InvalidImageError as err:
+            if strict:
+                raise
+            errors.append(str(err))
+            continue
+        files += found.paths
+        skipped += found.skipped
+    return files, errors, skipped
+
+
+def _after_library(items, errors):
+    """``items``, with the error strings ``errors`` first, once the library has opened (library errors
+    concern every image, so they come alone)."""
+    it = iter(items)
+    try:
+        first = next(it)
+    except StopIteration:
+        yield from errors
+        return
+    yield from errors
+    yield first
+    yield from it
+
+
+def _print_attributions(items, args, skipped=()) -> int:
+    """Print each result (text row or JSON line) as it arrives, a header first and a summary last.
+
+    Text: the header and summary lines start with '#', on stdout. JSON Lines: results only on
+    stdout; the summary goes to stderr unless --quiet. Returns the number of unreadable items.
+    """
+    from fingerprint.cli_text import HEADER, AttributionTally, attribution_json, dumps, format_row
+
+    tally = AttributionTally(skipped=list(skipped))
+    header = not args.json
     for item in items:
         if isinstance(item, str):  # a per-file error message
-            failed += 1
+            tally.unreadable += 1
             _warn(item)
             continue
+        tally.add(item)
         if args.json:
-            print(json.dumps(item.as_dict()), flush=True)
-        else:
-            print(_format_row(item), flush=True)
-    return failed
+            print(dumps(attribution_json(item)), flush=True)
+            continue
+        if header:
+            print(HEADER)
+            header = False
+        print(format_row(item), flush=True)
+    for line in tally.summary():
+        if not args.json:
+            print(f"# {line}", flush=True)
+        elif not args.quiet:
+            print(f"ganprint: {line}", file=sys.stderr)
+    for line in tally.left_out_lines():  # always: on a seized disk a file passed over is evidence
+        print(f"# {line}", flush=True) if not args.json else print(f"ganprint: {line}", file=sys.stderr)
+    return tally.unreadable
 
 
 def cmd_calibrate(args) -> int:
     from fingerprint.attribution import load_attributor
     from fingerprint.build import calibrate_with_negatives
+    from fingerprint.cli_text import describe_generator_threshold, left_out
 
-    n = calibrate_with_negatives(args.library, args.paths, crop=args.crop, progress=not args.quiet, warn=_warn)
+    files, _, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=True)
+    n = calibrate_with_negatives(args.library, files, crop=args.crop, progress=not args.quiet, warn=_warn)
     att = load_attributor(args.library)
-    print(f"added {n} non-matching score(s); generator threshold: {att.generator_threshold.describe()}")
+    print(f"added {n} non-matching score(s); generator threshold: {describe_generator_threshold(att.generator_threshold)}")
+    for path, why in skipped:
+        print(left_out(path, why))
     return EXIT_OK
 
 
 def cmd_list(args) -> int:
+    from fingerprint.cli_text import dumps, printable
     from reference_db import Library
 
     with Library(args.library, "r") as lib:
-        infos = lib.infos()
+        infos = lib.infos(verify=True)  # reads every array once: NaN or inf marks a reference damaged
+    status = EXIT_ERROR if any(i.damaged for i in infos) else EXIT_OK
     if args.json:
         for i in infos:
-            print(json.dumps({"name": i.name, "kind": i.kind, "n_images": i.n_images, "shape": list(i.shape),
-                              "params": i.params, "created": i.created, "updated": i.updated,
-                              "ganprint_version": i.ganprint_version}))
-        return EXIT_OK
+            print(dumps({"name": i.name, "kind": i.kind, "n_images": i.n_images, "shape": list(i.shape),
+                         "params": i.params, "created": i.created, "updated": i.updated,
+                         "ganprint_version": i.ganprint_version, "damaged": i.damaged}))
+        return status
     if not infos:
-        print(f"{args.library}: no references")
+        print(f"{printable(args.library)}: no references")
     for i in infos:
+        if i.damaged:
+            print(f"{printable(i.name)}\tdamaged: {printable(i.damaged)}")
+            continue
         shape = "x".join(str(s) for s in i.shape)
-        print(f"{i.name}\t{i.kind}\t{i.n_images} images\t{shape}\tupdated {i.updated}")
-    return EXIT_OK
+        print(f"{printable(i.name)}\t{i.kind}\t{i.n_images} images\t{shape}\tupdated {i.updated}")
+    return status
 
 
 def cmd_remove(args) -> int:
@@ -242,7 +368,7 @@ def cmd_remove(args) -> int:
 
     with Library(args.library, "r+", version=__version__) as lib:
         lib.remove(args.name)
-    print(f"removed {args.name}")
+    print(f"removed {_shown(args.name)}")
     return EXIT_OK
 
 
@@ -252,42 +378,48 @@ def cmd_rename(args) -> int:
 
     with Library(args.library, "r+", version=__version__) as lib:
         lib.rename(args.old, args.new)
-    print(f"renamed {args.old} to {args.new}")
+    print(f"renamed {_shown(args.old)} to {_shown(args.new)}")
     return EXIT_OK
 
 
 def cmd_export(args) -> int:
-    import numpy as np
-
     from reference_db import Library
 
     out = Path(args.out)
     if out.suffix != ".npy":
         raise ValueError(f"{out}: the output file must end in .npy")
-    with Library(args.library, "r") as lib:
-        fp = lib.get(args.name, with_sums=False).fingerprint
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, fp, allow_pickle=False)
-    tmp.replace(out)
-    print(f"{args.name}: fingerprint {'x'.join(map(str, fp.shape))} float32 written to {out}")
+    with Library(args.library, "r") as lib:  # atomic, no symlink followed, never over a library
+        fp = lib.export_fingerprint(args.name, out)
+    print(f"{_shown(args.name)}: fingerprint {'x'.join(map(str, fp.shape))} float32 written to {_shown(out)}")
     return EXIT_OK
 
 
 def cmd_evaluate(args) -> int:
-    from fingerprint.evaluate import evaluate_library, format_report
+    from fingerprint.cli_text import dumps, printable
+    from fingerprint.evaluate import evaluate_library, format_report, write_per_image
 
+    if args.per_image and Path(args.per_image).suffix.lower() not in (".csv", ".jsonl"):
+        raise ValueError(f"{args.per_image}: the per-image file must end in .csv or .jsonl")
     report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
-                              rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots, progress=not args.quiet, warn=_warn)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
-    return EXIT_OK
+                              rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots,
+                              progress=not args.quiet, warn=_warn, recursive=not args.no_recursive)
+    if args.per_image:
+        write_per_image(report, args.per_image)
+    if args.json:
+        print(dumps(report.as_dict() | ({"per_image_file": args.per_image} if args.per_image else {}), indent=2))
+    else:
+        print(format_report(report, show=printable)
+              + (f"\nper-image results: {printable(args.per_image)}" if args.per_image else ""))
+    return EXIT_ERROR if report.failed else EXIT_OK
 
 
 def cmd_bench(args) -> int:
-    from fingerprint.bench import run_bench
+    from fingerprint.bench import run_bench, run_pipeline_bench
 
-    sizes = [_crop(s) for s in args.sizes.split(",") if s]
-    run_bench(sizes, repeat=args.repeat, reference=not args.no_reference)
+    if args.pipeline:
+        run_pipeline_bench(args.sizes, references=args.references, repeat=args.repeat, as_json=args.json)
+    else:
+        run_bench(args.sizes, repeat=args.repeat, reference=not args.no_reference, as_json=args.json)
     return EXIT_OK
 
 
@@ -298,9 +430,33 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def cmd_localize(args) -> int:  # --- forensic report and tamper localisation ---
+    from fingerprint.report import localize_file
+
+    res = localize_file(args.library, args.image, args.reference, mask_out=args.out, map_out=args.map,
+                        window=args.window, alpha=args.alpha, warn=_warn)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{_shown(args.image)}: {100 * res['tampered_fraction']:.1f} % lacks {_shown(args.reference)}'s fingerprint "
+              f"(testable: {100 * res['decidable_fraction']:.0f} %); mask written to {_shown(args.out)}"
+              + (f", map to {_shown(args.map)}" if args.map else ""))
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:  # --- forensic report and tamper localisation ---
+    from fingerprint.report import write_report
+
+    failed = []
+    index = write_report(args.library, args.paths, args.out, localize_matches=not args.no_localize, fpr=args.fpr,
+                         progress=not args.quiet, warn=lambda msg: (failed.append(msg), _warn(msg)))
+    print(f"report written to {_shown(index)}" + (f" ({len(failed)} image(s) could not be read)" if failed else ""))
+    return EXIT_ERROR if failed else EXIT_OK
+
+
 COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "attribute": cmd_attribute, "list": cmd_list, "remove": cmd_remove,
             "rename": cmd_rename, "export": cmd_export, "evaluate": cmd_evaluate, "bench": cmd_bench,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "localize": cmd_localize, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     try:
+        from fingerprint.cli_text import stdout_closed
         from fingerprint.errors import GanprintError, LibraryError
 
         return COMMANDS[args.command](args)
@@ -325,9 +482,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("interrupted; any library being written is as it was before this command")
         return EXIT_INTERRUPTED
     except (GanprintError, LibraryError, ValueError, OSError) as err:
+        if isinstance(err, BrokenPipeError) and stdout_closed():
+            return EXIT_PIPE  # the reader went away (e.g. '| head'): nothing more to say
         if debug:
             raise
-        _err(" ".join(str(err).split()) or type(err).__name__)
+        _err(str(err).strip() or type(err).__name__)
         return EXIT_ERROR
     except Exception as err:  # a bug, not a user error: still one line, details with --debug
         if debug:

@@ -126,8 +126,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
         str(plot_spectra(spectra, plots / "generator_spectra.png")),
         str(plot_score_distributions({"pce": cam_pairs["pce"]}, plots / "camera_scores.png", thresholds)),
         str(plot_score_distributions({"z": gen_pairs["z"]}, plots / "generator_scores.png",
-                                     {"z": att.generator_threshold.value} if att.generator_threshold and
-                                     att.generator_threshold.value is not None else None)),
+                                     {"z": att.generator_threshold.value if att.generator_threshold else None})),
         str(plot_confusion(report.confusion, plots / "confusion.png")),
     ]
     timings["metrics and plots"] = time.perf_counter() - t

@@ -203,11 +203,12 @@ def merge_partials(*parts: PartialSums) -> PartialSums:
     return PartialSums(params, acc.n_images, acc.shape, acc.channels, acc.sums, frozenset(hashes), records)
 
 
-def _load(path: str, crop):
-    from fingerprint.io import crop_center, load_image
-
-    image = load_image(path)
-    return crop_center(image, crop) if crop else image
+def _announced(paths: Iterator[str], on_image: Callable[[str], None] | None) -> Iterator[str]:
+    """``paths``, calling ``on_image(path)`` just before each one is handed on (and read)."""
+    for path in paths:
+        if on_image is not None:
+            on_image(path)
+        yield path
 
 
 def reduce_batch(items: Sequence[tuple[int, str, str]], params, *, crop=None, shape=None, channels=None,
@@ -220,24 +221,26 @@ def reduce_batch(items: Sequence[tuple[int, str, str]], params, *, crop=None, sh
     in file order, what strict mode does). ``on_image(path)`` is called before each image (tests).
     """
     from fingerprint.estimate import new_accumulator
+    from fingerprint.io import iter_images
 
     acc = new_accumulator(params)
     acc.shape = tuple(shape) if shape is not None else None
     acc.channels = channels
     hashes: set[str] = set()
     records: list[_Record] = []
-    for index, path, sha in items:
-        if on_image is not None:
-            on_image(path)
+    loaded = iter_images(_announced((path for _, path, _ in items), on_image), crop=crop)
+    for (index, path, sha), item in zip(items, loaded):
         rec = _Record(index, path, sha)
         if sha in hashes:  # never happens with the client's de-duplication; kept as a guard
-            rec.error = InvalidImageError(f"{path}: already counted in this reference")
+            rec.error = InvalidImageError("already counted in this reference", path=path)
         else:
             try:
-                residual = acc.add(_load(path, crop), name=path)
+                if item.error is not None:
+                    raise item.error
+                residual = acc.add(item.image, name=path)  # its errors name the image by ``name``
                 rec.null_scores = [g.score(residual).z for g in others]  # as build_reference: z = NCC sqrt(D)
                 hashes.add(sha)
-            except (InvalidImageError, ShapeMismatchError, OSError) as err:
+            except (InvalidImageError, ShapeMismatchError) as err:
                 rec.error = err
         records.append(rec)
     return PartialSums(params, acc.n_images, acc.shape, acc.channels, acc.sums, frozenset(hashes), records)
@@ -267,14 +270,17 @@ def _probe(items: Sequence[tuple[int, str]], params, crop) -> tuple[int, tuple[i
     Returns (number tried, shape, channels, [(index, error), ...] of the unusable ones before it).
     """
     from fingerprint.estimate import new_accumulator
+    from fingerprint.io import iter_images
 
     errors = []
-    for k, (index, path) in enumerate(items):
+    for k, ((index, path), item) in enumerate(zip(items, iter_images((path for _, path in items), crop=crop))):
         try:
+            if item.error is not None:
+                raise item.error
             acc = new_accumulator(params)
-            acc._check(_load(path, crop), path)  # the accumulator's own size/channel check
+            acc._check(item.image, path)  # the accumulator's own size/channel check (errors name ``path``)
             return k + 1, acc.shape, acc.channels, errors
-        except (InvalidImageError, ShapeMismatchError, OSError) as err:
+        except (InvalidImageError, ShapeMismatchError) as err:
             errors.append((index, err))
     return len(items), None, None, errors
 
@@ -290,10 +296,6 @@ def default_batch_size(n_images: int, n_threads: int) -> int:
 
 def _chunks(seq: Sequence, size: int) -> list:
     return [seq[i:i + size] for i in range(0, len(seq), size)]
-
-
-def _message(path: str, err: BaseException) -> str:
-    return str(err) if path in str(err) else f"{path}: {err}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,7 +334,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     from distributed import as_completed
 
     from fingerprint import __version__
-    from fingerprint.build import BuildReport, _other_generators, _progress, commit_reference, nothing_to_write, resume_reference
+    from fingerprint.attribution import generator_scorers
+    from fingerprint.build import BuildReport, _progress, commit_reference, nothing_to_write, resume_reference
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -342,7 +345,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     n_workers = _n_workers(client)
     with Library(library, "a", lock_timeout=lock_timeout, version=__version__) as lib:
         params, acc, seen = resume_reference(lib, name, kind, sigma)
-        others = _other_generators(lib, name, params) if kind == "generator" else []
+        others = generator_scorers(lib, params, exclude=name) if kind == "generator" else []
 
         # 1. hash on the workers, de-duplicate here in file order
         status: dict[int, tuple[str, str]] = {}  # index -> (path, skip reason), for skipped files
@@ -354,7 +357,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
             if isinstance(sha, BaseException):
                 if strict:
                     raise sha
-                status[index] = (path, _message(path, sha))
+                status[index] = (path, str(sha))  # "<path>: <problem>"
             elif sha in seen:
                 status[index] = (path, "already counted in this reference")
                 if sha in first_of:
@@ -380,7 +383,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         if probe_errors:  # already known bad: not sent again
             todo = [t for t in todo if t[0] not in probe_errors]
             for index, err in probe_errors.items():
-                status[index] = (files[index], _message(files[index], err))
+                status[index] = (files[index], str(err))
 
         # 3. reduce: batches -> partial sums -> tree
         total = None
@@ -413,7 +416,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
 
         for rec in records:
             if rec.error is not None:
-                status[rec.index] = (rec.path, _message(rec.path, rec.error))
+                status[rec.index] = (rec.path, str(rec.error))
         bad = {i for i, (_, reason) in status.items() if not reason.startswith("already counted")}
         for index, first in dup_of.items():  # a copy of a bad file is as bad as the file
             if first in bad:
@@ -462,16 +465,19 @@ def _worker_attributor(payload, token: str):
 def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bool) -> list:
     """Worker task: an Attribution, or a one-line error string, per path (strict: raise)."""
     from fingerprint.errors import GanprintError
+    from fingerprint.io import iter_images
 
     att = _worker_attributor(payload, token)
     out: list = []
-    for path in paths:
+    for path, item in zip(paths, iter_images(paths, crop=crop)):
         try:
-            out.append(att.score(_load(path, crop), path))
-        except GanprintError as err:
+            if item.error is not None:
+                raise item.error
+            out.append(att.score(item.image, path))  # a refusal names the file: its label
+        except GanprintError as err:  # "<path>: <problem>"
             if strict:
                 raise
-            out.append(_message(path, err))
+            out.append(str(err))
     return out
 
 

@@ -6,7 +6,14 @@ The CLI catches ``GanprintError`` and ``LibraryError`` once, prints one line, ex
 
 from __future__ import annotations
 
+from kernels.errors import (  # re-exported
+    BackendUnavailableError,
+    GanprintError,
+    InvalidImageError,
+    ShapeMismatchError,
+)
 from reference_db.errors import (  # re-exported
+    DamagedReferenceError,
     LibraryClosedError,
     LibraryError,
     LibraryExistsError,
@@ -22,20 +29,9 @@ from reference_db.errors import (  # re-exported
 )
 
 
-class GanprintError(Exception):
-    """Base class of ganprint's own errors (not about the library file)."""
-
-
-class InvalidImageError(GanprintError, ValueError):
-    """An image file or array ganprint cannot use: unreadable, truncated, too large, too small."""
-
-
-class ShapeMismatchError(GanprintError, ValueError):
-    """Arrays whose shapes must agree do not (residual vs fingerprint, images of one build)."""
-
-
-class BackendUnavailableError(GanprintError, RuntimeError):
-    """A compute backend was asked for but cannot run here (no CuPy, no CUDA device)."""
+# GanprintError, InvalidImageError, ShapeMismatchError, BackendUnavailableError (and their
+# file-aware base, ``.path`` / ``.problem`` / ``.at``) are defined in kernels/errors.py, the lowest
+# layer, so that the CPU and GPU input checks raise these very classes: edit them there.
 
 
 __all__ = [
@@ -43,6 +39,7 @@ __all__ = [
     "InvalidImageError",
     "ShapeMismatchError",
     "BackendUnavailableError",
+    "DamagedReferenceError",
     "LibraryClosedError",
     "LibraryError",
     "LibraryExistsError",

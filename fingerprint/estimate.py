@@ -4,13 +4,13 @@ Memory holds one image plus the running sums, whatever the number of images. The
 the reference library stores, so a fingerprint can be extended later, and what Dask workers
 reduce in parallel (``merge``).
 
-Camera (DESIGN.md §5; Chen, Fridrich, Goljan, Lukas 2008), per channel c::
+Camera (docs/algorithm.md §5; Chen, Fridrich, Goljan, Lukas 2008), per channel c::
 
     W_c = noise_extract(X_c, sigma=3)      T_c = inten(X_c) * sat(X_c)
     S_c += W_c * T_c                       N_c += T_c**2
     K_c = S_c / (N_c + 1)  ->  ZeroMeanTotal per channel  ->  gray  ->  WienerInDFT(std(K))
 
-Generator (DESIGN.md §6; Marra et al. 2019)::
+Generator (docs/algorithm.md §6; Marra et al. 2019)::
 
     F = (1/N) sum_i R_i,   R_i = generator_residual(X_i)  (per-channel noise, optional gray/ZMT)
 """
@@ -23,20 +23,15 @@ from typing import Any
 import numpy as np
 
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
-from fingerprint.residual import (
-    FINGERPRINT_SIGMA,
-    GRAY_WEIGHTS,
-    _check_image,
-    _scale_for,
-    extract_noise,
-)
+from fingerprint.residual import extract_noise
 from kernels.estimate_cpu import _accumulate, _accumulate_ml, _ml_ratio
+from kernels.spec import FINGERPRINT_SIGMA, GRAY_WEIGHTS, LEVELS, WAVELET, check_image, value_scale
 from kernels.spectral_cpu import wiener_dft, zero_mean_total
-
-KINDS = ("camera", "generator")
+from reference_db.schema import KINDS  # re-exported: the legal kinds are the library's
 
 __all__ = [
     "KINDS",
+    "KIND_DEFAULTS",
     "CameraAccumulator",
     "FingerprintParams",
     "GeneratorAccumulator",
@@ -44,28 +39,44 @@ __all__ = [
     "new_accumulator",
 ]
 
+#: Default estimator parameters of each kind: the one place they are written. A field of
+#: :class:`FingerprintParams` left at None takes its kind's value from here.
+#: Cameras: Binghamton's sigma 3 (Chen, Fridrich, Goljan, Lukas 2008). Generators: measured on
+#: shared/data/gan (benchmarks/gan_experiments.py, RESULTS.md): colour, sigma 5, no ZeroMeanTotal,
+#: spectral self-whitening and a Wiener-shrunk mean.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "camera": dict(sigma=FINGERPRINT_SIGMA, color=True, zero_mean=True, whiten=False, shrink=False),
+    "generator": dict(sigma=5.0, color=True, zero_mean=False, whiten=True, shrink=True),
+}
+
 
 @dataclass(frozen=True)
 class FingerprintParams:
     """How a fingerprint (and the residuals compared with it) are computed.
 
     Stored with every reference in the library; queries are processed with the same values.
+    ``sigma``, ``color``, ``zero_mean``, ``whiten`` and ``shrink`` left at None take the value of
+    :data:`KIND_DEFAULTS` for ``kind``, so ``FingerprintParams(kind="generator")`` is the
+    generator default (and ``from_dict`` of a stored dict lacking a key reads the kind's default).
     """
 
     kind: str = "camera"
-    sigma: float = FINGERPRINT_SIGMA  # wavelet denoiser noise std of the estimator (grey levels)
-    levels: int = 4
-    wavelet: str = "db4"
-    color: bool = True  # generators: keep 3 colour channels (False: gray)
-    zero_mean: bool = True  # generators: ZeroMeanTotal on each channel's residual
-    whiten: bool = False  # generators: spectral self-whitening of each residual channel
-    shrink: bool = False  # generators: per-frequency Wiener shrinkage of the mean (needs the "power" sum)
+    sigma: float | None = None  # wavelet denoiser noise std of the estimator (grey levels)
+    levels: int = LEVELS
+    wavelet: str = WAVELET
+    color: bool | None = None  # generators: keep 3 colour channels (False: gray)
+    zero_mean: bool | None = None  # generators: ZeroMeanTotal on each channel's residual
+    whiten: bool | None = None  # generators: spectral self-whitening of each residual channel
+    shrink: bool | None = None  # generators: per-frequency Wiener shrinkage of the mean (needs the "power" sum)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.wavelet != "db4":
-            raise ValueError(f"only the 'db4' wavelet is implemented, got {self.wavelet!r}")
+        if self.wavelet != WAVELET:
+            raise ValueError(f"only the {WAVELET!r} wavelet is implemented, got {self.wavelet!r}")
+        for key, value in KIND_DEFAULTS[self.kind].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)  # frozen: set once, here
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +140,7 @@ def self_whiten(planes: np.ndarray) -> np.ndarray:
 
 
 def generator_residual(image: np.ndarray, params: FingerprintParams) -> np.ndarray:
-    """Residual used for generator fingerprints and generator queries (DESIGN.md §6).
+    """Residual used for generator fingerprints and generator queries (docs/algorithm.md §6).
 
     Per-channel ``noise_extract`` with ``params.sigma`` (no DFT Wiener: the periodic peaks are the
     signal), then ZeroMeanTotal per channel if ``params.zero_mean``, spectral self-whitening if
@@ -158,7 +169,7 @@ class _Accumulator:
     sums: dict[str, np.ndarray] = field(default_factory=dict)
 
     def _check(self, image: np.ndarray, name: str) -> np.ndarray:
-        image = _check_image(image, name)
+        image = check_image(image, name)
         shape = tuple(image.shape[:2])
         channels = 1 if image.ndim == 2 else 3
         if self.shape is None:
@@ -209,7 +220,7 @@ class CameraAccumulator(_Accumulator):
         if not self.sums:
             zeros = np.zeros(noise.shape, dtype=np.float32)
             self.sums = {"S": zeros, "N": zeros.copy()}
-        scale = _scale_for(image.dtype)
+        scale = value_scale(image.dtype)
         for c in range(noise.shape[0]):
             _accumulate_ml(noise[c], planes[..., c], scale, self.sums["S"][c], self.sums["N"][c])
         self.n_images += 1

@@ -20,23 +20,43 @@ from fingerprint.errors import GanprintError, InvalidImageError
 
 UNKNOWN = "unknown"
 
-__all__ = ["EvaluationReport", "auc", "eer", "evaluate_library", "format_report", "read_labelled_queries", "roc_curve"]
+__all__ = ["EvaluationReport", "auc", "eer", "evaluate_library", "format_report", "read_labelled_queries", "roc_curve",
+           "roc_curves"]
 
 
 def read_labelled_queries(queries: str | os.PathLike) -> list[tuple[Path, str]]:
     """(path, label) pairs from a folder of per-source sub-folders or a ``path,label`` CSV file."""
-    from fingerprint.io import IMAGE_EXTENSIONS
+    return labelled_queries(queries)[0]
+
+
+def labelled_queries(queries: str | os.PathLike, *, recursive: bool = True
+                     ) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(path, label) pairs, and the (path, reason) of files left out, from a folder or a CSV file.
+
+    A folder: each sub-folder is a source (its name the label), searched with
+    ``io.find_images`` (recursively unless ``recursive`` is False; files chosen by content); files
+    directly in the folder belong to no source and are left out. A CSV file: ``path,label`` rows
+    (a ``path,label`` header and ``#`` comments allowed), paths relative to the CSV's folder.
+    """
+    from fingerprint.io.paths import find_images
 
     q = Path(queries)
     if q.is_dir():
-        pairs = []
-        for sub in sorted(p for p in q.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for f in sorted(sub.iterdir()):
-                if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."):
-                    pairs.append((f, sub.name))
+        pairs, left = [], []
+        for entry in sorted(q.iterdir()):
+            if not entry.is_dir():
+                left.append((entry, "not in a per-source sub-folder"))
+                continue
+            try:
+                found = find_images([entry], recursive=recursive)
+            except InvalidImageError as err:
+                left.append((entry, getattr(err, "problem", None) or str(err)))
+                continue
+            pairs += [(f, entry.name) for f in found.paths]
+            left += found.skipped
         if not pairs:
             raise InvalidImageError(f"{q}: no images in per-source sub-folders")
-        return pairs
+        return pairs, left
     if q.is_file():
         pairs = []
         with open(q, newline="", encoding="utf-8") as fh:
@@ -49,7 +69,7 @@ def read_labelled_queries(queries: str | os.PathLike) -> list[tuple[Path, str]]:
                 pairs.append((path if path.is_absolute() else q.parent / path, row[1].strip()))
         if not pairs:
             raise InvalidImageError(f"{q}: no 'path,label' rows")
-        return pairs
+        return pairs, []
     raise InvalidImageError(f"{q}: no such folder or CSV file")
 
 
@@ -75,6 +95,14 @@ def auc(pos, neg) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def roc_curves(pairs: dict[str, tuple[list[float], list[float]]]) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """(false-positive rates, true-positive rates, AUC) per score with both matching and non-matching pairs.
+
+    ``pairs`` maps a score name (``"ncc"``, ``"pce"``) to (matching, non-matching) pair scores;
+    the result is what :func:`fingerprint.plots.plot_roc` draws.
+    """
+    return {key: (*roc_curve(np.asarray(pos, float), np.asarray(neg, float)), auc(pos, neg))
+            for key, (pos, neg) in pairs.items() if len(pos) and len(neg)}
 
 
 def eer(pos, neg) -> float:
@@ -108,6 +136,12 @@ class EvaluationReport:
     failed: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     pairs: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict, repr=False)
+    per_image: list[dict] = field(default_factory=list, repr=False)  # one row per scored query (per_image_row)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # score -> reason -> pairs not compared
+    operating: dict[str, dict[str, float]] = field(default_factory=dict)  # score -> decisions at the thresholds
+    thresholds: dict[str, str] = field(default_factory=dict)  # "camera", "generator": the rule in words
+    threshold_values: dict[str, float | None] = field(default_factory=dict)  # score -> base threshold (plots)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) not tried
 
     def as_dict(self) -> dict:
         return {
@@ -118,22 +152,78 @@ class EvaluationReport:
             "open_set_accuracy": self.open_set_correct / self.n_queries if self.n_queries else None,
             "unknown_rejected": self.unknown_correct,
             "unknown_total": self.unknown_total,
+            "thresholds": self.thresholds,
             "roc": self.roc,
+            "operating_points": self.operating,
+            "pairs_not_compared": self.dropped,
             "confusion": self.confusion,
+            "errors": [r["image"] for r in self.per_image if not r["correct"]],
             "failed": self.failed,
+            "left_out": [{"path": p, "reason": why} for p, why in self.left_out],
             "plots": self.plots,
         }
 
 
+#: Pair scores of an evaluation: what each key holds.
+PAIR_SCORES = {"pce": "camera PCE", "ncc": "camera NCC", "z": "generator z = NCC*sqrt(D)"}
+
+
+def _pair_keys(kind: str) -> tuple[str, ...]:
+    return ("pce", "ncc") if kind == "camera" else ("z",)
+
+
+def _deciding_key(s) -> str:
+    return "z" if s.kind == "generator" else ("pce" if s.decided_by == "pce" else "ncc")
+
+
+def per_image_row(res, label: str, refs: set[str]) -> dict:
+    """One query's outcome: decision, correctness, and the scores that decided it.
+
+    ``correct`` is the open-set verdict (the true source matched, or an unknown source rejected);
+    ``top1_correct`` whether the closest reference is the true one (None for unknown sources);
+    ``score`` / ``threshold`` the deciding statistic (``score_name``) of the reported reference
+    (the match, else the closest); ``true_score`` that statistic against the true source.
+    """
+    known = label in refs
+    shown = res.scores.get(res.best or res.closest) if (res.best or res.closest) else None
+    true = res.scores.get(label)
+
+    def value(s):
+        if s is None:
+            return None
+        v = {"pce": s.pce, "ncc": s.ncc, "z": s.z}[_deciding_key(s)]
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    return {
+        "image": res.image, "true_source": label, "known_source": known, "decision": res.best or UNKNOWN,
+        "closest": res.closest, "correct": (res.best == label) if known else res.best is None,
+        "top1_correct": (res.closest == label) if known else None,
+        "score_name": _deciding_key(shown) if shown else None, "score": value(shown),
+        "threshold": shown.threshold if shown and np.isfinite(shown.threshold) else None,
+        "true_score": value(true), "note": shown.note if shown else None,
+    }
+
+
 def evaluate_results(results, labels: list[str], references: list[str]) -> EvaluationReport:
-    """Metrics from Attribution results and their true labels."""
+    """Metrics from Attribution results and their true labels.
+
+    Pair scores (``report.pairs``) are kept per score (:data:`PAIR_SCORES`): camera PCE and NCC,
+    generator z. A pair without a finite score (a query larger than a camera fingerprint) is not
+    dropped silently: it is counted in ``report.dropped`` under its reason. ``report.operating``
+    gives, per deciding score, the true- and false-positive rates of the decisions actually made
+    (each pair at its own threshold, search-adjusted for cameras).
+    """
     refs = set(references)
     cols = references + [UNKNOWN]
     rows = sorted(set(labels), key=lambda x: (x not in refs, x))
     confusion = {r: {c: 0 for c in cols} for r in rows}
     top1 = top1_total = open_ok = unk_ok = unk_total = 0
-    pairs: dict[str, tuple[list[float], list[float]]] = {"ncc": ([], []), "pce": ([], [])}
+    pairs: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in PAIR_SCORES}
+    dropped: dict[str, dict[str, int]] = {}
+    decided: dict[str, list[int]] = {}  # key -> [matched matching, matching, matched non-matching, non-matching]
+    per_image = []
     for res, label in zip(results, labels):
+        per_image.append(per_image_row(res, label, refs))
         known = label in refs
         predicted = res.best or UNKNOWN
         confusion[label][predicted] += 1
@@ -146,42 +236,90 @@ def evaluate_results(results, labels: list[str], references: list[str]) -> Evalu
             unk_ok += res.best is None
             open_ok += res.best is None
         for name, s in res.scores.items():
-            for key in ("ncc", "pce"):
+            matching = name == label
+            for key in _pair_keys(s.kind):
                 v = getattr(s, key)
                 if v is not None and np.isfinite(v):
-                    pairs[key][0 if name == label else 1].append(float(v))
+                    pairs[key][0 if matching else 1].append(float(v))
+                else:
+                    reason = (s.note or "no score").split("; ")[0]
+                    dropped.setdefault(key, {}).setdefault(reason, 0)
+                    dropped[key][reason] += 1
+            if np.isfinite(s.threshold):
+                d = decided.setdefault(_deciding_key(s), [0, 0, 0, 0])
+                d[0 if matching else 2] += bool(s.match)
+                d[1 if matching else 3] += 1
     roc = {}
     for key, (pos, neg) in pairs.items():
         if pos and neg:
             roc[key] = {"auc": auc(pos, neg), "eer": eer(pos, neg), "n_matching": len(pos), "n_non_matching": len(neg)}
+    operating = {k: {"tpr": d[0] / d[1] if d[1] else None, "fpr": d[2] / d[3] if d[3] else None,
+                     "matched_matching": d[0], "n_matching": d[1], "matched_non_matching": d[2], "n_non_matching": d[3]}
+                 for k, d in decided.items()}
     return EvaluationReport(references, labels, len(labels), top1, top1_total, open_ok, unk_ok, unk_total,
-                            confusion, roc, pairs=pairs)
+                            confusion, roc, pairs={k: v for k, v in pairs.items() if v[0] or v[1]},
+                            per_image=per_image, dropped=dropped, operating=operating)
+
+
+def threshold_rules(att) -> tuple[dict[str, str], dict[str, float | None]]:
+    """The decision rules of an Attributor in words, and the base threshold of each score (for plots;
+    None where the score has no threshold)."""
+    from fingerprint.calibration import MIN_NULL_SCORES
+
+    words, values = {}, {}
+    if att.cameras:
+        base = att.pce_threshold
+        if att.method == "pce":
+            words["camera"] = (f"PCE >= {base:g} at one position, raised with the number of positions searched "
+                               "(crop search, rotations, second residual) to keep its false-alarm rate")
+            values["pce"] = base
+        else:
+            words["camera"] = f"NCC >= sqrt(tau / pixels), tau the PCE threshold ({base:g} at one position) of the search"
+    if att.generators:
+        g = att.generator_threshold
+        if g is None or g.value is None:
+            n = g.n_null if g is not None else 0
+            words["generator"] = (f"none: uncalibrated ({n} non-matching scores, {MIN_NULL_SCORES} needed), so no "
+                                  "generator is ever matched")
+            values["z"] = None
+        else:
+            words["generator"] = g.describe()
+            values["z"] = g.value
+    return words, values
 
 
 def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotations: bool = True, fpr: float = 0.01,
                      query_sigma: float = 2.0,
                      plots: str | os.PathLike | None = None, progress: bool = True,
-                     warn: Callable[[str], None] | None = None) -> EvaluationReport:
-    """Attribute every labelled query against ``library`` and compute the metrics (and plots)."""
+                     warn: Callable[[str], None] | None = None, recursive: bool = True) -> EvaluationReport:
+    """Attribute every labelled query against ``library`` and compute the metrics (and plots).
+
+    ``report.failed`` lists the query files that could not be read (each also passed to ``warn``),
+    ``report.left_out`` the files the folder search passed over, ``report.per_image`` one row per
+    scored query (see :func:`write_per_image`). Plots: ``roc.png`` (log false-positive axis, the
+    operating points of the decisions marked), ``scores.png`` (thresholds marked with their value),
+    ``confusion.png``.
+    """
     import sys
 
     from tqdm import tqdm
 
     from fingerprint.attribution import load_attributor
-    from fingerprint.io import crop_center, load_image
+    from fingerprint.io import iter_images
 
-    pairs = read_labelled_queries(queries)
+    pairs, left_out = labelled_queries(queries, recursive=recursive)
     att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma)
     references = [c.name for c in att.cameras] + [g.name for g in att.generators]
     results, labels, failed = [], [], []
-    for path, label in tqdm(pairs, desc="evaluate", unit="img", file=sys.stderr, disable=None if progress else True, leave=False):
+    loaded = iter_images((path for path, _ in pairs), crop=crop)
+    for (path, label), item in tqdm(zip(pairs, loaded), total=len(pairs), desc="evaluate", unit="img", file=sys.stderr,
+                                    disable=None if progress else True, leave=False):
         try:
-            image = load_image(path)
-            if crop:
-                image = crop_center(image, crop)
-            results.append(att.score(image, str(path)))
+            if item.error is not None:
+                raise item.error
+            results.append(att.score(item.image, str(path)))  # a refusal names the file: its label
             labels.append(label)
-        except GanprintError as err:
+        except GanprintError as err:  # "<path>: <problem>"
             failed.append(str(err))
             if warn:
                 warn(str(err))
@@ -189,21 +327,59 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
         raise InvalidImageError(f"{queries}: no query could be scored")
     report = evaluate_results(results, labels, references)
     report.failed = failed
+    report.left_out = [(str(p), why) for p, why in left_out]
+    report.thresholds, report.threshold_values = threshold_rules(att)
     if plots:
         from fingerprint.plots import plot_confusion, plot_roc, plot_score_distributions
 
         out = Path(plots)
         out.mkdir(parents=True, exist_ok=True)
+        names = {k: PAIR_SCORES[k] for k in report.pairs}
+        points = {k: (o["fpr"], o["tpr"]) for k, o in report.operating.items()
+                  if k in report.roc and o["fpr"] is not None and o["tpr"] is not None}
         report.plots = [
-            str(plot_roc(report.pairs, out / "roc.png")),
-            str(plot_score_distributions(report.pairs, out / "scores.png")),
+            str(plot_roc(roc_curves(report.pairs), out / "roc.png", names=names, operating=points)),
+            str(plot_score_distributions(report.pairs, out / "scores.png", report.threshold_values, names=names)),
             str(plot_confusion(report.confusion, out / "confusion.png")),
         ]
     return report
 
 
-def format_report(report: EvaluationReport) -> str:
-    """A plain-text report: accuracy lines, ROC table, confusion matrix."""
+PER_IMAGE_FIELDS = ("image", "true_source", "known_source", "decision", "closest", "correct", "top1_correct",
+                    "score_name", "score", "threshold", "true_score", "note")
+
+
+def write_per_image(report: EvaluationReport, path: str | os.PathLike) -> Path:
+    """Write one row per scored query to ``path``: CSV (``.csv``) or JSON Lines (``.jsonl``).
+
+    Columns: :data:`PER_IMAGE_FIELDS` (see :func:`per_image_row`); empty / null where a value
+    does not exist (a threshold that was never reached because none exists, an unknown source's top-1).
+    """
+    import json
+
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise ValueError(f"{out}: the per-image file must end in .csv or .jsonl")
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if suffix == ".csv":
+            w = csv.DictWriter(fh, fieldnames=PER_IMAGE_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows({k: ("" if r.get(k) is None else r[k]) for k in PER_IMAGE_FIELDS} for r in report.per_image)
+        else:
+            for r in report.per_image:
+                fh.write(json.dumps({k: r.get(k) for k in PER_IMAGE_FIELDS}, allow_nan=False) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def format_report(report: EvaluationReport, *, show: Callable[[str], str] = str, max_errors: int = 50) -> str:
+    """A plain-text report: accuracy, thresholds, ROC and operating points, errors, confusion matrix.
+
+    ``show`` formats every file path printed (the CLI passes one that escapes control
+    characters); at most ``max_errors`` wrong decisions are listed (all are in the per-image file).
+    """
     lines = []
     if report.top1_total:
         lines.append(f"top-1 accuracy (closed set): {report.top1_correct}/{report.top1_total} = "
@@ -212,9 +388,32 @@ def format_report(report: EvaluationReport) -> str:
                  f"{report.open_set_correct / report.n_queries:.1%}")
     if report.unknown_total:
         lines.append(f"unknown sources rejected: {report.unknown_correct}/{report.unknown_total}")
+    for kind, rule in report.thresholds.items():
+        lines.append(f"{kind} threshold: {rule}")
     for key, r in report.roc.items():
-        lines.append(f"{key.upper()}: ROC AUC {r['auc']:.4f}, EER {r['eer']:.2%} "
+        lines.append(f"{PAIR_SCORES.get(key, key)}: ROC AUC {r['auc']:.4f}, EER {r['eer']:.2%} "
                      f"({r['n_matching']} matching, {r['n_non_matching']} non-matching pairs)")
+    for key, o in report.operating.items():
+        parts = []
+        if o["n_matching"]:
+            parts.append(f"{o['matched_matching']}/{o['n_matching']} matching pairs matched (TPR {o['tpr']:.1%})")
+        if o["n_non_matching"]:
+            parts.append(f"{o['matched_non_matching']}/{o['n_non_matching']} non-matching pairs matched "
+                         f"(FPR {o['fpr']:.3%})")
+        lines.append(f"  at the thresholds, {PAIR_SCORES.get(key, key)}: " + ", ".join(parts))
+    for key, reasons in report.dropped.items():
+        for reason, n in reasons.items():
+            lines.append(f"  {n} pair(s) without a {PAIR_SCORES.get(key, key)} score, left out of its ROC: {reason}")
+    wrong = [r for r in report.per_image if not r["correct"]]
+    if wrong:
+        lines.append("")
+        lines.append(f"wrong decisions ({len(wrong)}; true source -> decision, closest reference, deciding score):")
+        for r in wrong[:max_errors]:
+            score = (f"{r['score_name'].upper() if r['score_name'] != 'z' else 'z'} {r['score']:.4g}"
+                     if r["score"] is not None else "no score")
+            lines.append(f"  {show(r['image'])}: {r['true_source']} -> {r['decision']}, closest {r['closest']}, {score}")
+        if len(wrong) > max_errors:
+            lines.append(f"  ... and {len(wrong) - max_errors} more (write them all with --per-image FILE)")
     cols = list(next(iter(report.confusion.values())).keys()) if report.confusion else []
     width = max([len(c) for c in cols] + [len(r) for r in report.confusion] + [8])
     lines.append("")
@@ -224,7 +423,13 @@ def format_report(report: EvaluationReport) -> str:
     for r, row in report.confusion.items():
         lines.append(f"{r:<{width}} | " + " ".join(f"{row[c]:>{min(width, 12)}d}" for c in cols))
     if report.failed:
-        lines.append(f"{len(report.failed)} query file(s) could not be read")
+        lines.append("")
+        lines.append(f"{len(report.failed)} query file(s) could not be read and are not counted above:")
+        lines.extend(f"  {show(msg)}" for msg in report.failed)
+    if report.left_out:
+        lines.append("")
+        lines.append(f"{len(report.left_out)} file(s) or folder(s) left out by the folder search:")
+        lines.extend(f"  {show(p)} ({why})" for p, why in report.left_out)
     for p in report.plots:
-        lines.append(f"plot: {p}")
+        lines.append(f"plot: {show(p)}")
     return "\n".join(lines)

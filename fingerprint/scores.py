@@ -1,4 +1,4 @@
-"""Similarity scores of DESIGN.md §7: NCC, circular cross-correlation and PCE with crop search.
+"""Similarity scores of docs/algorithm.md §7: NCC, circular cross-correlation and PCE with crop search.
 
 Everything is computed in float32 (complex64 spectra) with float64 accumulators where a long sum
 would otherwise lose digits; every score comes back as a Python ``float``.
@@ -32,7 +32,6 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +40,7 @@ import scipy.fft
 import scipy.special
 
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
+from kernels.spec import PCE_RADIUS, check_search
 
 __all__ = [
     "PCEResult",
@@ -56,10 +56,9 @@ __all__ = [
 DEFAULT_PCE_THRESHOLD = 60.0
 """Camera-match threshold at one position (Goljan, Filler and Fridrich 2009 [2]_)."""
 
-DEFAULT_RADIUS = 5
-"""Half-width of the PCE exclusion neighbourhood: 2*5+1 = 11, the 11x11 of DESIGN.md §7."""
-
-_SEARCH_MODES = ("aligned", "crop")
+DEFAULT_RADIUS = PCE_RADIUS
+"""Half-width of the PCE exclusion neighbourhood: 2*5+1 = 11, the 11x11 of docs/algorithm.md §7.3
+(``kernels.spec.PCE_RADIUS``, shared with the GPU twin)."""
 
 # Number of float32 elements summed in one BLAS/einsum call before the partial result is added to
 # a float64 accumulator: keeps float32 rounding error near 1e-7 relative at any image size.
@@ -413,42 +412,10 @@ class ReferenceSpectrum:
         outside the neighbourhood is zero the PCE is 0.0 if the peak is 0, else +-inf.
         Reference twin: ``tests/naive.py::pce_from_cc``.
         """
-        mode = _check_search(search)
+        mode = check_search(search)
         radius = _check_radius(radius)
         q = self._check_query(query, equal=(mode == "aligned"))
         return _pce_of_cc(self._cc(q), q.shape, mode, radius)
-
-    def pce_many(
-        self,
-        queries: Iterable[np.ndarray],
-        *,
-        search: Literal["aligned", "crop"] = "aligned",
-        radius: int = DEFAULT_RADIUS,
-    ) -> list[PCEResult]:
-        """:meth:`pce` of each query in turn against the cached spectrum.
-
-        Parameters
-        ----------
-        queries : iterable of ndarray of float32, each (h, w) <= (H, W), or ndarray (Q, h, w)
-            The queries; they may differ in shape for ``"crop"``. Only one is transformed at a time,
-            so memory stays at one (H, W) correlation whatever Q is.
-        search, radius
-            As in :meth:`pce`.
-
-        Returns
-        -------
-        list of PCEResult
-            One per query, in order.
-        """
-        mode = _check_search(search)
-        radius = _check_radius(radius)
-        return [self.pce(q, search=mode, radius=radius) for q in queries]
-
-
-def _check_search(search: str) -> str:
-    if search not in _SEARCH_MODES:
-        raise ValueError(f"search must be one of {sorted(_SEARCH_MODES)}, got {search!r}")
-    return search
 
 
 def _check_radius(radius: int) -> int:
@@ -542,7 +509,7 @@ def pce(
     >>> pce(k + rng.standard_normal((64, 64)).astype(np.float32), k).pce > 60
     True
     """
-    mode = _check_search(search)
+    mode = check_search(search)
     radius = _check_radius(radius)
     return ReferenceSpectrum(b).pce(a, search=mode, radius=radius)
 

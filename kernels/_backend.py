@@ -1,20 +1,19 @@
 """Choosing the compute backend: ``"cpu"``, ``"cuda"`` or ``"auto"`` (STYLE.md §3.1).
 
 ``resolve_backend`` turns a requested name into ``"cpu"`` or ``"cuda"``. Nothing here imports CuPy
-or ``numba.cuda`` at module import time, and ``kernels`` never imports ``fingerprint`` at module
-level: ``BackendUnavailableError`` is imported inside the function that raises it.
-
-``RESIDUAL_BACKENDS`` maps a backend to the dotted path of its residual function, imported only
-when asked for (``gpu_residual_function``), so a CPU-only machine never loads the GPU modules. The
-CPU residual lives in ``fingerprint.residual`` (kernels do not import fingerprint), which dispatches.
+or ``numba.cuda`` at module import time. ``BackendUnavailableError`` is defined in
+``kernels.errors`` (re-exported by ``fingerprint.errors``). ``fingerprint.residual.extract_residual``
+dispatches: its CPU path, or ``kernels.residual_gpu`` (loaded only when ``"cuda"`` is chosen).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 
-__all__ = ["BACKENDS", "VALID_BACKENDS", "resolve_backend", "cuda_status", "gpu_residual_function"]
+from kernels.errors import BackendUnavailableError
+from kernels.launch_gpu import is_device_array
+
+__all__ = ["BACKENDS", "VALID_BACKENDS", "resolve_backend", "cuda_status"]
 
 BACKENDS = ("cpu", "cuda")
 VALID_BACKENDS = ("auto", "cpu", "cuda")
@@ -76,10 +75,6 @@ def cuda_status() -> tuple[bool, str]:
     return True, f"ok: {name}"
 
 
-def _is_device_array(array) -> bool:
-    return array is not None and type(array).__module__.split(".")[0] == "cupy"
-
-
 def resolve_backend(backend: str, array=None) -> str:
     """Turn a requested backend name into the one that will run: ``"cpu"`` or ``"cuda"``.
 
@@ -102,7 +97,7 @@ def resolve_backend(backend: str, array=None) -> str:
     ------
     ValueError
         ``backend`` is not one of ``VALID_BACKENDS`` (the message lists them).
-    fingerprint.errors.BackendUnavailableError
+    BackendUnavailableError
         ``backend="cuda"`` but CuPy or a CUDA device is missing; the message says what to install.
 
     Examples
@@ -120,26 +115,11 @@ def resolve_backend(backend: str, array=None) -> str:
     if backend == "cpu":
         return "cpu"
     if backend == "auto":
-        if _is_device_array(array):
+        if is_device_array(array):
             return "cuda"
         return "cuda" if cuda_status()[0] else "cpu"
     usable, reason = cuda_status()
     if not usable:
-        from fingerprint.errors import BackendUnavailableError
-
         raise BackendUnavailableError(f"backend 'cuda' is not available here: {reason}; {_INSTALL_HINT}")
     return "cuda"
 
-
-RESIDUAL_BACKENDS = {"cuda": "kernels.residual_gpu:residual_gpu"}
-
-
-def gpu_residual_function(backend: str = "cuda"):
-    """The residual function registered for ``backend`` (imported on first use)."""
-    try:
-        target = RESIDUAL_BACKENDS[backend]
-    except KeyError:
-        valid = ", ".join(repr(b) for b in sorted(RESIDUAL_BACKENDS))
-        raise ValueError(f"no residual function registered for backend {backend!r}; registered: {valid}") from None
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)

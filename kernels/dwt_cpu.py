@@ -1,7 +1,7 @@
 """Multi-level 2-D orthonormal DWT, 8-tap Daubechies ("db4"), periodic extension, Numba on the CPU.
 
 Computes exactly the transform of ``pywt.wavedec2(x, "db4", mode="periodization", level=L)`` and
-its inverse ``pywt.waverec2(coeffs, "db4", mode="periodization")`` (DESIGN.md §3 step 2 and 5),
+its inverse ``pywt.waverec2(coeffs, "db4", mode="periodization")`` (docs/algorithm.md §3 steps 2 and 5),
 with the same coefficient layout, in float32.
 
 One level, along one axis of length ``n`` (even), with ``lo = dec_lo`` and ``hi = dec_hi`` of
@@ -47,10 +47,10 @@ import pywt
 from numba import prange
 
 from kernels import config
+from kernels.spec import WAVELET  # re-exported
 
 __all__ = ["wavedec2", "waverec2", "WAVELET", "FILTER_LENGTH"]
 
-WAVELET = "db4"
 FILTER_LENGTH = 8
 _W = pywt.Wavelet(WAVELET)
 DEC_LO = np.asarray(_W.dec_lo, dtype=np.float64)
@@ -355,7 +355,8 @@ def wavedec2(x: np.ndarray, levels: int) -> list:
             ch = np.empty((mh, nh), np.float32)
             cv = np.empty((mh, nh), np.float32)
             cd = np.empty((mh, nh), np.float32)
-            kernel = _dwt2_level if par else _dwt2_level_serial
+            # the parallel build only where the level's input is large enough to pay for the fork/join
+            kernel = _dwt2_level if par and a.size >= config.PARALLEL_MIN_SIZE else _dwt2_level_serial
             kernel(a, _FWD_LO, _FWD_HI, _nblocks(mh), ca, ch, cv, cd)
             details.append((ch, cv, cd))
             a = ca
@@ -416,7 +417,7 @@ def waverec2(coeffs) -> np.ndarray:
                 )
             m, n = a.shape
             x = np.empty((2 * m, 2 * n), np.float32)
-            kernel = _idwt2_level if par else _idwt2_level_serial
+            kernel = _idwt2_level if par and x.size >= config.PARALLEL_MIN_SIZE else _idwt2_level_serial
             kernel(a, ch, cv, cd, _INV_LO, _INV_HI, _nblocks(m), x)
             a = x
     finally:

@@ -27,10 +27,11 @@ import pywt
 from numba import cuda, float32
 
 from kernels.launch_gpu import array_module, grid_2d, launch
+from kernels.spec import WAVELET
 
 __all__ = ["wavedec2", "waverec2"]
 
-_W = pywt.Wavelet("db4")
+_W = pywt.Wavelet(WAVELET)
 _LO = np.asarray(_W.dec_lo, dtype=np.float32)
 _HI = np.asarray(_W.dec_hi, dtype=np.float32)
 # Inverse taps by offset t = 0..4 (coefficient p + t - 2): parity 0 uses k = 2t, parity 1 k = 2t - 1.

@@ -1,4 +1,4 @@
-"""Running sums of the fingerprint estimators (DESIGN.md §5-§6), Numba on the CPU.
+"""Running sums of the fingerprint estimators (docs/algorithm.md §5-§6), Numba on the CPU.
 
 Reference twins: ``tests/naive.py::inten_scale``, ``tests/naive.py::saturation`` and the sums in
 ``tests/naive.py::camera_fingerprint``.

@@ -11,20 +11,7 @@ from numba import cuda
 
 from kernels.launch_gpu import grid_2d, launch
 
-__all__ = ["pad_amounts", "pad_symmetric", "add_crop"]
-
-
-def pad_amounts(m: int, levels: int) -> tuple[int, int]:
-    """Rows (columns) before and after so that ``m + 2`` rounds up to a multiple of ``2**levels``.
-
-    Same formula as ``fingerprint.residual.pad_amounts`` (DESIGN.md §3 step 1); repeated here
-    because ``kernels`` does not import ``fingerprint``. Reference twin: ``tests/naive.py::pad_amounts``.
-    """
-    q = 1 << levels
-    nr = -(-(m + 2) // q) * q
-    extra = nr - m
-    before = -(-extra // 2)
-    return before, extra - before
+__all__ = ["pad_symmetric", "add_crop"]  # the pad widths: kernels.spec.pad_amounts
 
 
 @cuda.jit

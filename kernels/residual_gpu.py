@@ -1,4 +1,4 @@
-"""The whole query residual of DESIGN.md §3-§4 on the GPU: CuPy arrays, numba.cuda kernels, cuFFT.
+"""The whole query residual of docs/algorithm.md §3-§4 on the GPU: CuPy arrays, numba.cuda kernels, cuFFT.
 
 image (uint8/uint16/float, H x W [x 3]) on the device
   -> per channel: symmetric pad (layout_gpu), db4 periodized DWT (dwt_gpu), four-window local
@@ -21,42 +21,20 @@ Reference twin: ``tests/naive.py::residual``; CPU twin: ``fingerprint.residual.e
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from kernels import dwt_gpu, layout_gpu, spectral_gpu, wiener_gpu
 from kernels.launch_gpu import require_cupy
+from kernels.spec import GRAY_WEIGHTS, LEVELS, QUERY_SIGMA, check_image, check_residual_params, pad_amounts, value_scale
 
-__all__ = ["residual_gpu", "residual_gpu_batch", "GRAY_WEIGHTS", "MIN_SIZE"]
-
-GRAY_WEIGHTS = (0.29893602, 0.58704307, 0.11402090)  # Binghamton rgb2gray1 (DESIGN.md §1)
-MIN_SIZE = 16
-
-
-def _check(image, sigma: float, levels: int):
-    """Validate shape, dtype and parameters (the public wrapper's job; kernels check nothing)."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"image: expected shape (H, W) or (H, W, 3), got {image.shape}")
-    if image.dtype.kind not in "uif" or image.dtype == np.float16:
-        raise TypeError(f"image: unsupported dtype {image.dtype}; use uint8, uint16 or float32")
-    h, w = image.shape[:2]
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(f"image: {h}x{w} pixels is too small; the residual needs at least {MIN_SIZE}x{MIN_SIZE}")
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if int(levels) != levels or not 1 <= levels <= 8:
-        raise ValueError(f"levels must be an integer from 1 to 8, got {levels!r}")
-    return image
+__all__ = ["residual_gpu", "residual_gpu_batch"]
 
 
 def _noise_channel(planes, channel: int, sigma2, levels: int, scale, xp):
-    """Padded noise of ``planes[..., channel]`` (float32, nr x nc) and the pad offsets: DESIGN.md §3."""
+    """Padded noise of ``planes[..., channel]`` (float32, nr x nc) and the pad offsets: docs/algorithm.md §3."""
     m, n = planes.shape[:2]
-    top, bottom = layout_gpu.pad_amounts(m, levels)
-    left, right = layout_gpu.pad_amounts(n, levels)
+    top, bottom = pad_amounts(m, levels)
+    left, right = pad_amounts(n, levels)
     padded = xp.empty((m + top + bottom, n + left + right), dtype=xp.float32)
     layout_gpu.pad_symmetric(planes, channel, top, left, scale, padded)
     coeffs = dwt_gpu.wavedec2(padded, levels, xp=xp)
@@ -73,7 +51,7 @@ def _residual(x, sigma: float, levels: int, xp):
     h, w = x.shape[:2]
     channels = 1 if x.ndim == 2 else 3
     weights = (1.0,) if channels == 1 else GRAY_WEIGHTS
-    scale = np.float32(1.0 / 257.0 if x.dtype == np.uint16 else 1.0)
+    scale = np.float32(value_scale(x.dtype))
     keep = spectral_gpu.not_constant(x, xp=xp)
     sigma2 = xp.full(1, float(sigma) * float(sigma), dtype=xp.float32)
     gray = xp.empty((h, w), dtype=xp.float32)
@@ -86,8 +64,8 @@ def _residual(x, sigma: float, levels: int, xp):
     return spectral_gpu.wiener_dft(gray, s2, xp=xp)
 
 
-def residual_gpu(image, sigma: float = 2.0, levels: int = 4):
-    """Query residual ``W`` of one image on the GPU (DESIGN.md §4), as a CuPy float32 array.
+def residual_gpu(image, sigma: float = QUERY_SIGMA, levels: int = LEVELS):
+    """Query residual ``W`` of one image on the GPU (docs/algorithm.md §4), as a CuPy float32 array.
 
     Parameters
     ----------
@@ -107,23 +85,26 @@ def residual_gpu(image, sigma: float = 2.0, levels: int = 4):
 
     Raises
     ------
+    InvalidImageError
+        Wrong shape, size or dtype, or NaN / infinite values in a NumPy input
+        (``kernels.spec.check_image``, the check of the CPU residual too).
+    ValueError
+        ``sigma`` or ``levels`` out of range (``kernels.spec.check_residual_params``).
     ImportError
-        CuPy is not installed.
-    ValueError, TypeError
-        Wrong shape, size, dtype or parameters (``fingerprint.residual`` maps these to
-        ``InvalidImageError`` before calling here).
+        CuPy is not installed (a bad NumPy input is refused first).
 
     Notes
     -----
     GPU twin of ``fingerprint.residual.extract_residual``; expected to agree with the float64 twin
     ``tests/naive.py::residual`` to NCC >= 0.9999 (float32 throughout, complex64 FFTs; verified in
-    the simulator on small images, not yet on a device). NaN or infinite float input is not
-    checked here (the CPU wrapper checks it).
+    the simulator on small images, not yet on a device). A float CuPy input is not checked for NaN
+    or infinite values (that check would synchronise the stream); a NumPy input is.
     """
+    sigma, levels = check_residual_params(sigma, levels)
+    image = check_image(image)
     cp = require_cupy()
     x = cp.ascontiguousarray(cp.asarray(image))
-    x = _check(x, float(sigma), levels)
-    return _residual(cp.ascontiguousarray(x), float(sigma), int(levels), cp)
+    return _residual(x, sigma, levels, cp)
 
 
 _PINNED: dict = {}
@@ -142,7 +123,7 @@ def _pinned(key, shape, dtype):
     return hit[1][:nbytes].view(dtype).reshape(shape)
 
 
-def residual_gpu_batch(images, sigma: float = 2.0, levels: int = 4, *, n_streams: int = 2):
+def residual_gpu_batch(images, sigma: float = QUERY_SIGMA, levels: int = LEVELS, *, n_streams: int = 2):
     """Residuals of many host images, overlapping copies and compute on ``n_streams`` CUDA streams.
 
     Parameters
@@ -168,6 +149,7 @@ def residual_gpu_batch(images, sigma: float = 2.0, levels: int = 4, *, n_streams
     is synchronised only when its slot is reused or at the end. CuPy's memory pool is stream-aware,
     so buffers freed on one stream are not handed to another while still in use.
     """
+    sigma, levels = check_residual_params(sigma, levels)
     cp = require_cupy()
     if n_streams < 1:
         raise ValueError(f"n_streams must be >= 1, got {n_streams}")
@@ -186,14 +168,13 @@ def residual_gpu_batch(images, sigma: float = 2.0, levels: int = 4, *, n_streams
     for idx, img in enumerate(images):
         slot = idx % n_streams
         collect(slot)
-        img = np.asarray(img)
-        img = _check(img, float(sigma), levels)
+        img = check_image(np.asarray(img))
         host_in = _pinned((slot, "in"), img.shape, img.dtype)
         np.copyto(host_in, img)
         with streams[slot]:
             x = cp.empty(img.shape, dtype=img.dtype)
             x.set(host_in, stream=streams[slot])
-            w = _residual(x, float(sigma), int(levels), cp)
+            w = _residual(x, sigma, levels, cp)
             host_out = _pinned((slot, "out"), w.shape, np.float32)
             w.get(stream=streams[slot], out=host_out)
             del x, w

@@ -1,6 +1,6 @@
 """NCC as matrix products and batched PCE against a cached reference spectrum, on the GPU (CuPy).
 
-GPU twin of ``fingerprint.scores`` (DESIGN.md §7). Written against the array-module API shared by
+GPU twin of ``fingerprint.scores`` (docs/algorithm.md §7). Written against the array-module API shared by
 CuPy and NumPy, so the same code runs with ``xp=numpy`` on a CPU (that is how
 ``tests/test_gpu.py`` checks it against ``tests/naive.py::ncc`` / ``crosscorr`` / ``pce_from_cc``
 without a GPU). With CuPy arrays, everything stays on the device.
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.launch_gpu import array_module
+from kernels.launch_gpu import array_module, is_device_array
+from kernels.spec import PCE_RADIUS, check_search
 
 __all__ = ["ncc_matrix", "reference_spectrum", "pce_batch"]
 
 
 def _xp(a, xp):
-    return xp if xp is not None else (array_module(a) if type(a).__module__.split(".")[0] == "cupy" else np)
+    return xp if xp is not None else (array_module(a) if is_device_array(a) else np)
 
 
 def ncc_matrix(queries, references, *, chunk: int = 1 << 20, xp=None):
@@ -78,7 +79,7 @@ def reference_spectrum(ref, *, xp=None):
     return f if f.dtype == xp.complex64 else f.astype(xp.complex64)
 
 
-def pce_batch(queries, spectrum, shape, *, search: str = "aligned", radius: int = 5, xp=None):
+def pce_batch(queries, spectrum, shape, *, search: str = "aligned", radius: int = PCE_RADIUS, xp=None):
     """PCE of a batch of same-size queries against one cached reference spectrum.
 
     Parameters
@@ -90,7 +91,7 @@ def pce_batch(queries, spectrum, shape, *, search: str = "aligned", radius: int 
         ``"aligned"``: peak at (0, 0). ``"crop"``: peak = max of C over 0 <= oy <= H - h,
         0 <= ox <= W - w.
     radius : int
-        Half-width of the excluded neighbourhood (5: 11 x 11).
+        Half-width of the excluded neighbourhood (default ``kernels.spec.PCE_RADIUS`` = 5: 11 x 11).
 
     Returns
     -------
@@ -105,6 +106,7 @@ def pce_batch(queries, spectrum, shape, *, search: str = "aligned", radius: int 
     twice). Memory: about 3 x B x H x W x 4 bytes. GPU twin of
     ``fingerprint.scores.ReferenceSpectrum.pce``; reference twin ``tests/naive.py::pce_from_cc``.
     """
+    search = check_search(search)
     xp = _xp(queries, xp)
     big_h, big_w = int(shape[0]), int(shape[1])
     b, h, w = queries.shape
@@ -119,12 +121,10 @@ def pce_batch(queries, spectrum, shape, *, search: str = "aligned", radius: int 
     if search == "aligned" or (h, w) == (big_h, big_w):
         oy = xp.zeros(b, dtype=xp.int64)
         ox = xp.zeros(b, dtype=xp.int64)
-    elif search == "crop":
+    else:  # "crop"
         ny, nx = big_h - h + 1, big_w - w + 1
         flat = xp.argmax(c[:, :ny, :nx].reshape(b, -1), axis=1)
         oy, ox = flat // nx, flat % nx
-    else:
-        raise ValueError(f"search must be one of ['aligned', 'crop'], got {search!r}")
     span = xp.arange(-radius, radius + 1)
     rows = (oy[:, None] + span[None, :]) % big_h if big_h > 2 * radius else xp.broadcast_to(xp.arange(big_h), (b, big_h))
     cols = (ox[:, None] + span[None, :]) % big_w if big_w > 2 * radius else xp.broadcast_to(xp.arange(big_w), (b, big_w))

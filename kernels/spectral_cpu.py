@@ -1,4 +1,4 @@
-"""ZeroMeanTotal and the DFT Wiener pass (DESIGN.md §4 steps 3-4), Numba + scipy.fft on the CPU.
+"""ZeroMeanTotal and the DFT Wiener pass (docs/algorithm.md §4.3-§4.4), Numba + scipy.fft on the CPU.
 
 Reference twins: ``tests/naive.py::zero_mean_total`` and ``tests/naive.py::wiener_dft``.
 """

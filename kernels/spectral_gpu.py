@@ -1,4 +1,4 @@
-"""ZeroMeanTotal and the DFT Wiener pass (DESIGN.md §4 steps 3-4) on the GPU: twin of ``spectral_cpu``.
+"""ZeroMeanTotal and the DFT Wiener pass (docs/algorithm.md §4.3-§4.4) on the GPU: twin of ``spectral_cpu``.
 
 The elementwise and reduction kernels are ``numba.cuda`` kernels (run in the CUDA simulator by
 ``tests/test_gpu.py``); the FFTs are the array module's (``cupy.fft`` on a device, ``numpy.fft``
@@ -268,7 +268,7 @@ def zero_mean_total(w, out=None, *, keep=None, xp=None):
 
 
 def wiener_dft(w, s2, *, xp=None):
-    """WienerInDFT with the variance ``s2[0]`` read on the device (DESIGN.md §4.4).
+    """WienerInDFT with the variance ``s2[0]`` read on the device (docs/algorithm.md §4.4).
 
     ``F = rfft2(w)``; ``A = |F| / sqrt(H W)`` on the full grid; gain = Wiener gain of ``A`` with
     variance ``s2[0]``, symmetrised ``(g(k) + g(-k)) / 2`` on the half spectrum; result

@@ -1,4 +1,4 @@
-"""Fused four-window local Wiener filter (DESIGN.md §2), Numba on the CPU.
+"""Fused four-window local Wiener filter (docs/algorithm.md §2), Numba on the CPU.
 
 For a 2-D array ``d`` and noise variance ``sigma2``::
 
@@ -113,7 +113,7 @@ def _sat_for(d: np.ndarray) -> np.ndarray:
 
 
 def local_wiener(d: np.ndarray, sigma2: float, out: np.ndarray | None = None) -> np.ndarray:
-    """Four-window local Wiener filter of a float32 2-D array (DESIGN.md §2).
+    """Four-window local Wiener filter of a float32 2-D array (docs/algorithm.md §2).
 
     Parameters
     ----------
@@ -140,7 +140,7 @@ def local_wiener(d: np.ndarray, sigma2: float, out: np.ndarray | None = None) ->
 
 
 def local_wiener_gain(a: np.ndarray, sigma2: float, out: np.ndarray | None = None) -> np.ndarray:
-    """The Wiener gain ``sigma2 / (v + sigma2)`` of DESIGN.md §2, without multiplying by ``a``.
+    """The Wiener gain ``sigma2 / (v + sigma2)`` of docs/algorithm.md §2, without multiplying by ``a``.
 
     ``local_wiener(a) == a * local_wiener_gain(a)``. Used by the DFT Wiener pass, where the gain
     is applied to the complex spectrum. ``out`` may be ``a`` itself.

@@ -1,4 +1,4 @@
-"""Fused four-window local Wiener filter (DESIGN.md §2) on the GPU (numba.cuda): twin of ``wiener_cpu``.
+"""Fused four-window local Wiener filter (docs/algorithm.md §2) on the GPU (numba.cuda): twin of ``wiener_cpu``.
 
 For a 2-D array ``d`` and noise variance ``sigma2``::
 
@@ -36,7 +36,7 @@ def _e(d, i, j, n):
 
 @cuda.jit
 def _wiener(d, sigma2, out, gain_only):
-    """``out = d * gain`` (``gain_only`` 0) or ``out = gain`` (1), gain of DESIGN.md §2.
+    """``out = d * gain`` (``gain_only`` 0) or ``out = gain`` (1), gain of docs/algorithm.md §2.
 
     Parameters
     ----------

@@ -1,6 +1,7 @@
 """The HDF5 reference library of ganprint: fingerprints plus the running sums to extend them."""
 
 from .errors import (
+    DamagedReferenceError,
     LibraryClosedError,
     LibraryError,
     LibraryExistsError,
@@ -21,6 +22,7 @@ __all__ = [
     "FORMAT_MARKER",
     "MODES",
     "SCHEMA_VERSION",
+    "DamagedReferenceError",
     "Library",
     "LibraryClosedError",
     "LibraryError",

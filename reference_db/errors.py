@@ -26,6 +26,19 @@ class NotALibraryError(LibraryError, ValueError):
     """The file is not HDF5, or is HDF5 but not a ganprint library."""
 
 
+class DamagedReferenceError(NotALibraryError):
+    """One reference of the library is damaged (unreadable, inconsistent shapes, NaN or inf values).
+
+    The rest of the library is usable: readers skip the reference, ``remove`` and ``rename`` still
+    work on it. ``name`` is the reference and ``reason`` says what is wrong.
+    """
+
+    def __init__(self, message: str, *, name: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+
+
 class LibraryLockedError(LibraryError, RuntimeError):
     """Another process holds the library's write lock."""
 

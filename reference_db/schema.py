@@ -16,14 +16,19 @@ The layout, schema version 1 (``docs/reference_db.md`` documents every item with
             @updated           str      ISO 8601 UTC
             @ganprint_version  str      the ganprint that last wrote this reference
             @n_sources         int64    length of the two source datasets
-            fingerprint        float32, any shape (camera (H, W); generator (H, W) or (C, H, W))
-            sums/<sum name>    float32 or float64, any shape: the running sums (camera "S", "N")
+            fingerprint        float32, finite: camera (H, W); generator (H, W) or (C, H, W)
+            sums/<sum name>    float32 or float64, finite: the running sums, SUM_LAYOUTS of the kind
+                               (camera "S", "N" (C, H, W); generator "sum" (C, H, W), "power" (C, H, W//2+1))
             params/            group with one attribute per parameter (int64, float64, bool, str)
             sources/file_name  str (variable-length UTF-8), shape (n_sources,)
             sources/sha256     bytes (fixed-length ASCII, 64), shape (n_sources,), lowercase hex
     /calibration/                       optional: decision calibration data of the whole library
         <key>              float64 (n,) resizable, e.g. "generator_null_z": z = NCC*sqrt(D) of images against
                                         fingerprints of other sources (non-matching pairs)
+    /calibration_sources/               optional: what each calibration value was computed from
+        <key>/sha256       bytes (S64) (m,), m <= n: SHA-256 of the image of value i ("" if not recorded)
+        <key>/reference    str (m,): the reference it was scored against ("" if not recorded);
+                                        values m..n-1 were written without these (older ganprint)
 
 Changing anything above is a new ``SCHEMA_VERSION``.
 """
@@ -58,6 +63,10 @@ ATTR_N_SOURCES: Final = "n_sources"
 # The optional group of calibration data (float64 1-D datasets, appended to).
 CALIBRATION: Final = "calibration"
 CALIBRATION_CHUNK: Final = 1024
+# The optional group recording, per calibration value, its image and reference (keys of re-adding).
+CALIBRATION_SOURCES: Final = "calibration_sources"
+CALIBRATION_SHA256: Final = "sha256"
+CALIBRATION_REFERENCE: Final = "reference"
 
 # Members of one reference group.
 FINGERPRINT: Final = "fingerprint"
@@ -73,42 +82,18 @@ KINDS: Final = ("camera", "generator")
 FINGERPRINT_DTYPE: Final = "float32"
 #: dtypes a running sum may be stored in.
 SUM_DTYPES: Final = ("float32", "float64")
+#: The running sums of each kind and their shapes, given the fingerprint planes (C, H, W): "CHW" is
+#: (C, H, W), "CHF" the half spectrum (C, H, W // 2 + 1). ``REQUIRED_SUMS`` must all be present.
+SUM_LAYOUTS: Final = {"camera": {"S": "CHW", "N": "CHW"}, "generator": {"sum": "CHW", "power": "CHF"}}
+REQUIRED_SUMS: Final = {"camera": ("S", "N"), "generator": ("sum",)}
+#: Channel counts C a fingerprint or a sum may have (grey or colour).
+CHANNELS: Final = (1, 3)
 #: numpy dtype string of the sha256 dataset (fixed 64 ASCII bytes).
 SHA256_DTYPE: Final = "S64"
 #: Chunk length of the two resizable source datasets.
 SOURCES_CHUNK: Final = 256
 
 _SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
-
-
-def reference_path(name: str) -> str:
-    """HDF5 path of the group of reference ``name`` (already validated)."""
-    return f"/{REFERENCES}/{name}"
-
-
-def fingerprint_path(name: str) -> str:
-    """HDF5 path of the fingerprint dataset of reference ``name``."""
-    return f"{reference_path(name)}/{FINGERPRINT}"
-
-
-def sums_path(name: str) -> str:
-    """HDF5 path of the group of running sums of reference ``name``."""
-    return f"{reference_path(name)}/{SUMS}"
-
-
-def params_path(name: str) -> str:
-    """HDF5 path of the group whose attributes are the parameters of reference ``name``."""
-    return f"{reference_path(name)}/{PARAMS}"
-
-
-def source_file_name_path(name: str) -> str:
-    """HDF5 path of the source file names of reference ``name``."""
-    return f"{reference_path(name)}/{SOURCES}/{SOURCE_FILE_NAME}"
-
-
-def source_sha256_path(name: str) -> str:
-    """HDF5 path of the source SHA-256 digests of reference ``name``."""
-    return f"{reference_path(name)}/{SOURCES}/{SOURCE_SHA256}"
 
 
 def check_name(name: object, *, what: str = "reference name") -> str:

@@ -153,7 +153,7 @@ def test_generator_bank_matrix_product_equals_pairwise_ncc():
     att = Attributor(refs, generator_threshold=5.0)
     queries = [next(g.images(1, seed=4)) for g in gens]
     batch = att.score_batch(queries, ["a", "b", "c"])
-    singles = list(att.score_many([("a", queries[0]), ("b", queries[1]), ("c", queries[2])], batch=2))
+    singles = [att.score(q, label) for q, label in zip(queries, ["a", "b", "c"])]  # batches of one
     for res, single, g_query in zip(batch, singles, queries):
         r = generator_residual(g_query, default_params("generator"))
         for gen in att.generators:
@@ -195,3 +195,16 @@ def test_unknown_query_reports_the_whole_search(cameras):
     assert not s.match and s.n_positions == 3 and s.threshold == pytest.approx(search_threshold(60.0, 3))
     no_retry = Attributor(refs, retry_sigma=None).score(next(cams[2].images(1, seed=22))).scores["cam0"]
     assert no_retry.n_positions == 2
+
+
+def test_one_default_per_kind():
+    """FingerprintParams(kind=...), build.default_params and a stored dict without the keys agree."""
+    from fingerprint.estimate import KIND_DEFAULTS, FingerprintParams
+
+    for kind in ("camera", "generator"):
+        params = FingerprintParams(kind=kind)
+        assert params == default_params(kind) == FingerprintParams.from_dict({"kind": kind})
+        assert {k: getattr(params, k) for k in KIND_DEFAULTS[kind]} == KIND_DEFAULTS[kind]
+    assert FingerprintParams(kind="generator").sigma == 5.0 and FingerprintParams().sigma == 3.0
+    assert FingerprintParams(kind="generator", whiten=False).whiten is False
+    assert default_params("generator", sigma=None, shrink=False) == FingerprintParams(kind="generator", shrink=False)

@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-import reference_db.library as library_module
+import reference_db.durable as library_module
 from fingerprint.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, main
 from fingerprint.errors import LibraryNotFoundError
 from test_reliability import (  # noqa: F401 - fixtures
@@ -49,7 +49,8 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def stdout_rows(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.strip()]
+    """The result lines of stdout: not blank, not the '#' header or summary of ``attribute``."""
+    return [line for line in out.splitlines() if line.strip() and not line.startswith("#")]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ def test_missing_library(capsys, small_library, tmp_path):
 def test_read_only_location(capsys, library_copy, small_library, monkeypatch, tmp_path):
     _, files = small_library
     before = sha256_of(library_copy)
-    monkeypatch.setattr(library_module, "_can_write", lambda path: False)
+    monkeypatch.setattr(library_module, "can_write", lambda path: False)
     images = noise_pngs(tmp_path / "imgs", 2, seed=1, size=SIZE)
     for command in ("build", "remove", "rename"):
         code, out, err = cli(capsys, *_library_commands(library_copy, files["camA"][0], images)[command])
@@ -272,7 +273,7 @@ def test_disk_full(capsys, library_copy, monkeypatch, tmp_path):
         os.write(dst_fd, b"\0" * 100)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(library_module, "_copy_file", full)
+    monkeypatch.setattr(library_module, "copy_file", full)
     images = noise_pngs(tmp_path / "imgs", 2, seed=1, size=SIZE)
     for args in (["build", library_copy, "--name", "camC", "--kind", "camera", "--quiet", images],
                  ["remove", library_copy, "camA"]):
@@ -386,3 +387,28 @@ def test_internal_errors_are_one_line_too(capsys, monkeypatch, small_library):
     code, out, err = cli(capsys, "list", small_library[0])
     assert code == EXIT_ERROR and len(err.strip().splitlines()) == 1
     assert "internal error" in err and "--debug" in err and "Traceback" not in err
+
+
+# --- HxW sizes (--crop, bench --sizes): one parser, fingerprint.cli.parse_crop ---------------------
+
+@pytest.mark.parametrize("text,expected", [("512x512", (512, 512)), ("2000x3008", (2000, 3008)),
+                                           (" 16 X 32 ", (16, 32)), ("7×9", (7, 9))])
+def test_parse_crop(text, expected):
+    from fingerprint.cli import parse_crop
+
+    assert parse_crop(text) == expected
+
+
+@pytest.mark.parametrize("text", ["512", "512x", "x512", "0x5", "5x0", "-5x5", "5.5x5", "axb", ""])
+def test_parse_crop_rejects(text):
+    from fingerprint.cli import parse_crop
+
+    with pytest.raises(ValueError, match="HxW|positive"):
+        parse_crop(text)
+
+
+def test_bad_crop_is_a_usage_error_naming_the_option(capsys, small_library):
+    with pytest.raises(SystemExit) as caught:
+        main(["attribute", str(small_library[0]), "x.png", "--crop", "12by12"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "argument --crop: crop size must look like HxW" in err and "'12by12'" in err

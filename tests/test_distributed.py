@@ -116,6 +116,24 @@ def test_merge_refuses_overlapping_hashes(data):
     assert isinstance(merge_partials(PartialSums(params)), PartialSums)
 
 
+def test_reduce_batch_reads_through_the_file_loop(tmp_path, data):
+    """In the worker task: ``on_image`` before each read, bad files recorded with their path, never raised."""
+    _, cams, _ = data
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    items = [(0, str(cams["camA"][0]), "h0"), (1, str(text), "h1"), (2, str(cams["camA"][1]), "h2"),
+             (3, str(cams["camA"][2]), "h0")]  # the last repeats a hash: the guard refuses it
+    seen: list[str] = []
+    part = reduce_batch(items, FingerprintParams(), crop=(96, 96), on_image=seen.append)
+    assert seen == [p for _, p, _ in items]
+    assert part.n_images == 2 and part.hashes == {"h0", "h2"} and part.shape == (96, 96)
+    errors = [(r.index, r.error) for r in part.records if r.error is not None]
+    assert [i for i, _ in errors] == [1, 3]
+    for (index, err), (_, path, _) in zip(errors, (items[1], items[3])):
+        assert isinstance(err, InvalidImageError) and err.path == path and str(err).count(path) == 1
+    assert "already counted" in str(errors[1][1])
+
+
 def test_camera_build_equals_in_process(tmp_path, client, data):
     _, cams, _ = data
     paths = cams["camA"][:5]
@@ -190,11 +208,15 @@ def test_bad_files_reported_not_fatal_and_strict_raises(tmp_path, client, data):
     assert r2.n_images == r1.n_images == 4
     assert [p for p, _ in r2.skipped] == [p for p, _ in r1.skipped] and len(r2.skipped) == 3
     assert [why for _, why in r2.skipped] == [why for _, why in r1.skipped]
+    for path, why in r2.skipped:  # one line, naming the file once, first
+        assert why.startswith(f"{path}: ") and why.count(path) == 1 and "\n" not in why, why
     assert len(warned) == 3
     _assert_same(lib1, lib2, "camA")
     lib3 = tmp_path / "c.h5"
-    with pytest.raises((InvalidImageError, ValueError)):
+    with pytest.raises((InvalidImageError, ValueError)) as caught:
         build_reference_distributed(lib3, "camA", "camera", [folder], client=client, progress=False, strict=True)
+    bad = {p for p, _ in r1.skipped}
+    assert caught.value.path in bad and str(caught.value).startswith(f"{caught.value.path}: ")  # .path crossed processes
     with Library(lib3, "a") as lib:
         assert "camA" not in lib  # nothing written
 
@@ -224,8 +246,10 @@ def test_attribution_equals_in_process(tmp_path, client, data):
             assert b.ncc == pytest.approx(a.ncc, rel=1e-5, abs=1e-6)
             assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
     assert got[0].best == "camA" and got[1].best == "camB"
-    with pytest.raises(InvalidImageError):
+    assert got[3].startswith(f"{tmp_path / 'bad.png'}: ") and got[3].count("bad.png") == 1
+    with pytest.raises(InvalidImageError) as caught:
         list(attribute_distributed(lib, queries, client=client, progress=False, strict=True))
+    assert caught.value.path == str(tmp_path / "bad.png")
 
 
 def test_cli_scheduler_local(tmp_path, data, capsys):

@@ -1,4 +1,9 @@
-"""Tests of ``kernels.dwt_cpu``: the Numba db4 periodized 2-D DWT against PyWavelets in float64."""
+"""Tests of ``kernels.dwt_cpu``: the Numba db4 periodized 2-D DWT against PyWavelets in float64.
+
+Tests that take ``kernel_build`` (tests/conftest.py) run on the parallel level kernels (the DWT
+lock free) and on the serial ones (lock held); a spy proves which ran, and that the parallel
+kernels split the rows into several blocks where the input is tall enough.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import pywt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import dwt_cpu
+from conftest import BUILDS, forced_build, spy_builds
+
+from kernels import config, dwt_cpu
 
 # float32 kernels vs float64 pywt: error relative to the largest coefficient (observed ~3e-7).
 RTOL_F32 = 1e-5
@@ -68,14 +75,22 @@ SHAPES_LEVELS = [
 ]
 
 
+def check_blocks(spy, shape, levels):
+    """On the parallel build, inputs of 64 rows or more must have been split into several blocks."""
+    if spy.build == "parallel" and levels and shape[0] >= 4 * dwt_cpu._MIN_BLOCK_ROWS:
+        assert max(spy.dwt_blocks) > 1
+
+
 @pytest.mark.parametrize("shape, levels", SHAPES_LEVELS)
-def test_wavedec2_matches_pywt(shape, levels):
+def test_wavedec2_matches_pywt(shape, levels, kernel_build):
     x = random_image(shape)
     assert_coeffs_close(dwt_cpu.wavedec2(x, levels), naive_wavedec2(x, levels))
+    assert kernel_build.count(kernel_build.build, "dwt_cpu._dwt2_level") == levels
+    check_blocks(kernel_build, shape, levels)
 
 
 @pytest.mark.parametrize("shape, levels", SHAPES_LEVELS)
-def test_waverec2_matches_pywt(shape, levels):
+def test_waverec2_matches_pywt(shape, levels, kernel_build):
     # Arbitrary coefficients (not from a forward transform); zero approximation, as in the pipeline.
     rng = np.random.default_rng(1)
     m, n = shape[0] >> levels, shape[1] >> levels
@@ -87,14 +102,33 @@ def test_waverec2_matches_pywt(shape, levels):
     ref = naive_waverec2(coeffs)
     assert got.dtype == np.float32 and got.shape == shape
     np.testing.assert_allclose(got, ref, rtol=0, atol=RTOL_F32 * np.abs(ref).max())
+    assert kernel_build.count(kernel_build.build, "dwt_cpu._idwt2_level") == levels
+    check_blocks(kernel_build, shape, levels)
 
 
-@pytest.mark.parametrize("shape, levels", [((16, 16), 4), ((64, 96), 3), ((272, 144), 4)])
-def test_round_trip(shape, levels):
+@pytest.mark.parametrize("shape, levels", [((16, 16), 4), ((64, 96), 3), ((272, 144), 4), ((656, 512), 4)])
+def test_round_trip(shape, levels, kernel_build):
     x = random_image(shape, seed=2)
     rec = dwt_cpu.waverec2(dwt_cpu.wavedec2(x, levels))
     assert rec.dtype == np.float32 and rec.shape == shape
     np.testing.assert_allclose(rec, x, rtol=0, atol=RTOL_F32 * np.abs(x).max())
+    check_blocks(kernel_build, shape, levels)
+
+
+def test_real_size_matches_pywt_on_the_parallel_kernels():
+    """A padded 640x496 channel, unforced: the parallel levels run with as many blocks as allowed."""
+    x = random_image((656, 512), seed=4)
+    with spy_builds() as spy:
+        got = dwt_cpu.wavedec2(x, 4)
+        rec = dwt_cpu.waverec2(got)
+    assert_coeffs_close(got, naive_wavedec2(x, 4))
+    np.testing.assert_allclose(rec, x, rtol=0, atol=RTOL_F32 * np.abs(x).max())
+    # each level runs its parallel build only where its input (forward) or output (inverse) has at
+    # least config.PARALLEL_MIN_SIZE elements: levels 1-2 here (656x512, 328x256), each way
+    big = sum((656 >> k) * (512 >> k) >= config.PARALLEL_MIN_SIZE for k in range(4))
+    assert big == 2
+    assert spy.count("parallel") == 2 * big and spy.count("serial") == 2 * (4 - big)
+    assert max(spy.dwt_blocks) == dwt_cpu._nblocks(328) > 1
 
 
 def test_impulse_alignment():
@@ -155,17 +189,20 @@ def test_concurrent_threads_match_serial():
         np.testing.assert_array_equal(rec, serial_inv[j])
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.mark.parametrize("build", BUILDS)
+@settings(max_examples=30, deadline=None)
 @given(
     levels=st.integers(0, 4),
     km=st.integers(1, 6),
     kn=st.integers(1, 6),
     seed=st.integers(0, 2**16),
 )
-def test_property_shapes(levels, km, kn, seed):
+def test_property_shapes(build, levels, km, kn, seed):
     shape = (km * 2**levels, kn * 2**levels)
     x = random_image(shape, seed)
-    got = dwt_cpu.wavedec2(x, levels)
+    with forced_build(build) as spy:
+        got = dwt_cpu.wavedec2(x, levels)
+    assert spy.count(build) == levels and spy.count(BUILDS[1 - BUILDS.index(build)]) == 0
     if levels:
         assert_coeffs_close(got, naive_wavedec2(x, levels))
     for lev, t in zip(range(levels, 0, -1), got[1:]):

@@ -1,10 +1,15 @@
-"""Fingerprint estimators (DESIGN.md §5-§6) against float64 twins, streaming and merging."""
+"""Fingerprint estimators (DESIGN.md §5-§6) against float64 twins, streaming and merging.
+
+Twin tests that take ``kernel_build`` (tests/conftest.py) run with every CPU kernel forced onto
+its parallel build, then onto its serial build; one real-size case runs unforced above the limit.
+"""
 
 from __future__ import annotations
 
 import naive
 import numpy as np
 import pytest
+from conftest import spy_builds
 from scipy import ndimage
 
 from fingerprint.build import build_fingerprint, default_params
@@ -46,7 +51,7 @@ def rel_err(a, b):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
-def test_camera_fingerprint_matches_reference(rng):
+def test_camera_fingerprint_matches_reference(rng, kernel_build):
     imgs = [rng.integers(0, 256, (70, 90, 3)).astype(np.uint8) for _ in range(3)]
     imgs[0][5:9, 5:9] = 255  # saturated patch
     k = build_fingerprint(imgs, "camera")
@@ -54,9 +59,21 @@ def test_camera_fingerprint_matches_reference(rng):
     assert rel_err(k, naive.camera_fingerprint(imgs)) < 1e-4
 
 
-def test_camera_fingerprint_gray_uint16_matches_reference(rng):
+def test_camera_fingerprint_gray_uint16_matches_reference(rng, kernel_build):
     imgs = [rng.integers(0, 65536, (40, 50)).astype(np.uint16) for _ in range(2)]
     assert rel_err(build_fingerprint(imgs, "camera"), naive.camera_fingerprint(imgs)) < 1e-4
+
+
+def test_camera_fingerprint_at_real_size_runs_the_parallel_builds(rng):
+    """Unforced, 300x260 RGB images (78,000 pixels, above the limit): the estimator's own kernels
+    run their parallel builds and the fingerprint matches the float64 twin."""
+    imgs = [rng.integers(0, 256, (300, 260, 3)).astype(np.uint8) for _ in range(2)]
+    imgs[1][40:50, 60:70] = 255  # a saturated patch
+    with spy_builds() as spy:
+        k = build_fingerprint(imgs, "camera")
+    assert {"estimate_cpu._accumulate_ml", "estimate_cpu._ml_ratio"} <= spy.kernels_run("parallel")
+    assert not {"estimate_cpu._accumulate_ml", "estimate_cpu._ml_ratio"} & spy.kernels_run("serial")
+    assert rel_err(k, naive.camera_fingerprint(imgs)) < 1e-4
 
 
 def test_self_whiten_matches_reference(rng):
@@ -66,7 +83,7 @@ def test_self_whiten_matches_reference(rng):
     assert rel_err(self_whiten(planes), naive_self_whiten(planes)) < 1e-4
 
 
-def test_generator_fingerprint_shrinkage_matches_reference(rng):
+def test_generator_fingerprint_shrinkage_matches_reference(rng, kernel_build):
     params = default_params("generator")
     imgs = [rng.integers(0, 256, (48, 64, 3)).astype(np.uint8) for _ in range(4)]
     acc = GeneratorAccumulator(params)
@@ -75,7 +92,7 @@ def test_generator_fingerprint_shrinkage_matches_reference(rng):
     assert acc.sums["power"].shape == (3, 48, 33)
 
 
-def test_generator_fingerprint_plain_mean(rng):
+def test_generator_fingerprint_plain_mean(rng, kernel_build):
     params = FingerprintParams(kind="generator", sigma=3.0, zero_mean=False)
     imgs = [rng.integers(0, 256, (32, 32, 3)).astype(np.uint8) for _ in range(3)]
     fp = build_fingerprint(imgs, "generator", sigma=3.0, zero_mean=False, whiten=False, shrink=False)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy.stats import norm
 
 from fingerprint.attribution import Attribution, ReferenceScore
 from fingerprint.calibration import MIN_NULL_SCORES, threshold_from_null
-from fingerprint.evaluate import auc, eer, evaluate_results, format_report, read_labelled_queries, roc_curve
+from fingerprint.evaluate import (
+    auc,
+    eer,
+    evaluate_library,
+    evaluate_results,
+    format_report,
+    read_labelled_queries,
+    roc_curve,
+    roc_curves,
+)
+from test_reliability import small_library  # noqa: F401 - fixture
 
 
 def naive_auc(pos, neg):
@@ -84,11 +97,59 @@ def test_read_labelled_queries_folder_and_csv(tmp_path):
         read_labelled_queries(tmp_path / "missing")
 
 
+def test_roc_curves_are_roc_curve_and_auc_per_score():
+    pairs = {"ncc": ([0.5, 0.6], [0.0, 0.55, -0.1]), "pce": ([], [1.0]), "z": ([3.0], [])}
+    curves = roc_curves(pairs)
+    assert list(curves) == ["ncc"]  # a score without both populations has no curve
+    fpr, tpr, area = curves["ncc"]
+    want_fpr, want_tpr = roc_curve(np.array([0.5, 0.6]), np.array([0.0, 0.55, -0.1]))
+    np.testing.assert_array_equal(fpr, want_fpr)
+    np.testing.assert_array_equal(tpr, want_tpr)
+    assert area == auc([0.5, 0.6], [0.0, 0.55, -0.1]) == pytest.approx(naive_auc([0.5, 0.6], [0.0, 0.55, -0.1]))
+
+
+def test_plots_import_nothing_of_ganprint():
+    """evaluate imports plots, never the reverse (imports inside functions count)."""
+    import ast
+
+    import fingerprint.plots
+
+    tree = ast.parse(Path(fingerprint.plots.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in modules if m.split(".")[0] in ("fingerprint", "kernels", "reference_db")}, modules
+
+
+def test_evaluate_library_reports_unreadable_queries_by_file(small_library, tmp_path):
+    """Queries that cannot be read or scored are listed (and warned about) once each, one line naming the file."""
+    library, queries = small_library
+    folder = tmp_path / "queries"
+    for camera, files in queries.items():
+        (folder / camera).mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, folder / camera / f.name)
+    broken = folder / "camA" / "broken.png"
+    broken.write_bytes(b"not a PNG")
+    tiny = folder / "camB" / "tiny.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tiny)  # decodes, but too small for a residual
+    warnings: list[str] = []
+    report = evaluate_library(library, folder, rotations=False, progress=False, warn=warnings.append)
+    n_good = sum(len(v) for v in queries.values())
+    assert report.n_queries == n_good and report.top1_total == n_good
+    assert warnings == report.failed and len(report.failed) == 2
+    for path, message in zip((broken, tiny), report.failed):
+        assert message.startswith(f"{path}: ") and message.count(str(path)) == 1 and "\n" not in message
+    assert "too small" in report.failed[1]
+    cropped = evaluate_library(library, folder, crop=(64, 64), rotations=False, progress=False, warn=None)
+    assert cropped.n_queries == n_good and len(cropped.failed) == 2
+    assert "smaller than the 64x64 crop" in cropped.failed[1]
+
+
 def test_plots_are_written(tmp_path):
     from fingerprint.plots import plot_confusion, plot_roc, plot_score_distributions, plot_spectra
 
     pairs = {"ncc": ([0.5, 0.6], [0.0, 0.1, -0.1]), "pce": ([100.0, 80.0], [1.0, -2.0, 3.0])}
-    for path in (plot_roc(pairs, tmp_path / "roc.png"), plot_score_distributions(pairs, tmp_path / "s.png"),
+    for path in (plot_roc(roc_curves(pairs), tmp_path / "roc.png"), plot_score_distributions(pairs, tmp_path / "s.png"),
                  plot_confusion({"A": {"A": 2, "unknown": 0}}, tmp_path / "c.png"),
                  plot_spectra({"g": np.random.default_rng(0).standard_normal((3, 32, 32))}, tmp_path / "sp.png")):
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
@@ -128,7 +189,63 @@ def test_bench_runs_and_reports_a_ratio():
     assert "| 64x96 | ganprint |" in buf.getvalue()
 
 
-def test_warm_up_runs_every_pipeline_stage():
-    from fingerprint.bench import warm_up
+_WARM_UP_CHILD = r"""
+import json, sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from fingerprint.bench import warm_up
+from fingerprint.build import build_fingerprint
+from fingerprint.residual import extract_residual
+from fingerprint.scores import pce
+from kernels import dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu
+from kernels._jit import SizedKernel
 
-    assert warm_up() > 0
+def signatures():
+    out = {}
+    for mod in (dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu):
+        for name, obj in vars(mod).items():
+            key = mod.__name__ + "." + name
+            if isinstance(obj, SizedKernel):
+                out[key + ".parallel"] = sorted(map(str, obj.parallel.signatures))
+                out[key + ".serial"] = sorted(map(str, obj.serial.signatures))
+            elif isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+                out[key] = sorted(map(str, obj.signatures))
+    return out
+
+seconds = warm_up()
+after_warm_up = signatures()
+# What load_image gives a command: uint8 or uint16, gray (C-contiguous) or RGB (strided channels),
+# small (serial builds) or large (parallel builds); and the DWT of a second thread (serial levels).
+rng = np.random.default_rng(1)
+for shape in ((560, 480, 3), (560, 480), (40, 56, 3), (40, 56)):
+    for dtype, top in ((np.uint8, 256), (np.uint16, 65536)):
+        image = rng.integers(0, top, shape).astype(dtype)
+        w = extract_residual(image)
+        pce(w, build_fingerprint([image], "camera"))
+        build_fingerprint([image], "generator")
+with dwt_cpu._PARALLEL_LOCK:
+    extract_residual(rng.integers(0, 256, (560, 480, 3)).astype(np.uint8))
+print(json.dumps({"seconds": seconds, "after_warm_up": after_warm_up, "after_commands": signatures()}))
+"""
+
+
+def test_warm_up_compiles_every_kernel_build_a_command_uses():
+    """``warm_up`` (``make install``) claims that afterwards no command compiles: in a fresh process,
+    every parallel and serial build of every CPU kernel has its signatures after it, and running the
+    pipeline on every kind of image a command can load (and from a second thread) adds none."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _WARM_UP_CHILD], capture_output=True, text=True, timeout=900,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["seconds"] > 0
+    warm, used = report["after_warm_up"], report["after_commands"]
+    entry = [k for k in warm if k.endswith((".parallel", ".serial"))]
+    levels = ("_dwt2_level", "_dwt2_level_serial", "_idwt2_level", "_idwt2_level_serial")
+    entry += [f"kernels.dwt_cpu.{n}" for n in levels]
+    assert len(entry) == 2 * 12 + 4
+    assert [k for k in entry if not warm[k]] == [], "kernel builds warm_up leaves uncompiled"
+    compiled_later = {k: sorted(set(used[k]) - set(warm[k])) for k in used if set(used[k]) - set(warm.get(k, []))}
+    assert compiled_later == {}, "signatures compiled after warm_up"

@@ -150,10 +150,11 @@ def test_sim_wiener_dft_matches_naive(shape, rng, sim_config):
 @sim_only
 def test_sim_pad_crop_and_constant_flag(rng, sim_config):
     from kernels import layout_gpu, spectral_gpu
+    from kernels.spec import pad_amounts
 
     x = rng.integers(0, 256, (7, 5, 3)).astype(np.uint8)
-    top, bottom = layout_gpu.pad_amounts(7, 2)
-    left, right = layout_gpu.pad_amounts(5, 2)
+    top, bottom = pad_amounts(7, 2)
+    left, right = pad_amounts(5, 2)
     assert (top, bottom) == naive.pad_amounts(7, 2) and (left, right) == naive.pad_amounts(5, 2)
     out = np.empty((7 + top + bottom, 5 + left + right), np.float32)
     layout_gpu.pad_symmetric(x, 1, top, left, np.float32(0.5), out)
@@ -196,6 +197,79 @@ def test_imports_do_not_load_cupy_or_numba_cuda():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_kernels_and_reference_db_never_import_fingerprint():
+    """The layers import downwards only: no ``import fingerprint...`` anywhere in kernels/ or
+    reference_db/, imports inside functions included (read from the source, not from sys.modules)."""
+    import ast
+
+    offenders = []
+    for package in ("kernels", "reference_db"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] if node.level == 0 else []
+                offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                              if n == "fingerprint" or n.startswith("fingerprint.")]
+    assert not offenders, offenders
+
+
+BAD_IMAGES = {
+    "too small": np.zeros((15, 40), np.uint8),
+    "two channels": np.zeros((32, 32, 2), np.uint8),
+    "4-D": np.zeros((32, 32, 3, 1), np.uint8),
+    "float16": np.zeros((32, 32), np.float16),
+    "complex": np.zeros((32, 32), np.complex64),
+    "NaN": np.full((32, 32), np.nan, np.float32),
+    "inf": np.full((20, 20, 3), np.inf, np.float64),
+}
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_gpu_residual_refuses_bad_input_like_the_cpu_one(case):
+    """One check (kernels.spec.check_image) for both backends: same class, same message, and the
+    GPU entry points refuse a bad NumPy input before they need CuPy."""
+    from fingerprint.errors import InvalidImageError
+    from fingerprint.residual import extract_residual
+    from kernels.residual_gpu import residual_gpu
+
+    with pytest.raises(InvalidImageError) as cpu:
+        extract_residual(BAD_IMAGES[case])
+    with pytest.raises(InvalidImageError) as gpu:
+        residual_gpu(BAD_IMAGES[case])
+    assert type(gpu.value) is type(cpu.value) and str(gpu.value) == str(cpu.value)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+@pytest.mark.parametrize("sigma,levels", [(0.0, 4), (float("nan"), 4), (2.0, 0), (2.0, 9), (2.0, 2.5)])
+def test_gpu_residual_refuses_bad_parameters_like_the_cpu_one(sigma, levels):
+    from fingerprint.residual import extract_residual
+    from kernels.residual_gpu import residual_gpu
+
+    img = np.zeros((32, 32), np.uint8)
+    with pytest.raises(ValueError) as cpu:
+        extract_residual(img, sigma, levels)
+    with pytest.raises(ValueError) as gpu:
+        residual_gpu(img, sigma, levels)
+    assert type(gpu.value) is type(cpu.value) and str(gpu.value) == str(cpu.value)
+
+
+@pytest.mark.skipif(SIM, reason="not a simulator test")
+def test_kernel_errors_are_the_fingerprint_errors():
+    """fingerprint.errors re-exports the classes kernels raise (so ``except`` catches them)."""
+    import kernels.errors
+
+    from fingerprint import errors
+
+    for name in ("GanprintError", "InvalidImageError", "ShapeMismatchError", "BackendUnavailableError"):
+        assert getattr(errors, name) is getattr(kernels.errors, name)
+    assert issubclass(errors.InvalidImageError, errors.GanprintError) and issubclass(errors.InvalidImageError, ValueError)
+    assert issubclass(errors.BackendUnavailableError, errors.GanprintError)
+    assert issubclass(errors.BackendUnavailableError, RuntimeError)
 
 
 @pytest.mark.skipif(SIM, reason="not a simulator test")

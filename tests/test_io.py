@@ -1,4 +1,4 @@
-"""Tests of fingerprint.io: decoding, refusals, metadata, path collection, cropping.
+"""Tests of fingerprint.io: decoding, refusals, metadata, JPEG quality, paths, cropping, the file loop.
 
 Every file is written in ``tmp_path`` with Pillow, numpy or the small writers below (Pillow cannot
 write 16-bit colour PNG or TIFF); the real photos of ../shared/data are only used by the tests
@@ -11,6 +11,7 @@ import concurrent.futures
 import hashlib
 import io
 import os
+import pickle
 import struct
 import tracemalloc
 import warnings
@@ -29,12 +30,15 @@ from fingerprint.io import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
     ImageInfo,
+    LoadedImage,
     collect_image_paths,
     crop_center,
     file_sha256,
+    iter_images,
+    jpeg_quality,
     load_image,
-    parse_crop,
 )
+from fingerprint.io.metadata import IJG_LUMINANCE, ijg_table
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DRESDEN = DATA / "dresden"
@@ -167,7 +171,8 @@ def _assert_refused(path: Path, *words: str, **kwargs) -> InvalidImageError:
     with pytest.raises(InvalidImageError) as caught:
         load_image(path, **kwargs)
     text = str(caught.value)
-    assert str(path) in text
+    assert caught.value.path == str(path)
+    assert text.startswith(f"{path}: ") and text.count(str(path)) == 1  # named once, first
     assert "\n" not in text and "\r" not in text
     for word in words:
         assert word in text.lower(), text
@@ -663,7 +668,7 @@ def test_image_extensions():
 
 
 # ----------------------------------------------------------------------------------------------
-# crop_center and parse_crop
+# crop_center
 # ----------------------------------------------------------------------------------------------
 
 
@@ -693,16 +698,157 @@ def test_crop_center_bad_arguments():
         crop_center(np.zeros(10), (2, 2))
 
 
-@pytest.mark.parametrize("text,expected", [("512x512", (512, 512)), ("2000x3008", (2000, 3008)),
-                                           (" 16 X 32 ", (16, 32)), ("7×9", (7, 9))])
-def test_parse_crop(text, expected):
-    assert parse_crop(text) == expected
+
+# ----------------------------------------------------------------------------------------------
+# Errors about a file carry its path
+# ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["512", "512x", "x512", "0x5", "5x0", "-5x5", "5.5x5", "axb", ""])
-def test_parse_crop_rejects(text):
-    with pytest.raises(ValueError, match="HxW|positive"):
-        parse_crop(text)
+def test_collect_and_hash_errors_carry_the_path(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(InvalidImageError) as caught:
+        collect_image_paths([missing])
+    assert caught.value.path == str(missing) and str(caught.value) == f"{missing}: no such file or folder"
+    with pytest.raises(InvalidImageError) as caught:
+        file_sha256(tmp_path)
+    assert caught.value.path == str(tmp_path) and caught.value.problem == "is a directory, not a file"
+
+
+def test_file_errors_survive_pickling_with_their_path(tmp_path):
+    """Dask ships a worker's errors back to the client by pickle: class, path and problem stay."""
+    path = _write(tmp_path / "e.png", b"")
+    with pytest.raises(InvalidImageError) as caught:
+        load_image(path)
+    back = pickle.loads(pickle.dumps(caught.value))
+    assert type(back) is InvalidImageError
+    assert (back.path, back.problem, str(back)) == (str(path), caught.value.problem, str(caught.value))
+
+
+def test_error_at_names_one_file_once():
+    err = InvalidImageError("image of 4x4 (HxW) is smaller than the 8x8 crop requested")
+    assert err.path is None and str(err) == err.problem
+    moved = err.at("a/b.png")
+    assert type(moved) is InvalidImageError and moved.path == "a/b.png"
+    assert str(moved) == "a/b.png: image of 4x4 (HxW) is smaller than the 8x8 crop requested"
+    assert str(moved.at("c.png")) == "c.png: image of 4x4 (HxW) is smaller than the 8x8 crop requested"
+    assert str(InvalidImageError("two\nlines", path="x\ry")) == "x\\ry: two\\nlines"
+
+
+# ----------------------------------------------------------------------------------------------
+# JPEG quality
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quality", [1, 5, 10, 25, 49, 50, 51, 60, 75, 85, 90, 95, 99, 100])
+def test_ijg_table_is_what_libjpeg_writes(quality):
+    """Pillow's encoder is libjpeg: its luminance table at each quality is the oracle."""
+    img = Image.open(io.BytesIO(_jpeg_bytes(quality=quality)))
+    np.testing.assert_array_equal(ijg_table(quality), img.quantization[0])
+
+
+@pytest.mark.parametrize("quality", [1, 7, 30, 50, 68, 75, 92, 100])
+@pytest.mark.parametrize("mode_shape", [("RGB", (48, 64, 3)), ("L", (48, 64))])
+def test_jpeg_quality_of_libjpeg_files_is_exact(tmp_path, quality, mode_shape):
+    path = _write(tmp_path / "q.jpg", _jpeg_bytes(mode_shape[1], quality=quality))
+    _, info = load_image(path, return_metadata=True)
+    assert info.jpeg_quality == quality
+
+
+def test_jpeg_quality_of_other_tables_is_the_nearest_ijg_quality():
+    # A table of about the coarseness of IJG quality 85 (S = 200 - 2 * 85 = 30 %), rounded another
+    # way than libjpeg (as camera firmware tables are).
+    table = np.maximum(np.round(IJG_LUMINANCE * 0.3 + 0.4), 1)
+    assert abs(jpeg_quality(table) - 85) <= 1
+    assert jpeg_quality(ijg_table(40, baseline=False)) == 40  # a 16-bit table (entries above 255)
+    assert jpeg_quality(ijg_table(3, baseline=False)) == 3
+
+
+@pytest.mark.parametrize("bad", [[], [1] * 63, [0] * 64, "not a table", [[1] * 8] * 7])
+def test_jpeg_quality_of_no_table_is_none(bad):
+    assert jpeg_quality(bad) is None
+
+
+def test_jpeg_quality_is_none_for_other_formats(tmp_path):
+    a = _rng().integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for name in ("a.png", "a.tif", "a.bmp"):
+        _, info = load_image(_save(tmp_path / name, Image.fromarray(a)), return_metadata=True)
+        assert info.jpeg_quality is None, name
+
+
+# ----------------------------------------------------------------------------------------------
+# The file loop
+# ----------------------------------------------------------------------------------------------
+
+
+def test_iter_images_yields_images_and_errors_in_order(tmp_path):
+    a = _rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    good = _save(tmp_path / "good.png", Image.fromarray(a))
+    small = _save(tmp_path / "small.png", Image.fromarray(a[:20, :20]))
+    broken = _write(tmp_path / "broken.png", b"not an image at all")
+    missing = tmp_path / "missing.png"
+    items = list(iter_images([good, str(small), broken, missing], crop=(32, 30)))
+    assert [i.path for i in items] == [good, small, broken, missing]
+    assert all(isinstance(i, LoadedImage) for i in items)
+    np.testing.assert_array_equal(items[0].image, crop_center(a, (32, 30)))
+    assert items[0].error is None and items[0].sha256 is None and not items[0].skipped
+    for item, words in zip(items[1:], ["smaller than the 32x30 crop", "not a supported image", "no such file"]):
+        assert item.image is None and isinstance(item.error, InvalidImageError)
+        text = str(item.error)
+        assert item.error.path == str(item.path)
+        assert text.startswith(f"{item.path}: ") and text.count(str(item.path)) == 1 and words in text, text
+
+
+def test_iter_images_without_crop_gives_load_image_pixels(tmp_path):
+    a = _rng(2).integers(0, 65536, (20, 24), dtype=np.uint16)
+    path = _write(tmp_path / "a.png", png_bytes(a))
+    (item,) = iter_images([path])
+    np.testing.assert_array_equal(item.image, load_image(path))
+    assert item.image.dtype == np.uint16 and not item.image.flags.writeable
+
+
+def test_iter_images_hashes_and_skips_counted_files(tmp_path):
+    a = _rng(3).integers(0, 256, (16, 16), dtype=np.uint8)
+    first = _save(tmp_path / "a.png", Image.fromarray(a))
+    copy = _write(tmp_path / "copy.png", first.read_bytes())
+    other = _save(tmp_path / "b.png", Image.fromarray(255 - a))
+    counted: set[str] = set()
+    seen = []
+    for item in iter_images([first, copy, other], sha256=True, skip=counted):
+        seen.append((item.path.name, item.skipped, item.image is not None))
+        assert item.sha256 == file_sha256(item.path)
+        if item.image is not None:
+            counted.add(item.sha256)  # added while iterating: the copy is skipped, not decoded
+    assert seen == [("a.png", False, True), ("copy.png", True, False), ("b.png", False, True)]
+
+
+def test_iter_images_is_lazy_and_refuses_a_bad_crop_at_once(tmp_path):
+    def paths():
+        yield _save(tmp_path / "a.png", Image.new("L", (8, 8)))
+        raise AssertionError("the second path is not asked for before the first image is used")
+
+    it = iter_images(paths())
+    assert next(it).image.shape == (8, 8)
+    with pytest.raises(ValueError, match="two positive integers"):
+        next(iter_images([tmp_path / "a.png"], crop=(0, 8)))
+
+
+def test_io_package_imports_one_way():
+    """Modules of fingerprint.io import only those before them in the package docstring's list."""
+    import ast
+
+    import fingerprint.io as package
+
+    order = ["integrity", "metadata", "hashing", "paths", "crop", "decode", "images"]
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order + ["__init__"])
+    for k, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        inside = {m.split(".")[2] for m in imported if m.startswith("fingerprint.io.")}
+        assert inside <= set(order[:k]), (name, inside)
+        assert "fingerprint.io" not in imported, name
+        assert len((folder / f"{name}.py").read_text().splitlines()) <= 600, name
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from fingerprint.errors import (
 from fingerprint.io import MAX_PIXELS
 from fingerprint.residual import MIN_SIZE
 from reference_db import Library
-import reference_db.library as library_module
+import reference_db.durable as durable_module
 
 try:  # hypothesis is a test dependency; the fuzz tests skip without it
     from hypothesis import HealthCheck, given, settings
@@ -324,7 +324,49 @@ def test_attribute_matrix(case_dir, small_library, name):
     with pytest.raises(InvalidImageError) as info:
         attribute(path, library)
     message = str(info.value)
-    assert str(path) in message and "\n" not in message
+    assert message.startswith(f"{path}: ") and message.count(str(path)) == 1 and "\n" not in message
+
+
+def test_api_errors_name_each_file_once(case_dir, small_library, tmp_path):
+    """Decoding, crop and residual refusals through attribute, attribute_paths, build and calibrate:
+    each one line ``"<path>: <problem>"``, the file named once."""
+    from fingerprint.attribution import attribute_paths
+    from fingerprint.build import calibrate_with_negatives
+    from fingerprint.synthetic import make_generator
+
+    library, queries = small_library
+    good, truncated, tiny = queries["camA"][0], case_dir / "truncated.jpg", case_dir / "one_1x1.png"
+
+    def named_once(message, path, words):
+        assert message.startswith(f"{path}: ") and message.count(str(path)) == 1 and "\n" not in message, message
+        assert words in message, message
+
+    for path, crop, words in [(truncated, None, "truncated"), (good, (200, 200), "smaller than the 200x200 crop"),
+                              (tiny, None, "too small")]:
+        with pytest.raises(InvalidImageError) as info:
+            attribute(path, library, crop=crop)
+        named_once(str(info.value), path, words)
+        assert info.value.path in (str(path), None)
+    items = list(attribute_paths(library, [good, truncated, tiny], progress=False))
+    assert items[0].image == str(good)
+    named_once(items[1], truncated, "truncated")
+    named_once(items[2], tiny, "too small")
+
+    warnings: list[str] = []
+    report = build_reference(tmp_path / "b.h5", "camA", "camera", [good, truncated, tiny], crop=(64, 64),
+                             progress=False, warn=warnings.append)
+    assert report.added == [str(good)] and len(warnings) == 2
+    named_once(dict(report.skipped)[str(truncated)], truncated, "truncated")
+    named_once(dict(report.skipped)[str(tiny)], tiny, "smaller than the 64x64 crop")
+
+    gen = make_generator("g", "transposed_conv", 1, out_size=64)
+    flats = [save_png(tmp_path / f"g{i}.png", im) for i, im in enumerate(gen.generate(2, seed=1))]
+    build_reference(tmp_path / "g.h5", "g", "generator", flats, progress=False, warn=lambda m: None)
+    warnings.clear()
+    calibrate_with_negatives(tmp_path / "g.h5", [good, truncated, tiny], progress=False, warn=warnings.append)
+    assert len(warnings) == 2
+    named_once(warnings[0], truncated, "truncated")
+    named_once(warnings[1], tiny, "too small")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -342,6 +384,7 @@ def test_build_matrix(case_dir, tmp_path, name):
     # the file is named in its warning (skipped), or in the error itself (a folder, found empty)
     assert len(warnings) <= 1 and str(path) in " ".join([*warnings, str(info.value)])
     assert not any("\n" in w for w in warnings)
+    assert all(w.startswith(f"{path}: ") and w.count(str(path)) == 1 for w in warnings)  # named once
     if library.exists():  # see docs/reliability.md: an empty library may be left behind
         assert snapshot(library) == {}
     with pytest.raises(InvalidImageError) as info:  # strict: the first bad file's own error
@@ -469,7 +512,7 @@ def test_missing_library(small_library, tmp_path):
 def test_read_only_location(library_copy, small_library, monkeypatch, tmp_path):
     _, files = small_library
     before = snapshot(library_copy), sha256_of(library_copy)
-    monkeypatch.setattr(library_module, "_can_write", lambda path: False)  # root ignores chmod
+    monkeypatch.setattr(durable_module, "can_write", lambda path: False)  # root ignores chmod
     with pytest.raises(LibraryPermissionError, match="read-only location or permission denied"):
         build_reference(library_copy, "camA", "camera", files["camA"], progress=False)
     with pytest.raises(LibraryPermissionError):
@@ -508,11 +551,11 @@ def test_disk_full_leaves_library_unchanged(library_copy, small_library, monkeyp
         enospc()
 
     if stage == "copy":
-        monkeypatch.setattr(library_module, "_copy_file", half_copy_then_full)
+        monkeypatch.setattr(durable_module, "copy_file", half_copy_then_full)
     elif stage == "fsync":
-        monkeypatch.setattr(library_module, "_fsync", enospc)
+        monkeypatch.setattr(durable_module, "fsync", enospc)
     else:
-        monkeypatch.setattr(library_module, "_replace", enospc)
+        monkeypatch.setattr(durable_module, "replace", enospc)
     new = noise_pngs(library_copy.parent / "new", 2, seed=5, size=SIZE)
     with pytest.raises(LibraryWriteError) as info:
         build_reference(library_copy, "camC", "camera", [new], progress=False)

@@ -1,12 +1,11 @@
-"""Image files in, pixel arrays out: the only place where ganprint decodes an image file.
+"""Decoding: image file in, stored pixels out (Pillow, with ``tifffile`` for 16-bit colour TIFF).
 
-Everything that can go wrong with a file (missing, empty, not an image, truncated, corrupt,
-absurdly large, floating point) is reported as one :class:`~fingerprint.errors.InvalidImageError`
-whose message is a single line ``"<path>: <problem>"``, so the CLI catches one family.
+Every refusal is an :class:`~fingerprint.errors.InvalidImageError` about the file (``.path`` set,
+message ``"<path>: <problem>"``, one line), so the CLI catches one family.
 
 Pixels are returned as they are stored, in **sensor orientation**: the EXIF orientation tag is
-reported in :class:`ImageInfo`, never applied (DESIGN.md §1). Integer precision is kept: 8-bit
-files give ``uint8``, 16-bit files (gray or colour) give ``uint16``.
+reported in :class:`~fingerprint.io.metadata.ImageInfo`, never applied (docs/algorithm.md §1). Integer
+precision is kept: 8-bit files give ``uint8``, 16-bit files (gray or colour) give ``uint16``.
 
 Decisions
 ---------
@@ -29,7 +28,7 @@ Decisions
   conversion (not colour-managed); 1-bit images become ``uint8`` 0/255.
 - Truncation is never papered over: ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` must stay ``False``
   (checked on every call), JPEGs must end their last scan with an end-of-image marker, and PNGs
-  must reach their ``IEND`` chunk with every chunk's CRC correct.
+  must reach their ``IEND`` chunk with every chunk's CRC correct (:mod:`fingerprint.io.integrity`).
 - Decompression bombs: the pixel count in the header is checked against ``max_pixels`` before a
   single pixel is allocated (default :data:`MAX_PIXELS`). Pillow's own, smaller limit
   (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 megapixels with a warning, 179 with an error) is
@@ -40,121 +39,37 @@ Decisions
 from __future__ import annotations
 
 import contextlib
-import glob
-import hashlib
 import os
 import pathlib
-import re
 import sys
 import threading
-import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fingerprint.errors import InvalidImageError
+from fingerprint.io.integrity import check_jpeg_end, check_png_chunks, check_regular_file
+from fingerprint.io.metadata import ImageInfo, read_exif, read_jpeg_quality, tiff_orientation, undo_tiff_orientation
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "MAX_PIXELS",
-    "ImageInfo",
-    "collect_image_paths",
-    "crop_center",
-    "file_sha256",
-    "load_image",
-    "parse_crop",
-]
+__all__ = ["MAX_PIXELS", "load_image"]
 
 #: Default largest image accepted by :func:`load_image`, in pixels (width × height): 250
 #: megapixels, about 16 000 × 15 600. A 100 MP medium-format photo fits with room to spare; a
 #: decoded RGB image of this size takes 750 MB as ``uint8`` and 1.5 GB as ``uint16``.
 MAX_PIXELS: int = 250_000_000
 
-#: File name extensions (lower case) that :func:`collect_image_paths` treats as images.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
-)
-
 # Pillow format names that load_image decodes (MPO: multi-picture JPEG, opened by the JPEG plugin).
 _FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 
-_CHUNK = 1 << 20  # bytes per read when hashing or checking files
-_JPEG_TAIL = 1 << 16  # bytes at the end of a JPEG searched for its end-of-image marker
-_JPEG_EOI = b"\xff\xd9"
-_JPEG_SOS = b"\xff\xda"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-_EXIF_ORIENTATION = 274
-_EXIF_MAKE = 271
-_EXIF_MODEL = 272
-
 _pillow_limit_lock = threading.Lock()
-_GLOB_MAGIC = re.compile(r"[*?[]")
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What :func:`load_image` learnt about a file besides its pixels.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        The file, as given.
-    format : str
-        Pillow's format name: ``"JPEG"``, ``"MPO"`` (multi-picture JPEG), ``"PNG"``, ``"TIFF"``,
-        ``"BMP"`` or ``"WEBP"``.
-    mode : str
-        Pillow's mode of the file as opened (``"RGB"``, ``"L"``, ``"P"``, ``"I;16"``, ...). A 16-bit
-        colour file shows ``"RGB"`` or ``"RGBA"`` here and ``bit_depth == 16``.
-    width, height : int
-        Size in pixels, in sensor orientation (as stored; EXIF orientation not applied).
-    bit_depth : int
-        Bits per sample as stored: 1, 8, 16 or 32 (32-bit integer files).
-    exif_orientation : int or None
-        EXIF tag 274 (1 to 8; 6 means "rotate 90° clockwise to display"); None when absent or
-        invalid.
-    make, model : str or None
-        EXIF tags 271 and 272, NULs and surrounding white space removed; None when absent or empty.
-    """
-
-    path: pathlib.Path
-    format: str
-    mode: str
-    width: int
-    height: int
-    bit_depth: int
-    exif_orientation: int | None
-    make: str | None
-    model: str | None
 
 
 def _fail(path: str | os.PathLike[str], problem: str) -> InvalidImageError:
-    """Build the one-line ``"<path>: <problem>"`` error (new lines escaped)."""
-    message = f"{os.fspath(path)}: {problem}"
-    return InvalidImageError(message.replace("\r", "\\r").replace("\n", "\\n"))
-
-
-def _check_regular_file(path: pathlib.Path) -> int:
-    """Return the size of ``path`` in bytes, or raise InvalidImageError saying why it is no file."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except NotADirectoryError:
-        raise _fail(path, "no such file (a parent is not a folder)") from None
-    except OSError as err:
-        raise _fail(path, f"cannot read ({err.strerror or err})") from None
-    if path.is_dir():
-        raise _fail(path, "is a directory, not an image file")
-    if not path.is_file():
-        raise _fail(path, "not a regular file")
-    if st.st_size == 0:
-        raise _fail(path, "empty file (0 bytes)")
-    return st.st_size
+    """The one-line ``"<path>: <problem>"`` error about ``path``."""
+    return InvalidImageError(problem, path=path)
 
 
 @contextlib.contextmanager
@@ -355,133 +270,6 @@ def _decode(fh: Any, img: ImageFile.ImageFile, path: pathlib.Path) -> tuple[np.n
     return np.asarray(rgb), 8
 
 
-def _check_jpeg_end(fh: Any, size: int, path: pathlib.Path) -> None:
-    """Refuse a JPEG whose last scan is not followed by an end-of-image marker (FF D9).
-
-    Inside entropy-coded data every FF byte is followed by 00 or a restart marker, so FF D9 and
-    FF DA (start of scan) only occur as markers. A complete file has an EOI after its last SOS;
-    data appended after the EOI (camera trailers, padding, MPF images with their own EOI) is fine.
-    """
-    start = max(0, size - _JPEG_TAIL)
-    fh.seek(start)
-    tail = fh.read()
-    eoi, sos = tail.rfind(_JPEG_EOI), tail.rfind(_JPEG_SOS)
-    if eoi >= 0 and eoi > sos:
-        return
-    if eoi < 0 and sos < 0 and start > 0:  # long trailer after the image: search the whole file
-        fh.seek(0)
-        whole = fh.read()
-        eoi, sos = whole.rfind(_JPEG_EOI), whole.rfind(_JPEG_SOS)
-        if eoi >= 0 and eoi > sos:
-            return
-    raise _fail(path, "truncated JPEG: no end-of-image marker after the last scan")
-
-
-def _check_png_chunks(fh: Any, size: int, path: pathlib.Path) -> None:
-    """Walk a PNG's chunks: every CRC must match and the file must reach its IEND chunk.
-
-    Pillow does not check the CRC of image data chunks, so a flipped bit would otherwise change
-    pixels silently, and it may accept a file cut right after its image data.
-    """
-    fh.seek(len(_PNG_SIGNATURE))
-    pos = len(_PNG_SIGNATURE)
-    while True:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise _fail(path, f"truncated PNG: file ends at byte {pos} before the IEND chunk")
-        length = int.from_bytes(head[:4], "big")
-        kind = head[4:8]
-        if pos + 12 + length > size:
-            raise _fail(
-                path,
-                f"truncated PNG: chunk {kind.decode('latin-1')!r} at byte {pos} runs past "
-                f"the end of the file ({size} bytes)",
-            )
-        crc = zlib.crc32(kind)
-        remaining = length
-        while remaining:
-            block = fh.read(min(remaining, _CHUNK))
-            if not block:
-                raise _fail(path, f"truncated PNG: file ends inside a chunk at byte {pos}")
-            crc = zlib.crc32(block, crc)
-            remaining -= len(block)
-        stored = fh.read(4)
-        if int.from_bytes(stored, "big") != crc:
-            raise _fail(
-                path, f"corrupt PNG: CRC mismatch in chunk {kind.decode('latin-1')!r} at byte {pos}"
-            )
-        pos += 12 + length
-        if kind == b"IEND":
-            return
-
-
-def _tiff_orientation(img: Image.Image) -> int | None:
-    """The TIFF Orientation tag (1 to 8), read before decoding; None when absent or invalid."""
-    try:
-        value = img.tag_v2.get(_EXIF_ORIENTATION)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - a broken tag is no orientation
-        return None
-    if isinstance(value, tuple) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
-        return value
-    return None
-
-
-def _undo_tiff_orientation(img: Image.Image, orientation: int, arr: np.ndarray) -> np.ndarray:
-    """Return a TIFF's pixels to their stored (sensor) orientation.
-
-    Pillow's TIFF plugin applies the Orientation tag while loading (``ImageOps.exif_transpose``)
-    and then deletes the tag. When it has done so, apply the inverse permutation of pixels: exact,
-    nothing is resampled. Pillow's transposes per orientation: 2 mirror left-right, 3 rotate 180°,
-    4 mirror top-bottom, 5 transpose, 6 rotate 270° (clockwise), 7 transverse, 8 rotate 90°.
-    """
-    if orientation == 1 or _EXIF_ORIENTATION in img.tag_v2:  # type: ignore[attr-defined]
-        return arr  # nothing to undo, or this Pillow left the pixels as stored
-    if orientation == 2:
-        out = arr[:, ::-1]
-    elif orientation == 3:
-        out = arr[::-1, ::-1]
-    elif orientation == 4:
-        out = arr[::-1]
-    elif orientation == 5:
-        out = arr.swapaxes(0, 1)
-    elif orientation == 6:
-        out = np.rot90(arr, 1)  # undo a clockwise quarter turn
-    elif orientation == 7:
-        out = arr[::-1, ::-1].swapaxes(0, 1)
-    else:
-        out = np.rot90(arr, -1)  # orientation 8: undo a counter-clockwise quarter turn
-    return np.ascontiguousarray(out)
-
-
-def _clean_text(value: Any) -> str | None:
-    """An EXIF text value as one clean line: cut at the first NUL, white space trimmed."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    if not isinstance(value, str):
-        return None
-    text = " ".join(value.split("\x00", 1)[0].split())
-    return text or None
-
-
-def _read_metadata(img: Image.Image) -> tuple[int | None, str | None, str | None]:
-    """(orientation, make, model) from Pillow's ``getexif()``; a corrupt EXIF block gives Nones."""
-    try:
-        exif = img.getexif()
-        orientation = exif.get(_EXIF_ORIENTATION)
-        make, model = exif.get(_EXIF_MAKE), exif.get(_EXIF_MODEL)
-    except Exception:  # noqa: BLE001 - broken metadata never makes the pixels unusable
-        return None, None, None
-    if isinstance(orientation, tuple) and len(orientation) == 1:
-        orientation = orientation[0]
-    if isinstance(orientation, bool) or not isinstance(orientation, int):
-        orientation = None
-    elif not 1 <= orientation <= 8:
-        orientation = None
-    return orientation, _clean_text(make), _clean_text(model)
-
-
 @overload
 def load_image(
     path: str | os.PathLike[str],
@@ -510,7 +298,7 @@ def load_image(
         A JPEG, PNG, TIFF, BMP or WebP file (the content decides, not the name).
     return_metadata : bool, optional
         Also return an :class:`ImageInfo` (format, mode, size, bit depth, EXIF orientation, make,
-        model). Default False.
+        model, JPEG quality). Default False.
     max_pixels : int, optional
         Largest width × height accepted, checked from the header before any pixel memory is
         allocated (decompression-bomb guard). Default :data:`MAX_PIXELS` (250 000 000).
@@ -529,9 +317,9 @@ def load_image(
     Raises
     ------
     InvalidImageError
-        One line, ``"<path>: <problem>"``: no such file, a directory, empty file, not a supported
-        image, truncated or corrupt data, more than ``max_pixels`` pixels, floating-point or
-        out-of-range 32-bit pixels, an unsupported mode.
+        About the file (``.path`` set), one line, ``"<path>: <problem>"``: no such file, a
+        directory, empty file, not a supported image, truncated or corrupt data, more than
+        ``max_pixels`` pixels, floating-point or out-of-range 32-bit pixels, an unsupported mode.
 
     Notes
     -----
@@ -557,7 +345,7 @@ def load_image(
         )
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    size = _check_regular_file(path)
+    size = check_regular_file(path)
     try:
         with open(path, "rb") as fh:
             with _open(fh) as img:
@@ -574,18 +362,19 @@ def load_image(
                 fmt = img.format or "unknown"
                 mode = img.mode
                 if fmt in _JPEG_FORMATS:
-                    _check_jpeg_end(fh, size, path)
+                    check_jpeg_end(fh, size, path)
                 elif fmt == "PNG":
-                    _check_png_chunks(fh, size, path)
-                tiff_orientation = _tiff_orientation(img) if fmt == "TIFF" else None
+                    check_png_chunks(fh, size, path)
+                stored_orientation = tiff_orientation(img) if fmt == "TIFF" else None
                 arr, bit_depth = _decode(fh, img, path)
-                if tiff_orientation is not None:
-                    arr = _undo_tiff_orientation(img, tiff_orientation, arr)
+                if stored_orientation is not None:
+                    arr = undo_tiff_orientation(img, stored_orientation, arr)
                 orientation, make, model = (
-                    _read_metadata(img) if return_metadata else (None, None, None)
+                    read_exif(img) if return_metadata else (None, None, None)
                 )
+                quality = read_jpeg_quality(img) if return_metadata and fmt in _JPEG_FORMATS else None
                 if fmt == "TIFF":
-                    orientation = tiff_orientation
+                    orientation = stored_orientation
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
@@ -616,6 +405,7 @@ def load_image(
         exif_orientation=orientation,
         make=make,
         model=model,
+        jpeg_quality=quality,
     )
     return arr, info
 
@@ -633,212 +423,4 @@ def _finish(arr: np.ndarray, path: pathlib.Path) -> np.ndarray:
     arr = np.ascontiguousarray(arr)
     arr.flags.writeable = False
     return arr
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks (constant memory).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Any regular file.
-
-    Returns
-    -------
-    digest : str
-        64 lower-case hexadecimal characters.
-
-    Raises
-    ------
-    InvalidImageError
-        The file does not exist, is a directory, or cannot be read (one line naming the file).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "empty"
-    >>> _ = p.write_bytes(b"")
-    >>> file_sha256(p)
-    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
-    """
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise _fail(path, "no such file")
-    if path.is_dir():
-        raise _fail(path, "is a directory, not a file")
-    digest = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                digest.update(view[:n])
-    except OSError as err:
-        raise _fail(path, f"cannot read ({err.strerror or err})") from None
-    return digest.hexdigest()
-
-
-def _is_image_name(path: pathlib.Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def _sort_key(path: pathlib.Path) -> str:
-    return os.fspath(path)
-
-
-def collect_image_paths(items: Iterable[str | os.PathLike[str]]) -> list[pathlib.Path]:
-    """Expand files, folders and glob patterns into a list of image files.
-
-    Parameters
-    ----------
-    items : iterable of str or os.PathLike
-        Each one is
-        - an existing file: kept as it is, whatever its extension (the decoder decides);
-        - an existing folder: its image files, **not recursive**, sorted by name;
-        - otherwise a glob pattern (``*``, ``?``, ``[...]``; ``**`` matches sub-folders, so
-          ``"photos/**/*.JPG"`` is the recursive form): the matching image files, sorted.
-        Image files are those with an extension in :data:`IMAGE_EXTENSIONS`
-        (case-insensitive); hidden files (name starting with ``.``, e.g. macOS ``._x.jpg``) are
-        skipped in folders and glob matches.
-
-    Returns
-    -------
-    paths : list of pathlib.Path
-        In the order of ``items``, each item's matches sorted; a file reached twice (same
-        resolved path) is kept only where it first appears.
-
-    Raises
-    ------
-    InvalidImageError
-        An item that matches nothing: ``"<item>: no such file or folder"``,
-        ``"<item>: no images in folder"`` or ``"<item>: no image files match this pattern"``.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> for name in ("b.JPG", "a.png", "notes.txt"):
-    ...     _ = (d / name).write_bytes(b"x")
-    >>> [p.name for p in collect_image_paths([d])]
-    ['a.png', 'b.JPG']
-    """
-    if isinstance(items, (str, bytes, os.PathLike)):
-        raise TypeError("collect_image_paths expects a list of paths, not a single path")
-    out: list[pathlib.Path] = []
-    seen: set[str] = set()
-    for item in items:
-        text = os.fspath(item)
-        path = pathlib.Path(text)
-        if path.is_file():
-            found = [path]
-        elif path.is_dir():
-            found = sorted(
-                (p for p in path.iterdir() if p.is_file() and _is_image_name(p)), key=_sort_key
-            )
-            if not found:
-                raise _fail(path, "no images in folder")
-        elif path.exists():
-            raise _fail(path, "not a regular file or folder")
-        elif _GLOB_MAGIC.search(text):
-            found = sorted(
-                (
-                    pathlib.Path(m)
-                    for m in glob.glob(text, recursive=True)
-                    if os.path.isfile(m) and _is_image_name(pathlib.Path(m))
-                ),
-                key=_sort_key,
-            )
-            if not found:
-                raise _fail(text, "no image files match this pattern")
-        else:
-            raise _fail(text, "no such file or folder")
-        for p in found:
-            key = os.path.realpath(p)
-            if key not in seen:
-                seen.add(key)
-                out.append(p)
-    return out
-
-
-def crop_center(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Centre crop of an image to ``shape = (h, w)``, as in Binghamton's toolbox and prnu-python.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W) or (H, W, C)
-        Any dtype.
-    shape : tuple of int
-        ``(h, w)``, rows then columns, each at least 1.
-
-    Returns
-    -------
-    crop : ndarray, shape (h, w) or (h, w, C)
-        ``image[r0:r0 + h, c0:c0 + w]`` with ``r0 = (H - h) // 2`` and ``c0 = (W - w) // 2``: a
-        view, not a copy.
-
-    Raises
-    ------
-    InvalidImageError
-        The image is smaller than the crop in either dimension (the message gives both sizes), or
-        is not 2-D or 3-D.
-    ValueError
-        ``shape`` is not two positive integers.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> crop_center(np.arange(25).reshape(5, 5), (2, 3))
-    array([[ 6,  7,  8],
-           [11, 12, 13]])
-    """
-    if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
-        raise ValueError(f"crop shape must be two positive integers (h, w), got {shape!r}")
-    h, w = int(shape[0]), int(shape[1])
-    if image.ndim not in (2, 3):
-        raise InvalidImageError(
-            f"crop_center needs an (H, W) or (H, W, C) image, got shape {image.shape}"
-        )
-    rows, cols = image.shape[:2]
-    if rows < h or cols < w:
-        raise InvalidImageError(
-            f"image of {rows}x{cols} (HxW) is smaller than the {h}x{w} crop requested"
-        )
-    r0 = (rows - h) // 2
-    c0 = (cols - w) // 2
-    return image[r0 : r0 + h, c0 : c0 + w]
-
-
-_CROP_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
-
-
-def parse_crop(text: str) -> tuple[int, int]:
-    """Parse a crop size ``"HxW"`` (rows x columns), e.g. ``"512x512"`` or ``"2000x3008"``.
-
-    Parameters
-    ----------
-    text : str
-        Two positive integers separated by ``x`` (or ``X``, ``×``); spaces around them allowed.
-
-    Returns
-    -------
-    shape : tuple of int
-        ``(h, w)``.
-
-    Raises
-    ------
-    ValueError
-        Anything else, with the text quoted.
-
-    Examples
-    --------
-    >>> parse_crop("512x256")
-    (512, 256)
-    """
-    match = _CROP_RE.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"crop size must look like HxW, e.g. 512x512, got {text!r}")
-    h, w = int(match.group(1)), int(match.group(2))
-    if h < 1 or w < 1:
-        raise ValueError(f"crop size must be positive, got {text!r}")
-    return h, w
 

@@ -1,0 +1,127 @@
+"""Argument types of the ``ganprint`` command line: sizes, counts, thresholds, rates and sigmas.
+
+Each is an ``argparse`` type: a value out of range is a usage error (one line, exit status 2),
+never an internal error or a silent NaN fingerprint. Ranges:
+
+- thresholds (``--pce-threshold``, ``--generator-z``): positive and finite;
+- ``--fpr``: a false-positive rate per pair in (0, :data:`FPR_MAX`];
+- ``--sigma``: a noise standard deviation in grey levels (8-bit scale) within :data:`SIGMA_RANGE`
+  (below it the residual is ~0, above it the denoiser saturates; ``1e300`` gave a NaN fingerprint);
+- sizes ``HxW`` (rows x columns, :func:`parse_crop`) and counts (whole numbers >= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+__all__ = ["ATTRIBUTE_EPILOG", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError", "parse_crop"]
+
+
+class CropSizeError(argparse.ArgumentTypeError, ValueError):
+    """A malformed ``HxW`` size: argparse prints its message; ``except ValueError`` catches it too."""
+
+
+_CROP_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
+
+
+def parse_crop(text: str) -> tuple[int, int]:
+    """Parse a size ``"HxW"`` (rows x columns), e.g. ``"512x512"`` or ``"2000x3008"``: ``--crop``, ``--sizes``.
+
+    Two positive integers separated by ``x`` (or ``X``, ``×``), spaces around them allowed.
+    Returns ``(h, w)``; anything else raises :class:`CropSizeError` (a ``ValueError``) quoting the
+    text, which argparse reports as ``argument --crop: <message>``.
+
+    >>> parse_crop("512x256")
+    (512, 256)
+    """
+    match = _CROP_RE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise CropSizeError(f"crop size must look like HxW, e.g. 512x512, got {text!r}")
+    h, w = int(match.group(1)), int(match.group(2))
+    if h < 1 or w < 1:
+        raise CropSizeError(f"crop size must be positive, got {text!r}")
+    return h, w
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+SIGMA_RANGE = (0.1, 100.0)  # grey levels (8-bit scale): outside it the residual is ~0 or saturates
+FPR_MAX = 0.5  # a per-pair false-positive rate above this calls most non-matching pairs matches
+Z_ADVICE = 2.33  # z of the normal 1 % upper tail: a smaller --generator-z earns a warning
+
+
+def _sigma(text: str) -> float:
+    value = _positive(text)
+    lo, hi = SIGMA_RANGE
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"sigma is a noise std in grey levels from {lo:g} to {hi:g}, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _positive(text)
+    if value > FPR_MAX:
+        raise argparse.ArgumentTypeError(f"the false-positive rate per pair must be in (0, {FPR_MAX:g}], got {text!r}")
+    return value
+
+
+def _generator_z(text: str) -> float:
+    return _positive(text)  # range advice (a z below ~2.3 accepts > 1 % of non-matching pairs) in cmd_attribute
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    from kernels.spec import MIN_SIZE
+
+    try:
+        sizes = [parse_crop(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW sizes (rows x columns) separated by commas, "
+                                         f"e.g. 512x512,2000x3008, got {text!r}") from None
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of HxW sizes, got {text!r}")
+    for h, w in sizes:
+        if h < MIN_SIZE or w < MIN_SIZE:
+            raise argparse.ArgumentTypeError(f"{h}x{w}: every size must be at least {MIN_SIZE}x{MIN_SIZE}")
+    return sizes
+
+
+def _ncc_threshold_removed(text: str) -> float:
+    raise argparse.ArgumentTypeError(
+        "was a threshold on z = NCC*sqrt(D), not on the NCC (an NCC-sized value such as 0.05 matched almost "
+        "every image); use --generator-z Z, e.g. --generator-z 3.1")
+
+
+ATTRIBUTE_EPILOG = """\
+output (text): one tab-separated line per image, between a '#' header and a '#' summary:
+  IMAGE  DECISION  SCORE vs THRESHOLD  NOTES
+  DECISION  the matching reference, or 'unknown (closest NAME)'
+  SCORE     the statistic that decided: PCE (cameras), NCC (cameras with --method ncc),
+            z = NCC*sqrt(D) (generators; the NCC in brackets)
+  NOTES     'turned 90 deg counter-clockwise': the query turned that way lines up with the
+            sensor (so the photo was stored turned clockwise); 'at row R, column C': top-left
+            corner of the query inside the fingerprint (after the turn), rows from the top,
+            columns from the left; the second residual (sigma 5); a centred comparison;
+            why a reference was not compared
+paths: files, folders (searched recursively) and glob patterns; file names are printed
+with control characters escaped (\\t, \\n, \\xNN) so that a name cannot forge a line
+"""

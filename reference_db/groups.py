@@ -1,0 +1,210 @@
+"""One reference as an HDF5 group, and the calibration group: reading and writing their members.
+
+The group layout is ``schema``'s (``/references/<name>`` of schema version 1); the functions take
+an open ``h5py.Group`` and never open, commit or lock a file. Arguments are already validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import h5py
+import numpy as np
+
+from . import schema
+from .records import ParamValue, ReferenceInfo
+from .validate import param_value, text
+
+__all__ = ["append_calibration", "append_sources", "calibration_keys", "read_arrays", "read_calibration",
+           "read_info", "read_meta", "sum_shapes", "write_reference", "write_update"]
+
+
+def read_info(g: h5py.Group, name: str, *, with_sources: bool) -> ReferenceInfo:
+    """The metadata of the reference stored in group ``g`` under the name ``name``."""
+    a = g.attrs
+    sources: list[tuple[str, str]] = []
+    if with_sources:
+        files = g[schema.SOURCES][schema.SOURCE_FILE_NAME].asstr()[()]
+        shas = g[schema.SOURCES][schema.SOURCE_SHA256][()]
+        sources = [(str(f), text(s)) for f, s in zip(files, shas)]
+    return ReferenceInfo(
+        name=name,
+        kind=text(a[schema.ATTR_KIND]),
+        n_images=int(a[schema.ATTR_N_IMAGES]),
+        shape=tuple(int(d) for d in np.atleast_1d(a[schema.ATTR_IMAGE_SHAPE])),
+        params={k: param_value(v) for k, v in g[schema.PARAMS].attrs.items()},
+        created=text(a[schema.ATTR_CREATED]),
+        updated=text(a[schema.ATTR_UPDATED]),
+        ganprint_version=text(a[schema.ATTR_GANPRINT_VERSION]),
+        sources=sources,
+        n_sources=int(a[schema.ATTR_N_SOURCES]),
+        fingerprint_shape=tuple(g[schema.FINGERPRINT].shape),
+        sum_names=tuple(sorted(g[schema.SUMS].keys())),
+    )
+
+
+def read_arrays(g: h5py.Group, *, with_sums: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The fingerprint (float32) and, if ``with_sums``, the running sums (stored dtype) of group ``g``."""
+    fingerprint = np.asarray(g[schema.FINGERPRINT][()], dtype=np.float32)
+    sums = {k: ds[()] for k, ds in g[schema.SUMS].items()} if with_sums else {}
+    return fingerprint, sums
+
+
+def read_meta(g: h5py.Group) -> dict:
+    """Dtypes and lengths of group ``g``'s datasets, without reading them: the arguments of
+    ``validate.record_problem`` after the info (``fingerprint_dtype``, ``sum_dtypes``,
+    ``sum_shapes``, ``source_lengths``)."""
+    sums = g[schema.SUMS]
+    datasets = [g[schema.FINGERPRINT], *sums.values(), *(g[schema.SOURCES][k] for k in
+                                                          (schema.SOURCE_FILE_NAME, schema.SOURCE_SHA256))]
+    for ds in datasets:
+        if not isinstance(ds, h5py.Dataset):
+            raise TypeError(f"{ds.name} is a {type(ds).__name__}, not a dataset")
+    return dict(fingerprint_dtype=g[schema.FINGERPRINT].dtype,
+                sum_dtypes={k: ds.dtype for k, ds in sums.items()},
+                sum_shapes=sum_shapes(g),
+                source_lengths=tuple(len(g[schema.SOURCES][k]) for k in
+                                     (schema.SOURCE_FILE_NAME, schema.SOURCE_SHA256)))
+
+
+def sum_shapes(g: h5py.Group) -> dict[str, tuple[int, ...]]:
+    """Shape of each stored running sum of group ``g``."""
+    return {k: tuple(ds.shape) for k, ds in g[schema.SUMS].items()}
+
+
+def write_reference(g: h5py.Group, *, kind: str, fingerprint: np.ndarray, sums: Mapping[str, np.ndarray],
+                    n_images: int, shape: tuple[int, ...], params: Mapping[str, ParamValue],
+                    sources: list[tuple[str, str]], now: str, version: str) -> None:
+    """Fill the empty group ``g`` with a new reference (``created`` = ``updated`` = ``now``)."""
+    g.attrs[schema.ATTR_KIND] = kind
+    g.attrs[schema.ATTR_N_IMAGES] = np.int64(n_images)
+    g.attrs[schema.ATTR_IMAGE_SHAPE] = np.asarray(shape, dtype=np.int64)
+    g.attrs[schema.ATTR_CREATED] = now
+    g.attrs[schema.ATTR_UPDATED] = now
+    g.attrs[schema.ATTR_GANPRINT_VERSION] = version
+    g.attrs[schema.ATTR_N_SOURCES] = np.int64(0)
+    g.create_dataset(schema.FINGERPRINT, data=fingerprint)
+    sg = g.create_group(schema.SUMS)
+    for key, arr in sums.items():
+        sg.create_dataset(key, data=arr)
+    pg = g.create_group(schema.PARAMS)
+    for key, value in params.items():
+        pg.attrs[key] = value
+    src = g.create_group(schema.SOURCES)
+    src.create_dataset(schema.SOURCE_FILE_NAME, shape=(0,), maxshape=(None,),
+                       chunks=(schema.SOURCES_CHUNK,), dtype=h5py.string_dtype("utf-8"))
+    src.create_dataset(schema.SOURCE_SHA256, shape=(0,), maxshape=(None,),
+                       chunks=(schema.SOURCES_CHUNK,), dtype=schema.SHA256_DTYPE)
+    append_sources(g, sources)
+
+
+def append_sources(g: h5py.Group, sources: list[tuple[str, str]]) -> None:
+    """Append ``(file name, sha256)`` pairs to the source datasets of group ``g`` and count them."""
+    if not sources:
+        return
+    files = g[schema.SOURCES][schema.SOURCE_FILE_NAME]
+    shas = g[schema.SOURCES][schema.SOURCE_SHA256]
+    start = files.shape[0]
+    stop = start + len(sources)
+    files.resize((stop,))
+    shas.resize((stop,))
+    files[start:stop] = np.array([f for f, _ in sources], dtype=object)
+    shas[start:stop] = np.array([s.encode("ascii") for _, s in sources], dtype=schema.SHA256_DTYPE)
+    g.attrs[schema.ATTR_N_SOURCES] = np.int64(stop)
+
+
+def write_update(g: h5py.Group, *, fingerprint: np.ndarray, sums: Mapping[str, np.ndarray], n_images: int,
+                 added: list[tuple[str, str]], now: str, version: str) -> None:
+    """Overwrite the arrays of group ``g`` with new totals (same shapes, stored dtypes kept)."""
+    g[schema.FINGERPRINT][...] = fingerprint
+    for key, arr in sums.items():
+        ds = g[schema.SUMS][key]
+        ds[...] = arr.astype(ds.dtype, copy=False)
+    append_sources(g, added)
+    g.attrs[schema.ATTR_N_IMAGES] = np.int64(n_images)
+    g.attrs[schema.ATTR_UPDATED] = now
+    g.attrs[schema.ATTR_GANPRINT_VERSION] = version
+
+
+def _calibration_values(f: h5py.File, key: str) -> h5py.Dataset | None:
+    group = f.get(schema.CALIBRATION)
+    if group is None:
+        return None
+    if not isinstance(group, h5py.Group):
+        raise TypeError(f"/{schema.CALIBRATION} is a {type(group).__name__}, not a group")
+    if key not in group:
+        return None
+    ds = group[key]
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "fiu":
+        what = type(ds).__name__ if not isinstance(ds, h5py.Dataset) else f"{ds.ndim}-D {ds.dtype} dataset"
+        raise TypeError(f"{ds.name} is a {what}, not a 1-D float dataset")
+    return ds
+
+
+def _calibration_sources(f: h5py.File, key: str, n: int) -> tuple[h5py.Dataset, h5py.Dataset] | None:
+    group = f.get(schema.CALIBRATION_SOURCES)
+    if group is None or key not in group:
+        return None
+    sub = group[key]
+    shas, refs = sub.get(schema.CALIBRATION_SHA256), sub.get(schema.CALIBRATION_REFERENCE)
+    if not (isinstance(shas, h5py.Dataset) and isinstance(refs, h5py.Dataset)) or shas.ndim != 1 \
+            or shas.dtype != np.dtype(schema.SHA256_DTYPE) or refs.ndim != 1 or refs.dtype.kind not in "OS" \
+            or len(shas) != len(refs) or len(shas) > n:
+        raise TypeError(f"{sub.name} does not hold two 1-D lists (sha256, reference) of at most {n} entries")
+    return shas, refs
+
+
+def read_calibration(f: h5py.File, key: str) -> np.ndarray:
+    """The calibration values stored under ``key`` (float64, 1-D; empty when there are none).
+
+    Raises ``TypeError`` when the calibration groups do not have the schema's layout.
+    """
+    ds = _calibration_values(f, key)
+    if ds is None:
+        return np.zeros(0, dtype=np.float64)
+    _calibration_sources(f, key, len(ds))
+    return np.asarray(ds[()], dtype=np.float64)
+
+
+def calibration_keys(f: h5py.File, key: str) -> set[tuple[str, str]]:
+    """The ``(image sha256, reference)`` pairs recorded with the values of ``key`` (unrecorded ones left out)."""
+    ds = _calibration_values(f, key)
+    found = _calibration_sources(f, key, len(ds)) if ds is not None else None
+    if found is None:
+        return set()
+    shas, refs = found
+    pairs = zip((text(s) for s in shas[()]), refs.asstr()[()])
+    return {(s, str(r)) for s, r in pairs if s}
+
+
+def append_calibration(f: h5py.File, key: str, values: np.ndarray,
+                       keys: list[tuple[str, str]] | None = None) -> None:
+    """Append the float64 ``values`` to the calibration dataset ``key`` of file ``f``.
+
+    With ``keys`` (one ``(sha256, reference)`` per value) they are recorded in
+    ``/calibration_sources/<key>``, index for index; values without keys leave that list shorter.
+    """
+    ds = _calibration_values(f, key)
+    if ds is None:
+        ds = f.require_group(schema.CALIBRATION).create_dataset(
+            key, shape=(0,), maxshape=(None,), chunks=(schema.CALIBRATION_CHUNK,), dtype=np.float64)
+    n = ds.shape[0]
+    if keys is not None:
+        found = _calibration_sources(f, key, n)
+        if found is None:
+            sub = f.require_group(schema.CALIBRATION_SOURCES).create_group(key)
+            found = (sub.create_dataset(schema.CALIBRATION_SHA256, shape=(0,), maxshape=(None,),
+                                        chunks=(schema.CALIBRATION_CHUNK,), dtype=schema.SHA256_DTYPE),
+                     sub.create_dataset(schema.CALIBRATION_REFERENCE, shape=(0,), maxshape=(None,),
+                                        chunks=(schema.CALIBRATION_CHUNK,), dtype=h5py.string_dtype("utf-8")))
+        shas, refs = found
+        m = len(shas)  # values m..n-1 have no recorded source: pad, then record the new ones
+        for column in (shas, refs):
+            column.resize((n + values.size,))
+        if n > m:
+            shas[m:n] = np.zeros(n - m, dtype=schema.SHA256_DTYPE)
+            refs[m:n] = np.array([""] * (n - m), dtype=object)
+        shas[n:] = np.array([k.encode("ascii") for k, _ in keys], dtype=schema.SHA256_DTYPE)
+        refs[n:] = np.array([r for _, r in keys], dtype=object)
+    ds.resize((n + values.size,))
+    ds[n:] = values

@@ -1,0 +1,300 @@
+"""The read API of a library: names, metadata, fingerprints, sums and calibration of one snapshot.
+
+``LibraryReader`` reads the HDF5 file that its subclass's ``_file()`` returns (for ``Library``:
+the committed file, or the copy that an open transaction is modifying). Nothing it returns comes
+from a damaged reference: a reference whose data cannot be read, whose shapes or dtypes disagree
+with the schema, or whose fingerprint or sums hold NaN or inf raises `DamagedReferenceError`
+(naming the library, the reference and the problem) instead, and `infos` lists it as damaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import os
+import stat
+from collections.abc import Iterator
+
+import h5py
+import numpy as np
+
+from . import durable, groups, schema, validate
+from .errors import (
+    DamagedReferenceError,
+    LibraryClosedError,
+    LibraryError,
+    LibraryExistsError,
+    LibraryPermissionError,
+    LibraryWriteError,
+    NotALibraryError,
+    ReferenceNotFoundError,
+)
+from .records import Reference, ReferenceInfo
+
+__all__ = ["LibraryReader"]
+
+_MAX_NAMES_SHOWN = 10
+
+
+class LibraryReader:
+    """Reading methods shared by every open library; ``_path`` names it in messages."""
+
+    _path: str
+    _real: str
+    _closed: bool
+
+    def _file(self) -> h5py.File:
+        """The open HDF5 file to read (raises ``LibraryClosedError`` once closed)."""
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LibraryClosedError(f"the library {self._path} is closed")
+
+    def _refs(self) -> h5py.Group:
+        return self._file()[schema.REFERENCES]
+
+    # ---- names ------------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Sorted names of the references (damaged ones included)."""
+        return sorted(self._refs().keys())
+
+    def _has(self, name: str) -> bool:
+        """Whether a link ``name`` exists (a dangling one counts: it names a damaged reference)."""
+        return self._refs().get(name, getlink=True) is not None
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            schema.check_name(name)
+        except (TypeError, ValueError):
+            return False
+        return self._has(name)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._refs())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def _not_found(self, name: str) -> ReferenceNotFoundError:
+        names = self.names()
+        msg = f"no reference {name!r} in the library {self._path}"
+        close = difflib.get_close_matches(name, names, n=3)
+        if close:
+            msg += f" (did you mean {' or '.join(map(repr, close))}?)"
+        if not names:
+            msg += "; the library is empty"
+        else:
+            shown = ", ".join(names[:_MAX_NAMES_SHOWN])
+            more = f", ... ({len(names) - _MAX_NAMES_SHOWN} more)" if len(names) > _MAX_NAMES_SHOWN else ""
+            msg += f"; it holds {len(names)}: {shown}{more}"
+        return ReferenceNotFoundError(msg)
+
+    def _check_exists(self, name: str) -> None:
+        schema.check_name(name)
+        if not self._has(name):
+            raise self._not_found(name)
+
+    # ---- damage -----------------------------------------------------------------------------------
+
+    def _damaged(self, name: str, reason: str) -> DamagedReferenceError:
+        return DamagedReferenceError(
+            f"reference {name!r} in the library {self._path} is damaged: {reason}; it is not used "
+            f"(remove it, then build it again)", name=name, reason=reason)
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        """Turn any failure to read reference ``name`` into a `DamagedReferenceError`."""
+        try:
+            yield
+        except LibraryError:
+            raise
+        except Exception as err:
+            detail = " ".join(str(err).split()) or type(err).__name__
+            raise self._damaged(name, f"its data cannot be read ({type(err).__name__}: {detail})") from None
+
+    def _group(self, name: str) -> h5py.Group:
+        """The group of reference ``name``; a dangling link or a non-group is damage."""
+        self._check_exists(name)
+        with self._reading(name):
+            obj = self._refs().get(name)
+        if not isinstance(obj, h5py.Group):
+            link = self._refs().get(name, getlink=True)
+            what = f"a dangling {type(link).__name__}" if obj is None else f"a {type(obj).__name__}"
+            raise self._damaged(name, f"it is {what}, not a reference group")
+        return obj
+
+    def _read_info(self, name: str, *, with_sources: bool) -> ReferenceInfo:
+        g = self._group(name)
+        with self._reading(name):
+            info = groups.read_info(g, name, with_sources=with_sources)
+            problem = validate.record_problem(info, **groups.read_meta(g))
+        if problem:
+            raise self._damaged(name, problem)
+        return info
+
+    def _read(self, name: str, *, with_sums: bool) -> Reference:
+        info = self._read_info(name, with_sources=True)
+        with self._reading(name):
+            fingerprint, sums = groups.read_arrays(self._group(name), with_sums=with_sums)
+        arrays = [("its fingerprint", fingerprint), *((f"its running sum {k!r}", v) for k, v in sorted(sums.items()))]
+        for what, arr in arrays:
+            problem = validate.nonfinite_problem(what, arr)
+            if problem:
+                raise self._damaged(name, problem)
+        return Reference(info=info, fingerprint=fingerprint, sums=sums)
+
+    # ---- references -------------------------------------------------------------------------------
+
+    def info(self, name: str, *, with_sources: bool = True) -> ReferenceInfo:
+        """Metadata of one reference, without loading its arrays.
+
+        Parameters
+        ----------
+        name : str
+            The reference name.
+        with_sources : bool, optional
+            Read the list of source files and hashes (default True).
+
+        Returns
+        -------
+        ReferenceInfo
+
+        Raises
+        ------
+        ReferenceNotFoundError
+            No reference of that name; the message names the library and lists what it holds.
+        DamagedReferenceError
+            The reference's metadata cannot be read or disagrees with its arrays' shapes and dtypes.
+        ValueError
+            ``name`` is not a legal reference name.
+        """
+        return self._read_info(name, with_sources=with_sources)
+
+    def infos(self, *, with_sources: bool = False, verify: bool = False) -> list[ReferenceInfo]:
+        """Metadata of every reference, sorted by name; damaged references are listed, not raised.
+
+        Parameters
+        ----------
+        with_sources : bool, optional
+            Also read each reference's sources (default False: ``sources`` is empty, ``n_sources``
+            still counts them).
+        verify : bool, optional
+            Also read every fingerprint and running sum and check that all values are finite (one
+            pass over the library's arrays). By default only metadata, shapes and dtypes are checked.
+
+        Returns
+        -------
+        list of ReferenceInfo
+            A damaged reference has ``damaged`` set to the reason (its other fields may be empty).
+        """
+        out = []
+        for name in self.names():
+            try:
+                info = self._read_info(name, with_sources=with_sources)
+                if verify:
+                    self._read(name, with_sums=True)
+            except DamagedReferenceError as err:
+                info = ReferenceInfo(name=name, kind="", n_images=0, shape=(), params={}, created="", updated="",
+                                     ganprint_version="", sources=[])
+                with contextlib.suppress(DamagedReferenceError):  # keep what could be read
+                    info = self._read_info(name, with_sources=False)
+                info = dataclasses.replace(info, damaged=err.reason)
+            out.append(info)
+        return out
+
+    def damaged(self) -> dict[str, str]:
+        """``{name: reason}`` of every damaged reference, checking every array (``infos(verify=True)``)."""
+        return {i.name: i.damaged for i in self.infos(verify=True) if i.damaged}
+
+    def get(self, name: str, *, with_sums: bool = True) -> Reference:
+        """Load one reference: its metadata, fingerprint and (by default) running sums.
+
+        Every loaded array is checked: its shape and dtype against the schema and its values for
+        NaN and inf (one pass over each array).
+
+        Parameters
+        ----------
+        name : str
+            The reference name.
+        with_sums : bool, optional
+            Load the running sums too (default True); attribution needs only the fingerprint.
+
+        Returns
+        -------
+        Reference
+
+        Raises
+        ------
+        ReferenceNotFoundError
+            No reference of that name.
+        DamagedReferenceError
+            The reference is damaged (also a `NotALibraryError`): the message names it and the
+            problem; the library's other references can still be read.
+        """
+        return self._read(name, with_sums=with_sums)
+
+    def export_fingerprint(self, name: str, out: str | os.PathLike[str]) -> np.ndarray:
+        """Write the fingerprint of reference ``name`` to the ``.npy`` file ``out`` and return it.
+
+        The file is written atomically (a new temporary file, never one reached through a
+        symbolic link, then a rename). ``out`` may replace an existing ``.npy`` file, but never the
+        library, its lock file, an HDF5 file or anything that is not a regular file.
+
+        Raises
+        ------
+        LibraryExistsError
+            ``out`` is this library (or its lock file) or another HDF5 file.
+        ValueError
+            ``out`` is a directory, FIFO or device.
+        ReferenceNotFoundError, DamagedReferenceError
+            As `get`.
+        """
+        out = os.path.abspath(os.fspath(out))
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(out)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{out} is {durable.file_kind(st.st_mode)}: the fingerprint is written to a new "
+                                 "regular file only")
+            for own, what in ((self._real, "itself"), (self._real + ".lock", "lock file")):
+                if os.path.exists(own) and os.path.samefile(out, own):
+                    raise LibraryExistsError(f"refusing to overwrite {out}: it is the library {self._path} {what}")
+            with open(out, "rb") as fh:
+                if fh.read(8) == b"\x89HDF\r\n\x1a\n":
+                    raise LibraryExistsError(f"refusing to overwrite {out}: it is an HDF5 file (perhaps a "
+                                             "reference library), not a .npy file")
+        fingerprint = self.get(name, with_sums=False).fingerprint
+        try:
+            durable.write_new_file(out, lambda fh: np.save(fh, fingerprint, allow_pickle=False))
+        except OSError as err:
+            denied = isinstance(err, PermissionError) or err.errno in durable.PERMISSION_ERRNOS
+            exc = (LibraryPermissionError if denied else LibraryWriteError)(
+                f"could not write {out}: {err.strerror or err}; nothing was written")
+            exc.errno = err.errno  # type: ignore[attr-defined]
+            raise exc from err
+        return fingerprint
+
+    def calibration(self, key: str) -> np.ndarray:
+        """Calibration values stored under ``key`` (float64, 1-D; empty when there are none).
+
+        Raises
+        ------
+        NotALibraryError
+            The calibration data does not have the schema's layout (damaged).
+        """
+        schema.check_name(key)
+        with self._calibration_reading(key):
+            return groups.read_calibration(self._file(), key)
+
+    @contextlib.contextmanager
+    def _calibration_reading(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except LibraryError:
+            raise
+        except Exception as err:
+            detail = " ".join(str(err).split()) or type(err).__name__
+            raise NotALibraryError(f"the calibration data {key!r} of the library {self._path} is damaged "
+                                   f"({detail})") from None
