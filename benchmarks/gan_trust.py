@@ -380,6 +380,34 @@ def hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...] = ()) ->
     return _memo[key]
 
 
+def loo_scores(cond: str, jpeg_variants: tuple[str, ...] = ()) -> dict:
+    """Genuine scores by leave-one-out: each ref image (transformed by ``cond``) against its own
+    generator's fingerprint built without it, for every hypothesis type. {type: (n_ref,)}"""
+    key = ("loo", cond, jpeg_variants)
+    if key not in _memo:
+        lib = library()
+        R = whitened("ref", cond)[0]
+        H, W = lib.F.shape[-2:]
+        h, w = R.shape[-2:]
+        out: dict = {}
+        for g, name in enumerate(lib.names):
+            idx = np.flatnonzero(lib.ref_labels == name)
+            loo = loo_fingerprints(lib.ref_R[idx])
+            variants = {v: loo_fingerprints(library(v).ref_R[idx]) for v in jpeg_variants} if cond.startswith("jpeg") else {}
+            for j, i in enumerate(idx):
+                r = R[i:i + 1]
+                F1 = loo[j:j + 1]
+                if (h, w) == (H, W):
+                    out.setdefault("aligned", {})[i] = aligned(r, F1).z0[0, 0]
+                    for v, Fv in variants.items():
+                        out.setdefault(f"aligned@{v}", {})[i] = aligned(r, Fv[j:j + 1]).z0[0, 0]
+                else:
+                    out.setdefault("crop", {})[i] = shift_search(r, F1).z0[0, 0]
+                    out.setdefault("resize", {})[i] = aligned(r, resample_fingerprint(F1, (h, w), "bicubic")).z0[0, 0]
+        _memo[key] = {t: np.array([v[i] for i in range(len(R))]) for t, v in out.items()}
+    return _memo[key]
+
+
 def null_pool(cond: str, names: list[str], pools=("simcam", "ref"), jpeg_variants=()) -> dict:
     """Per hypothesis type: list over generators of null z0 arrays (other refs exclude their own)."""
     out: dict = {}
@@ -395,7 +423,8 @@ def null_pool(cond: str, names: list[str], pools=("simcam", "ref"), jpeg_variant
     return {t: [np.concatenate(v) for v in lst] for t, lst in out.items()}
 
 
-def decide_conditions(conds, pools=("simcam", "ref"), jpeg_variants=(), fpr=FPR, gate=True, title=""):
+def decide_conditions(conds, pools=("simcam", "ref"), jpeg_variants=(), fpr=FPR, gate=True, title="",
+                      family_k: float | None = None):
     from scipy.special import ndtri
 
     lib = library()
@@ -416,7 +445,16 @@ def decide_conditions(conds, pools=("simcam", "ref"), jpeg_variants=(), fpr=FPR,
         mu = {t: np.array([nulls[t][g].mean() for g in range(len(names))]) for t in types}
         sd = {t: np.array([nulls[t][g].std() for g in range(len(names))]) for t in types}
         U = np.concatenate([np.max([(z[t][0] - mu[t]) / sd[t] for t in types], 0) for z in zs])
-        P = np.concatenate([np.any([z[t][0] >= thr[t] for t in types], 0) for z in zs])
+        if family_k is not None:  # below the genuine range (normal fit of leave-one-out scores): not that generator
+            loo = loo_scores(cond, jpeg_variants)
+            low = {t: np.array([loo[t][lib.ref_labels == n].mean() - family_k * loo[t][lib.ref_labels == n].std(ddof=1)
+                                for n in names]) for t in types}
+            thr = {t: thr[t] for t in types}
+            P = np.concatenate([np.any([(z[t][0] >= thr[t]) & (z[t][0] >= low[t]) for t in types], 0) for z in zs])
+            res_low = " ".join(f"{np.mean([low[t][g] for t in types]):.1f}" for g in range(len(names)))
+        else:
+            P = np.concatenate([np.any([z[t][0] >= thr[t] for t in types], 0) for z in zs])
+            res_low = ""
         labels = np.concatenate(labs)
         ok = np.concatenate(oks)
         # summary() decides by argmax of its z and a threshold: feed it U and a pass mask
@@ -425,15 +463,17 @@ def decide_conditions(conds, pools=("simcam", "ref"), jpeg_variants=(), fpr=FPR,
         res = summary(names, U, labels, -np.inf, decided=passed)
         res["thr"] = " ".join(f"{np.mean([thr[t][g] for t in types]):.1f}" for g in range(len(names)))
         res["untestable"] = f"{(~ok).mean():.0%}"
+        res["genuine_low"] = res_low
         rows.append((cond, res))
     say("", f"## {title}", f"null pools {pools}, jpeg variants {jpeg_variants}, fpr {fpr}, gate {gate}; "
         "closest = argmax of the null-standardised score; match = closest passes its own threshold "
         "(Bonferroni over hypothesis types)")
-    say(*table(rows, EVAL_COLS + ["untestable", "thr"]))
+    say(*table(rows, EVAL_COLS + ["untestable", "thr", "genuine_low"]))
 
 
 def exp_design():
     decide_conditions(data.CONDITIONS, title="design D1: z0, per-generator per-size null (simcam + other refs), gate")
+    decide_conditions(data.CONDITIONS, family_k=2.33, title="design D2: D1 + genuine range (LOO normal fit, 1 % low tail)")
 
 
 EXPERIMENTS = {"baseline": exp_baseline, "design": exp_design}

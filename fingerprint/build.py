@@ -93,7 +93,7 @@ def resume_reference(lib: Library | None, name: str, kind: str, sigma: float | N
     return stored, acc, {sha for _, sha in ref.info.sources}
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     # disable=None: shown on a terminal only, so logs and pipes stay clean
@@ -143,7 +143,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         new_sources: list[tuple[str, str]] = []
         others = generator_scorers(lib, params, exclude=name) if kind == "generator" and lib is not None else []
         null_scores: list[tuple[str, str, float]] = []  # (image sha256, other generator, z)
-        with _progress(len(files), f"build {name}", progress) as bar:
+        with progress_bar(len(files), f"build {name}", progress) as bar:
             # hashed before decoding: a file already counted (or seen earlier in this run) is not read
             for item in iter_images(files, crop=crop, sha256=True, skip=seen):
                 interrupt.check()
@@ -266,7 +266,7 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
         scorers = {p: generator_scorers(lib, p) for p in generators}
         scores: list[tuple[str, str, float]] = []  # (image sha256, generator, z)
 
-        with _progress(len(files), "calibrate", progress) as bar:
+        with progress_bar(len(files), "calibrate", progress) as bar:
             for item in iter_images(files, crop=crop, sha256=True):
                 bar.update(1)
                 try:

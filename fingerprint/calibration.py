@@ -43,7 +43,7 @@ class GeneratorThreshold:
     def describe(self) -> str:
         if self.value is None:
             return (f"uncalibrated ({self.n_null} non-matching scores, {MIN_NULL_SCORES} needed): build a second "
-                    "generator, run 'ganprint calibrate' with images of no library generator, or pass --ncc-threshold")
+                    "generator, run 'ganprint calibrate' with images of no library generator, or pass --generator-z (generator_threshold= in Python)")
         return (f"z = NCC*sqrt(D) >= {self.value:.2f} at {self.fpr:g} false positives per pair "
                 f"({self.source} of {self.n_null} non-matching scores)")
 

@@ -39,7 +39,10 @@ EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose output pipe
 def _parser() -> argparse.ArgumentParser:
     from fingerprint import __version__
 
-    p = argparse.ArgumentParser(prog="ganprint", description="Which camera or which generator made an image, or unknown.")
+    p = argparse.ArgumentParser(prog="ganprint", description="Which camera or which generator made an image, or unknown.",
+                                epilog="exit status: 0 success, 1 a user error (bad file or library; one line on stderr), "
+                                       "2 bad usage (unknown option, value out of range), 130 interrupted, "
+                                       "141 stdout closed early (| head)")
     p.add_argument("--version", action="version", version=f"ganprint {__version__}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-rotations", action="store_true")
     ev.add_argument("--sigma", type=_sigma, default=2.0, help="camera query residual sigma, 0.1 to 100 (default 2)")
     ev.add_argument("--fpr", type=_rate, default=0.01, help="generator false-positive rate per pair, in (0, 0.5] (default 0.01)")
+    ev.add_argument("--generator-z", type=_generator_z, metavar="Z",
+                    help="generator threshold on z = NCC*sqrt(D) (default: calibrated per library at --fpr)")
     ev.add_argument("--plots", metavar="DIR", help="write ROC, score-distribution and confusion PNGs here")
     ev.add_argument("--per-image", metavar="FILE", help="write one row per query to FILE.csv or FILE.jsonl "
                     "(true source, decision, closest, correct, deciding score and threshold, note)")
@@ -402,7 +407,8 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{args.per_image}: the per-image file must end in .csv or .jsonl")
     report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
                               rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots,
-                              progress=not args.quiet, warn=_warn, recursive=not args.no_recursive)
+                              progress=not args.quiet, warn=_warn, recursive=not args.no_recursive,
+                              generator_threshold=args.generator_z)
     if args.per_image:
         write_per_image(report, args.per_image)
     if args.json:

@@ -16,6 +16,8 @@ import argparse
 import math
 import re
 
+from kernels.spec import SIGMA_RANGE
+
 __all__ = ["ATTRIBUTE_EPILOG", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError", "parse_crop"]
 
 
@@ -55,7 +57,6 @@ def _positive(text: str) -> float:
     return value
 
 
-SIGMA_RANGE = (0.1, 100.0)  # grey levels (8-bit scale): outside it the residual is ~0 or saturates
 FPR_MAX = 0.5  # a per-pair false-positive rate above this calls most non-matching pairs matches
 Z_ADVICE = 2.33  # z of the normal 1 % upper tail: a smaller --generator-z earns a warning
 

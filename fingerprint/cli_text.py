@@ -101,6 +101,15 @@ def _z_threshold(s) -> float | None:
     return None
 
 
+def _versus(value: float, threshold: float, decimals: int, match: bool) -> str:
+    """``value >= threshold`` or ``value < threshold``, with enough decimals that the two differ."""
+    for d in (decimals, decimals + 2, decimals + 4):
+        a, b = f"{value:.{d}f}", f"{threshold:.{d}f}"
+        if a != b:
+            break
+    return f"{a} {'>=' if match else '<'} {b}"
+
+
 def _score_text(s) -> str:
     """The deciding statistic against its threshold, e.g. ``PCE 1234.5 >= 87.3``."""
     if s.kind == "generator":
@@ -111,14 +120,12 @@ def _score_text(s) -> str:
         zt = _z_threshold(s)
         if zt is None:
             return f"{z}{ncc}, NCC threshold {s.threshold:.4g}"
-        return f"{z} {'>=' if s.match else '<'} {zt:.2f}{ncc}"
+        return f"z {_versus(s.z, zt, 2, s.match)}{ncc}"
     if s.decided_by == "pce" and s.pce is not None:
-        value, name, fmt = s.pce, "PCE", ".1f"
-    elif s.ncc is not None:
-        value, name, fmt = s.ncc, "NCC", ".4f"
-    else:
-        return "not compared"
-    return f"{name} {value:{fmt}} {'>=' if s.match else '<'} {s.threshold:{fmt}}"
+        return f"PCE {_versus(s.pce, s.threshold, 1, s.match)}"
+    if s.ncc is not None:
+        return f"NCC {_versus(s.ncc, s.threshold, 4, s.match)}"
+    return "not compared"
 
 
 def _own_notes(s) -> list[str]:

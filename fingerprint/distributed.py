@@ -278,7 +278,7 @@ def _probe(items: Sequence[tuple[int, str]], params, crop) -> tuple[int, tuple[i
             if item.error is not None:
                 raise item.error
             acc = new_accumulator(params)
-            acc._check(item.image, path)  # the accumulator's own size/channel check (errors name ``path``)
+            acc.check(item.image, path)  # the accumulator's own size/channel check (errors name ``path``)
             return k + 1, acc.shape, acc.channels, errors
         except (InvalidImageError, ShapeMismatchError) as err:
             errors.append((index, err))
@@ -335,7 +335,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
 
     from fingerprint import __version__
     from fingerprint.attribution import generator_scorers
-    from fingerprint.build import BuildReport, _progress, commit_reference, nothing_to_write, resume_reference
+    from fingerprint.build import BuildReport, commit_reference, progress_bar, nothing_to_write, resume_reference
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -403,7 +403,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
             # progress (and, strict, the first bad image) from tiny per-batch tasks: no sums travel here
             watch = {client.submit(_first_error, leaf, pure=False): len(b) for leaf, b in zip(leaves, batches)}
             del leaves, level
-            with _progress(len(todo), f"build {name} ({n_workers} workers)", progress) as bar:
+            with progress_bar(len(todo), f"build {name} ({n_workers} workers)", progress) as bar:
                 for fut in as_completed(list(watch)):
                     first = fut.result()
                     bar.update(watch.pop(fut))
@@ -497,7 +497,7 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     from collections import deque
 
     from fingerprint.attribution import load_attributor
-    from fingerprint.build import _progress
+    from fingerprint.build import progress_bar
     from fingerprint.io import collect_image_paths
 
     files = [str(p) for p in collect_image_paths(paths)]
@@ -515,7 +515,7 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     pending: deque = deque()
     it = iter(batches)
     try:
-        with _progress(len(files), "attribute", progress) as bar:
+        with progress_bar(len(files), "attribute", progress) as bar:
             for batch in it:
                 pending.append((len(batch), client.submit(_attribute_batch, batch, payload, token, crop, strict, pure=False)))
                 if len(pending) >= in_flight:

@@ -321,6 +321,9 @@ class SearchPlan:
         return cls(tuple(Stage(s.name, s.shifts, s.rotations, s.scales, s.sigmas, float(s.n_positions),
                                s.split, s.coarse_scales) for s in stages), alpha)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
     def stage(self, name: str) -> Stage:
         try:
             return self._by_name[name]

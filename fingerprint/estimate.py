@@ -25,7 +25,7 @@ import numpy as np
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
 from fingerprint.residual import extract_noise
 from kernels.estimate_cpu import _accumulate, _accumulate_ml, _ml_ratio
-from kernels.spec import FINGERPRINT_SIGMA, GRAY_WEIGHTS, LEVELS, WAVELET, check_image, value_scale
+from kernels.spec import FINGERPRINT_SIGMA, GRAY_WEIGHTS, LEVELS, WAVELET, check_image, check_residual_params, value_scale
 from kernels.spectral_cpu import wiener_dft, zero_mean_total
 from reference_db.schema import KINDS  # re-exported: the legal kinds are the library's
 
@@ -77,6 +77,7 @@ class FingerprintParams:
         for key, value in KIND_DEFAULTS[self.kind].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)  # frozen: set once, here
+        check_residual_params(self.sigma, self.levels)  # refuse sigma 1e300 (NaN fingerprint) or 1e-30 (zeros)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,7 +169,9 @@ class _Accumulator:
     n_images: int = 0
     sums: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def _check(self, image: np.ndarray, name: str) -> np.ndarray:
+    def check(self, image: np.ndarray, name: str) -> np.ndarray:
+        """Validate ``image`` (named ``name`` in errors) and fix, on the first image, the shape and channels
+        every later image of this accumulator must have."""
         image = check_image(image, name)
         shape = tuple(image.shape[:2])
         channels = 1 if image.ndim == 2 else 3
@@ -177,7 +180,7 @@ class _Accumulator:
         elif shape != self.shape:
             raise ShapeMismatchError(
                 f"{name}: {shape[0]}x{shape[1]} pixels, but this fingerprint is {self.shape[0]}x{self.shape[1]}; "
-                "use --crop HxW to centre-crop every image to a common size"
+                "centre-crop every image to a common size (crop=(h, w) in Python, --crop HxW on the command line)"
             )
         elif channels != self.channels:
             raise InvalidImageError(f"{name}: has {channels} channel(s), earlier images had {self.channels}")
@@ -214,7 +217,7 @@ class CameraAccumulator(_Accumulator):
 
     def add(self, image: np.ndarray, name: str = "image") -> None:
         """Add one image (uint8/uint16, H x W [x 3]) of the camera."""
-        image = self._check(image, name)
+        image = self.check(image, name)
         noise = extract_noise(image, self.params.sigma, self.params.levels)
         planes = image[..., None] if image.ndim == 2 else image
         if not self.sums:
@@ -258,7 +261,7 @@ class GeneratorAccumulator(_Accumulator):
 
     def add(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Add one image (uint8/uint16, H x W [x 3]) of the generator; returns its residual (C, H, W)."""
-        image = self._check(image, name)
+        image = self.check(image, name)
         r = generator_residual(image, self.params)
         if not self.sums:
             self.sums = {"sum": np.zeros(r.shape, dtype=np.float32)}

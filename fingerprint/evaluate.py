@@ -194,12 +194,24 @@ def per_image_row(res, label: str, refs: set[str]) -> dict:
         v = {"pce": s.pce, "ncc": s.ncc, "z": s.z}[_deciding_key(s)]
         return float(v) if v is not None and np.isfinite(v) else None
 
+    def threshold(s):
+        """The threshold on the deciding statistic: for generators the z threshold, i.e. the NCC
+        threshold times sqrt(D), D = (z / NCC)**2 the values compared."""
+        if s is None or not np.isfinite(s.threshold):
+            return None
+        if s.kind != "generator":
+            return float(s.threshold)
+        given = getattr(s, "z_threshold", None)
+        if given is not None:
+            return float(given)
+        return float(s.threshold * s.z / s.ncc) if s.z is not None and s.ncc else None
+
     return {
         "image": res.image, "true_source": label, "known_source": known, "decision": res.best or UNKNOWN,
         "closest": res.closest, "correct": (res.best == label) if known else res.best is None,
         "top1_correct": (res.closest == label) if known else None,
         "score_name": _deciding_key(shown) if shown else None, "score": value(shown),
-        "threshold": shown.threshold if shown and np.isfinite(shown.threshold) else None,
+        "threshold": threshold(shown),
         "true_score": value(true), "note": shown.note if shown else None,
     }
 
@@ -283,7 +295,8 @@ def threshold_rules(att) -> tuple[dict[str, str], dict[str, float | None]]:
                                   "generator is ever matched")
             values["z"] = None
         else:
-            words["generator"] = g.describe()
+            words["generator"] = (f"z = NCC*sqrt(D) >= {g.value:.2f} (given)" if g.source == "given"
+                                  else g.describe())
             values["z"] = g.value
     return words, values
 
@@ -291,12 +304,14 @@ def threshold_rules(att) -> tuple[dict[str, str], dict[str, float | None]]:
 def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotations: bool = True, fpr: float = 0.01,
                      query_sigma: float = 2.0,
                      plots: str | os.PathLike | None = None, progress: bool = True,
-                     warn: Callable[[str], None] | None = None, recursive: bool = True) -> EvaluationReport:
+                     warn: Callable[[str], None] | None = None, recursive: bool = True,
+                     generator_threshold: float | None = None) -> EvaluationReport:
     """Attribute every labelled query against ``library`` and compute the metrics (and plots).
 
     ``report.failed`` lists the query files that could not be read (each also passed to ``warn``),
     ``report.left_out`` the files the folder search passed over, ``report.per_image`` one row per
-    scored query (see :func:`write_per_image`). Plots: ``roc.png`` (log false-positive axis, the
+    scored query (see :func:`write_per_image`). ``generator_threshold``: a z threshold instead of
+    the library's calibrated one. Plots: ``roc.png`` (log false-positive axis, the
     operating points of the decisions marked), ``scores.png`` (thresholds marked with their value),
     ``confusion.png``.
     """
@@ -308,7 +323,8 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     from fingerprint.io import iter_images
 
     pairs, left_out = labelled_queries(queries, recursive=recursive)
-    att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma)
+    att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma,
+                          generator_threshold=generator_threshold)
     references = [c.name for c in att.cameras] + [g.name for g in att.generators]
     results, labels, failed = [], [], []
     loaded = iter_images((path for path, _ in pairs), crop=crop)

@@ -1,35 +1,45 @@
 """Tamper localisation: where in a camera photo is the camera's PRNU missing?
 
 For a query image whose camera fingerprint ``K`` is known (the photo matched it), the residual
-``W`` (DESIGN.md §4, sigma 2) of an authentic region correlates with ``I K`` (``I`` the gray image);
-a region pasted from another camera, or copied from elsewhere in the same photo, does not.
-Following Chen, Fridrich, Goljan and Lukas (2008):
+``W`` (docs/algorithm.md §4, sigma 2) of an authentic region correlates with ``X = I K`` (``I`` the
+gray image, saturated pixels zeroed); a region pasted from another camera, or copied from
+elsewhere in the same photo, does not. After Chen, Fridrich, Goljan and Lukas (2008):
 
-1. ``rho(b) = NCC(W_b, X_b)`` over every ``w x w`` window ``b`` of a grid with stride ``s``, where
-   ``X = I K`` with saturated pixels (any channel >= 250) set to zero (they carry no PRNU); box sums
-   from integral images.
-2. The correlation the window *should* show if authentic, ``rho_hat(b) = F(b) theta``, predicted
-   from its content. ``F`` holds ``q = std(X_b) / std(W_b)`` (for ``W = a X + N``, ``rho = a q``)
-   and ``q`` times the mean intensity, its square, the log residual energy, the log gradient
-   energy (texture) and the unsaturated fraction, plus intercept, intensity and texture.
-   ``theta`` is fitted on the query itself by least squares with iterative trimming (windows more
-   than ``TRIM_LOW`` robust standard deviations below the fit, or ``TRIM_HIGH`` above, are left
-   out of the next fit: most of an image is authentic and tampering only lowers ``rho``), so the
-   predictor needs nothing the library does not have. The scatter of authentic windows about the
-   fit is ``sigma(b)^2 = s0^2 + (s1 rho_hat(b))^2`` (the spread grows with the signal), ``s0, s1``
-   fitted on the kept windows' squared residuals.
-3. One-sided test per window at false-alarm rate ``alpha``: ``z = (rho - rho_hat) / sigma`` is
-   N(0, 1) for an authentic window, so ``z < -Phi^-1(1 - alpha)`` is flagged with probability
-   ``alpha``. A window is *decidable* only if losing its PRNU entirely would be flagged at least
-   half of the time (``rho_hat >= z_alpha sigma``): where the PRNU cannot show (dark, saturated or
-   strongly textured areas) its absence is not evidence and nothing is flagged.
-4. Per pixel: a pixel takes the decision of the window centred nearest to it, and is marked
-   tampered when that window is flagged, decidable and ``rho < rho_hat / 2`` (more than half of the
-   window lacks the PRNU, which puts the mask's edge where the window is half over the edge of a
-   pasted block). Flagged regions smaller than ``min_area`` pixels are dropped.
+1. ``rho(b) = NCC(W_b, X_b)`` over every ``w x w`` window ``b`` of a grid with stride ``s``
+   (box sums from integral images). Saturated pixels (any channel >= 250) carry no PRNU and are
+   zeroed in ``X``.
+2. The correlation predicted from the window's content if it is authentic. For ``W = a X + N``
+   with noise ``N`` independent of ``X``, ``rho = a q`` with ``q = std(X_b) / std(W_b)``: ``q``
+   carries the window's intensity (``X = I K``), its saturation (zeroed pixels) and its texture
+   (content leaking into ``W`` raises ``std(W_b)``). The denoiser also passes less of a
+   multiplicative pattern in some content than in other; that attenuation ``g(b)`` is measured
+   on the image itself by adding a known white pattern ``I P`` (std ``INJECTED_STD``) and
+   regressing the change of the residual on it window by window. Two one-parameter predictors,
+   ``rho_hat = a q`` and ``rho_hat = a g q``, are fitted and the one whose authentic windows
+   scatter least about it (smaller ``c`` below) is kept. The gain ``a`` is fitted on the query
+   itself, so nothing beyond the fingerprint is needed: authentic windows scatter as
+   ``rho ~ N(a x, (c sigma0)^2)`` (``c >= 1`` absorbs the predictor's error) and tampering only
+   lowers ``rho``, so ``c`` is measured on the windows above the fit and windows far below it are
+   left out of the next least-squares fit of ``a`` (one-sided iterative trimming). This needs most
+   of the image to be authentic: a forgery covering about half of the photo or more is missed.
+3. ``sigma0(b)``, the spread of ``rho`` without this PRNU, is measured on the image: the RMS over
+   ``N_NULL`` misaligned (circularly shifted) copies of ``K`` of each window's correlation,
+   smoothed over 5 x 5 neighbouring windows. Textured windows have a larger ``sigma0``.
+4. One-sided test per window at false-alarm rate ``alpha``: ``z = (rho - rho_hat) / (c sigma0)``
+   is N(0, 1) for an authentic window, so ``z < -z_alpha`` (``z_alpha = Phi^-1(1 - alpha)``)
+   flags it with probability ``alpha``. A window is *decidable* only where losing its PRNU
+   entirely would be flagged at least half of the time (``rho_hat >= z_alpha c sigma0``): where
+   the PRNU cannot show (dark, saturated or strongly textured areas) its absence is not
+   evidence and nothing is flagged.
+5. Per pixel: a pixel takes the decision of the window centred nearest to it and is marked
+   tampered when that window is flagged, decidable and ``rho < rho_hat / 2`` (more than half of
+   the window lacks the PRNU, which puts the mask's edge where the window is half over the edge
+   of a pasted block). Flagged regions smaller than ``min_area`` pixels are dropped.
 
-The measured accuracy on forgeries made from Dresden photos is in benchmarks/RESULTS.md
-("Tamper localisation", ``benchmarks/eval_localize.py``).
+Predictors with more freedom (``q`` times a polynomial in intensity, texture and ``g``) fitted
+on the query predict better inside authentic content but also learn to predict a low
+correlation for the pasted content itself, so they find less: measured on Dresden forgeries in benchmarks/RESULTS.md ("Tamper localisation",
+``benchmarks/eval_localize.py``), with the accuracy of this default.
 
 References
 ----------
@@ -49,17 +59,20 @@ from scipy import ndimage, special
 
 from fingerprint.attribution import gray_image
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
-from fingerprint.residual import QUERY_SIGMA, extract_residual
+from fingerprint.residual import extract_residual
+from kernels.spec import QUERY_SIGMA, value_scale
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_WINDOW", "Localization", "localize"]
 
-DEFAULT_WINDOW = 128  # window side in pixels (Chen et al. 2008 use 128 x 128)
-DEFAULT_ALPHA = 1e-3  # false-alarm rate of the one-sided test per window (and so per pixel)
+DEFAULT_WINDOW = 256  # window side in pixels for photos of 1024 px and more (Chen et al. 2008 use 128)
+DEFAULT_ALPHA = 0.01  # false-alarm rate of the one-sided test per window (and so per pixel)
 SATURATED = 250.0  # a pixel with any channel at or above this (0-255 scale) carries no PRNU
-TRIM_LOW, TRIM_HIGH = 2.5, 4.0  # trimming of the robust fit, in robust standard deviations
-FIT_ITERATIONS = 8
-_MAD = 1.4826  # MAD -> standard deviation for a normal variable
-_FEATURES = ("q", "q*mu", "q*mu^2", "q*log_sw", "q*log_tex", "q*unsat", "1", "mu", "log_tex")
+N_NULL = 6  # misaligned fingerprints measuring the spread of rho without this PRNU
+NULL_SMOOTHING = 5  # the null spread is averaged over this many windows in each direction
+FIT_ITERATIONS = 30
+TRIM = 2.5  # windows this many scatter units below the fit are left out of the next fit
+INJECTED_STD = 0.01  # std of the multiplicative white pattern that measures the denoiser's attenuation
+PREDICTORS = ("q", "gq")  # rho_hat = a q, or a g q (g: measured attenuation); the better fit is kept
 
 
 @dataclass
@@ -75,7 +88,7 @@ class Localization:
     predicted : ndarray of float32, shape (H, W)
         ``rho_hat``, the correlation predicted for that window if authentic.
     z : ndarray of float32, shape (H, W)
-        ``(rho - rho_hat) / sigma``: about N(0, 1) where authentic, strongly negative where not.
+        ``(rho - rho_hat) / (c sigma0)``: about N(0, 1) where authentic, strongly negative where not.
     decidable : ndarray of bool, shape (H, W)
         Where a missing PRNU would be detected at least half of the time.
     window, stride : int
@@ -84,15 +97,18 @@ class Localization:
         False-alarm rate of the test per window.
     z_threshold : float
         ``Phi^-1(1 - alpha)``; a window is flagged when ``z < -z_threshold``.
-    scatter : tuple of float
-        ``(s0, s1)`` of ``sigma = sqrt(s0^2 + (s1 rho_hat)^2)``.
+    predictor : str
+        ``"q"`` (``rho_hat = a q``) or ``"gq"`` (``rho_hat = a g q``), the one that fitted better.
+    gain : float
+        ``a`` of the predictor.
+    inflation : float
+        ``c``: spread of authentic windows about the prediction, in units of ``sigma0``.
     null_std : float
-        Robust std of ``rho`` against a misaligned fingerprint (the correlation of a window without
-        this PRNU), for reference.
-    coefficients : dict of str to float
-        The fitted predictor ``theta`` by feature name.
-    n_windows, n_fit : int
-        Windows scored, and windows kept by the trimmed fit.
+        Median ``sigma0`` over the windows (the correlation's spread without this PRNU).
+    excluded : float
+        Share of windows the robust fit left out (far below the prediction).
+    n_windows : int
+        Windows scored.
     min_area : int
         Smallest flagged region kept, pixels.
     """
@@ -106,11 +122,12 @@ class Localization:
     stride: int
     alpha: float
     z_threshold: float
-    scatter: tuple[float, float]
+    predictor: str
+    gain: float
+    inflation: float
     null_std: float
-    coefficients: dict[str, float]
+    excluded: float
     n_windows: int
-    n_fit: int
     min_area: int
 
     @property
@@ -123,13 +140,19 @@ class Localization:
         """Fraction of the image's pixels where the test has power."""
         return float(self.decidable.mean())
 
+    @property
+    def fraction_present(self) -> np.ndarray:
+        """``rho / rho_hat`` (0 where ``rho_hat <= 0``): about 1 where authentic, 0 where absent."""
+        return np.divide(self.correlation, self.predicted, out=np.zeros_like(self.correlation),
+                         where=self.predicted > 0)
+
     def as_dict(self) -> dict[str, Any]:
         """Summary without the per-pixel arrays (JSON-ready)."""
         return {"shape": list(self.mask.shape), "tampered_fraction": self.tampered_fraction,
                 "decidable_fraction": self.decidable_fraction, "window": self.window, "stride": self.stride,
-                "alpha": self.alpha, "z_threshold": self.z_threshold, "scatter": list(self.scatter),
-                "null_std": self.null_std, "n_windows": self.n_windows, "n_fit": self.n_fit,
-                "min_area": self.min_area, "coefficients": self.coefficients}
+                "alpha": self.alpha, "z_threshold": self.z_threshold, "predictor": self.predictor, "gain": self.gain,
+                "inflation": self.inflation, "null_std": self.null_std, "excluded": self.excluded,
+                "n_windows": self.n_windows, "min_area": self.min_area}
 
 
 def _integral(a: np.ndarray) -> np.ndarray:
@@ -146,60 +169,80 @@ def _box_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, w: int) -> np.ndarr
     return c[np.ix_(ys + w, xs + w)] - c[np.ix_(ys, xs + w)] - c[np.ix_(ys + w, xs)] + c[np.ix_(ys, xs)]
 
 
-def _window_ncc(W, X, ys, xs, w):
-    """Per window: NCC of W and X, and the variances of W and X times ``w*w`` (float64 grids)."""
-    n = float(w * w)
-    sw, sx = _box_sums(W, ys, xs, w), _box_sums(X, ys, xs, w)
-    vw = np.maximum(_box_sums(W * W, ys, xs, w) - sw * sw / n, 0.0)
-    vx = np.maximum(_box_sums(X * X, ys, xs, w) - sx * sx / n, 0.0)
-    cov = _box_sums(W * X, ys, xs, w) - sw * sx / n
-    denom = np.sqrt(vw * vx)
-    rho = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 0)
-    return rho, vw, vx
+class _Windows:
+    """Box statistics of the residual ``W`` on a grid of ``w x w`` windows (sums, centred energy)."""
+
+    def __init__(self, W: np.ndarray, ys: np.ndarray, xs: np.ndarray, w: int):
+        self.W, self.ys, self.xs, self.w, self.n = W, ys, xs, w, float(w * w)
+        self.sw = _box_sums(W, ys, xs, w)
+        self.vw = np.maximum(_box_sums(W * W, ys, xs, w) - self.sw ** 2 / self.n, 0.0)
+
+    def ncc(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window: ``NCC(W_b, X_b)`` and ``q = std(X_b) / std(W_b)`` (float64 grids)."""
+        sx = _box_sums(X, self.ys, self.xs, self.w)
+        vx = np.maximum(_box_sums(X * X, self.ys, self.xs, self.w) - sx * sx / self.n, 0.0)
+        cov = _box_sums(self.W * X, self.ys, self.xs, self.w) - self.sw * sx / self.n
+        denom = np.sqrt(self.vw * vx)
+        rho = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 0)
+        q = np.sqrt(np.divide(vx, self.vw, out=np.zeros_like(vx), where=self.vw > 0))
+        return rho, q
 
 
-def _features(I, W, unsat, vw, vx, ys, xs, w) -> np.ndarray:
-    """Content features of every window, shape (n_windows, len(_FEATURES)), float64."""
-    n = float(w * w)
-    q = np.sqrt(np.divide(vx, vw, out=np.zeros_like(vx), where=vw > 0))
-    mu = _box_sums(I, ys, xs, w) / (255.0 * n)
-    smooth = ndimage.gaussian_filter(I, 1.0)
-    gy, gx = np.gradient(smooth)
-    log_tex = np.log(_box_sums(gx * gx + gy * gy, ys, xs, w) / n + 1e-3)
-    log_sw = np.log(np.sqrt(vw / n) + 1e-6)
-    frac = _box_sums(unsat, ys, xs, w) / n
-    cols = [q, q * mu, q * mu * mu, q * log_sw, q * log_tex, q * frac, np.ones_like(q), mu, log_tex]
-    return np.stack([c.ravel() for c in cols], axis=1)
+def _null_spread(win: _Windows, I: np.ndarray, K: np.ndarray, unsat: np.ndarray) -> np.ndarray:
+    """``sigma0`` per window: RMS of ``rho`` against ``N_NULL`` circularly shifted copies of ``K``."""
+    H, Wd = K.shape
+    acc = np.zeros((win.ys.size, win.xs.size))
+    for k in range(N_NULL):  # shifts far from 0 and from each other (no PRNU left in common)
+        shift = ((H // 3 + 97 * k + 31) % H, (Wd // 2 + 151 * k + 17) % Wd)
+        rho0, _ = win.ncc(I * np.roll(K, shift, axis=(0, 1)) * unsat)
+        acc += rho0 * rho0
+    s0 = np.sqrt(ndimage.uniform_filter(acc / N_NULL, NULL_SMOOTHING, mode="nearest"))
+    return np.maximum(s0, 1e-6)
 
 
-def _robust_fit(F: np.ndarray, rho: np.ndarray):
-    """Trimmed least squares ``rho ~ F theta`` and the scatter model; returns theta, (s0, s1), kept."""
-    scale = np.maximum(np.abs(F).max(axis=0), 1e-12)  # column scaling for a well-conditioned solve
-    A = F / scale
-    keep = np.ones(rho.shape, dtype=bool)
+def _attenuation(img: np.ndarray, W: np.ndarray, win: _Windows, I: np.ndarray, sigma: float, levels: int) -> np.ndarray:
+    """``g`` per window: the share of an added pattern ``I P`` that reaches the residual.
+
+    ``P`` is white Gaussian noise of std ``INJECTED_STD`` (fixed seed); the image times
+    ``1 + P`` (float, [0, 255] scale) gives residual ``W'``, and ``g = cov(W' - W, I P) / var(I P)``
+    over each window, the local linear response of the residual to a multiplicative pattern.
+    """
+    P = np.random.default_rng(20080101).standard_normal(W.shape).astype(np.float32) * np.float32(INJECTED_STD)
+    x = img.astype(np.float32) * np.float32(value_scale(img.dtype))
+    x *= (1.0 + P)[..., None] if x.ndim == 3 else (1.0 + P)
+    np.clip(x, 0.0, 255.0, out=x)
+    dW = extract_residual(x, sigma=sigma, levels=levels).astype(np.float64) - W
+    XP = I * P
+    n = win.n
+    sd, sp = _box_sums(dW, win.ys, win.xs, win.w), _box_sums(XP, win.ys, win.xs, win.w)
+    cov = _box_sums(dW * XP, win.ys, win.xs, win.w) - sd * sp / n
+    var = _box_sums(XP * XP, win.ys, win.xs, win.w) - sp * sp / n
+    return np.clip(np.divide(cov, var, out=np.zeros_like(cov), where=var > 0), 0.0, None)
+
+
+def _fit_gain(rho: np.ndarray, x: np.ndarray, s0: np.ndarray) -> tuple[float, float, float]:
+    """One-sided robust fit of ``rho ~ a x`` with scatter ``c s0``; returns ``(a, c, excluded)``.
+
+    Tampering only lowers ``rho`` (partly covered windows by any fraction), so the spread ``c`` is
+    taken from the windows above the fit (``c^2`` = mean of ``r^2`` over ``r > 0``, ``r = (rho -
+    a x) / s0``: exact for a symmetric scatter, at least 1) and the windows more than
+    ``TRIM`` ``c`` below it are left out of the next weighted least-squares fit of ``a``
+    (weights ``1 / s0^2``). ``excluded`` is the share of windows left out at the end.
+    """
+    y, xx, s = rho.ravel(), x.ravel(), s0.ravel()
+    wx, wy = xx / s ** 2, y / s ** 2
+    keep = np.ones(y.shape, dtype=bool)
+    a, c = float(np.sum(wx * y) / max(np.sum(wx * xx), 1e-300)), 1.0
     for _ in range(FIT_ITERATIONS):
-        theta, *_ = np.linalg.lstsq(A[keep], rho[keep], rcond=None)
-        r = rho - A @ theta
-        s = _MAD * float(np.median(np.abs(r[keep] - np.median(r[keep])))) + 1e-12
-        new = (r > -TRIM_LOW * s) & (r < TRIM_HIGH * s)
-        if np.array_equal(new, keep) or new.sum() < F.shape[1] * 4:
+        r = (y - a * xx) / s
+        above = r[keep & (r > 0)]
+        c = max(1.0, float(np.sqrt(np.mean(above ** 2)))) if above.size else 1.0
+        new = r > -TRIM * c
+        a = float(np.sum(wx[new] * y[new]) / max(np.sum(wx[new] * xx[new]), 1e-300))
+        if np.array_equal(new, keep):
             break
         keep = new
-    pred = A @ theta
-    # scatter model sigma^2 = s0^2 + s1^2 rho_hat^2 on the kept windows (robust: median of squares
-    # in bins of rho_hat, then a least-squares line through them, clipped to non-negative)
-    r2 = (rho - pred)[keep] ** 2 / 0.4549  # median of chi2_1 is 0.4549
-    p2 = pred[keep] ** 2
-    edges = np.quantile(p2, np.linspace(0, 1, 9))
-    bins = np.clip(np.searchsorted(edges, p2, side="right") - 1, 0, 7)
-    mx = np.array([np.median(p2[bins == b]) for b in range(8) if np.any(bins == b)])
-    my = np.array([np.median(r2[bins == b]) for b in range(8) if np.any(bins == b)])
-    slope, icpt = np.polyfit(mx, my, 1) if len(mx) > 1 else (0.0, float(np.median(r2)))
-    if icpt <= 0:
-        icpt = float(np.min(my))
-    s0 = float(np.sqrt(max(icpt, 1e-12)))
-    s1 = float(np.sqrt(max(slope, 0.0)))
-    return theta / scale, (s0, s1), keep
+    return a, c, float(1.0 - keep.mean())
 
 
 def _to_pixels(grid: np.ndarray, shape: tuple[int, int], w: int, s: int) -> np.ndarray:
@@ -213,12 +256,18 @@ def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
     if min_area <= 1 or not mask.any():
         return mask
     labels, n = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    small = sizes < min_area
+    small = np.bincount(labels.ravel(), minlength=n + 1) < min_area
     small[0] = False
     mask = mask.copy()
     mask[small[labels]] = False
     return mask
+
+
+def default_window(shape: tuple[int, ...]) -> int:
+    """Window side for an image: ``DEFAULT_WINDOW`` from 1024 px up, a quarter of the shorter side
+    (multiple of 16, at least 32) below."""
+    side = min(shape[:2])
+    return DEFAULT_WINDOW if side >= 4 * DEFAULT_WINDOW else max(32, side // 4 // 16 * 16)
 
 
 def _check(image, fingerprint, offset, rotation, window, stride, alpha):
@@ -227,12 +276,10 @@ def _check(image, fingerprint, offset, rotation, window, stride, alpha):
     K = np.asarray(fingerprint, dtype=np.float32)
     if K.ndim != 2:
         raise ShapeMismatchError(f"fingerprint: expected a camera fingerprint of shape (H, W), got {K.shape}")
-    if rotation % 90:
+    if int(rotation) % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
-    if int(window) != window or window < 16:
-        raise ValueError(f"window must be an integer of at least 16 pixels, got {window}")
     k = (int(rotation) // 90) % 4
     h, w = image.shape[:2] if k % 2 == 0 else image.shape[1::-1]
     oy, ox = (int(v) for v in offset)
@@ -240,14 +287,17 @@ def _check(image, fingerprint, offset, rotation, window, stride, alpha):
         raise ShapeMismatchError(
             f"the query ({h}x{w} after rotating by {90 * k} degrees) at offset ({oy}, {ox}) does not fit in "
             f"the {K.shape[0]}x{K.shape[1]} fingerprint")
+    window = default_window((h, w)) if window is None else window
+    if int(window) != window or window < 16:
+        raise ValueError(f"window must be an integer of at least 16 pixels, got {window}")
     if min(h, w) < window:
         raise InvalidImageError(f"image: {h}x{w} pixels is smaller than one {window}x{window} window")
-    step = int(stride) if stride else max(window // 8, 1)
-    return K[oy:oy + h, ox:ox + w], k, step
+    step = int(stride) if stride else max(int(window) // 8, 1)
+    return K[oy:oy + h, ox:ox + w], k, int(window), step
 
 
 def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, int] = (0, 0), rotation: int = 0,
-             window: int = DEFAULT_WINDOW, stride: int | None = None, alpha: float = DEFAULT_ALPHA,
+             window: int | None = None, stride: int | None = None, alpha: float = DEFAULT_ALPHA,
              min_area: int | None = None, sigma: float = QUERY_SIGMA, levels: int = 4) -> Localization:
     """Per-pixel map of where a camera's fingerprint is absent from a photo, and a tamper mask.
 
@@ -264,12 +314,12 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
         Degrees the query was rotated by (``np.rot90`` steps) to match ``K``:
         ``ReferenceScore.rotation``. The results come back in the query's own orientation.
     window : int, optional
-        Window side ``w`` in pixels (default 128); a larger window detects weaker fingerprints and
-        larger forgeries, a smaller one resolves smaller ones.
+        Window side ``w`` in pixels (default :func:`default_window`: 256 from 1024 px up); a larger
+        window detects weaker fingerprints, a smaller one resolves smaller forgeries.
     stride : int, optional
         Grid step (default ``window // 8``).
     alpha : float, optional
-        False-alarm rate of the one-sided test per window (default 1e-3).
+        False-alarm rate of the one-sided test per window (default 0.01).
     min_area : int, optional
         Flagged regions smaller than this many pixels are dropped (default ``(window // 2)**2``).
     sigma, levels : float, int
@@ -292,9 +342,9 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     Notes
     -----
     The module docstring gives the model. For a straight edge of a pasted block the mask's edge
-    lies where the window is half over the block, so blocks of about the window size and above
-    are outlined; smaller ones lose their corners or vanish. Cost: one residual and about a dozen
-    integral images of the image size.
+    lies where the window is half over the block, so blocks from about the window size up are
+    outlined; smaller ones lose their corners or vanish. Cost: two residuals and about
+    ``9 + 3 N_NULL`` integral images of the image size.
 
     References
     ----------
@@ -308,29 +358,27 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     >>> from fingerprint.build import build_fingerprint
     >>> cam = make_camera("c", 5, shape=(256, 256), prnu_std=0.02)
     >>> K = build_fingerprint(list(cam.images(8, seed=1, flat=True)))
-    >>> res = localize(next(cam.images(1, seed=2)), K, window=64)
-    >>> res.mask.shape, res.mask.dtype
-    ((256, 256), dtype('bool'))
+    >>> res = localize(next(cam.images(1, seed=2)), K)
+    >>> res.mask.shape, res.mask.dtype, res.window
+    ((256, 256), dtype('bool'), 64)
     """
-    Kc, k, step = _check(image, fingerprint, offset, rotation, window, stride, alpha)
-    w = int(window)
-    img = np.rot90(image, k)
-    W = np.ascontiguousarray(extract_residual(np.ascontiguousarray(img), sigma=sigma, levels=levels), dtype=np.float64)
-    I = gray_image(np.ascontiguousarray(img)).astype(np.float64)
+    Kc, k, w, step = _check(image, fingerprint, offset, rotation, window, stride, alpha)
+    img = np.ascontiguousarray(np.rot90(image, k))
+    W = extract_residual(img, sigma=sigma, levels=levels).astype(np.float64)
+    I = gray_image(img).astype(np.float64)
     planes = img if img.ndim == 3 else img[..., None]
-    scale = 1.0 / 257.0 if img.dtype == np.uint16 else 1.0
-    unsat = (planes.max(axis=2).astype(np.float64) * scale < SATURATED).astype(np.float64)
-    X = I * Kc * unsat
+    unsat = (planes.max(axis=2).astype(np.float64) * value_scale(img.dtype) < SATURATED).astype(np.float64)
     H, Wd = W.shape
-    ys = np.arange(0, H - w + 1, step)
-    xs = np.arange(0, Wd - w + 1, step)
-    rho, vw, vx = _window_ncc(W, X, ys, xs, w)
-    shift = (H // 2 + 17, Wd // 2 + 29)  # a misaligned fingerprint: the correlation without this PRNU
-    rho0, _, _ = _window_ncc(W, I * np.roll(Kc, shift, axis=(0, 1)) * unsat, ys, xs, w)
-    F = _features(I, W, unsat, vw, vx, ys, xs, w)
-    theta, (s0, s1), keep = _robust_fit(F, rho.ravel())
-    pred = (F @ theta).reshape(rho.shape)
-    spread = np.sqrt(s0 * s0 + (s1 * pred) ** 2)
+    ys, xs = np.arange(0, H - w + 1, step), np.arange(0, Wd - w + 1, step)
+    win = _Windows(W, ys, xs, w)
+    rho, q = win.ncc(I * Kc * unsat)
+    s0 = _null_spread(win, I, Kc, unsat)
+    g = _attenuation(img, W, win, I, sigma, levels)
+    fits = {name: (x, *_fit_gain(rho, x, s0)) for name, x in (("q", q), ("gq", g * q))}
+    predictor = min(fits, key=lambda name: fits[name][2])  # the smaller inflation c
+    x, a, c, pi = fits[predictor]
+    pred = a * x
+    spread = c * s0
     z = (rho - pred) / spread
     z_alpha = float(-special.ndtri(alpha))
     decidable = pred >= z_alpha * spread
@@ -341,9 +389,8 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     def full(grid):
         return np.ascontiguousarray(np.rot90(_to_pixels(grid, (H, Wd), w, step), back))
 
-    mask = _drop_small(full(flagged), area)
-    return Localization(mask=mask, correlation=full(rho.astype(np.float32)), predicted=full(pred.astype(np.float32)),
-                        z=full(z.astype(np.float32)), decidable=full(decidable), window=w, stride=step, alpha=float(alpha),
-                        z_threshold=z_alpha, scatter=(s0, s1), null_std=_MAD * float(np.median(np.abs(rho0))),
-                        coefficients={n: float(t) for n, t in zip(_FEATURES, theta)}, n_windows=int(rho.size),
-                        n_fit=int(keep.sum()), min_area=area)
+    return Localization(mask=_drop_small(full(flagged), area), correlation=full(rho.astype(np.float32)),
+                        predicted=full(pred.astype(np.float32)), z=full(z.astype(np.float32)),
+                        decidable=full(decidable), window=w, stride=step, alpha=float(alpha), z_threshold=z_alpha,
+                        predictor=predictor, gain=a, inflation=c, null_std=float(np.median(s0)), excluded=pi,
+                        n_windows=int(rho.size), min_area=area)

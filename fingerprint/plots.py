@@ -118,7 +118,7 @@ def plot_confusion(confusion: dict[str, dict[str, int]], out: Path) -> Path:
     rows = list(confusion)
     cols = list(next(iter(confusion.values())))
     m = np.array([[confusion[r][c] for c in cols] for r in rows])
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cols), 1.0 + 0.55 * len(rows)))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 + 0.7 * len(cols)), max(3.5, 1.0 + 0.55 * len(rows))))
     ax.imshow(m, cmap="Blues")
     for i in range(len(rows)):
         for j in range(len(cols)):
@@ -126,7 +126,7 @@ def plot_confusion(confusion: dict[str, dict[str, int]], out: Path) -> Path:
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set(xlabel="decision (a reference, or unknown)", ylabel="true source",
-           title=f"confusion matrix: images per (true source, decision), {int(m.sum())} images")
+           title=f"confusion matrix\n(images per true source and decision; {int(m.sum())} images)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -38,9 +38,9 @@ from fingerprint import report_plots as plots
 from fingerprint.attribution import Attribution, Attributor, ReferenceScore, load_attributor
 from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import generator_residual
-from fingerprint.localize import DEFAULT_WINDOW, Localization, localize
+from fingerprint.localize import Localization, localize
 
-__all__ = ["ImageReport", "false_alarm", "localize_reference", "report_window", "write_report"]
+__all__ = ["ImageReport", "false_alarm", "localize_file", "localize_reference", "write_report"]
 
 TEMPLATES = Path(__file__).with_name("templates")
 _EXIF_SOFTWARE, _EXIF_DATETIME, _EXIF_IFD, _EXIF_DATETIME_ORIGINAL = 305, 306, 0x8769, 36867
@@ -167,12 +167,6 @@ def false_alarm(score: ReferenceScore, null: np.ndarray | None = None) -> tuple[
 
 
 # --- localisation -------------------------------------------------------------------------------
-def report_window(shape: tuple[int, ...]) -> int:
-    """Localisation window for an image: 128 px (Chen et al.), smaller for images under 512 px."""
-    side = min(shape[:2])
-    return DEFAULT_WINDOW if side >= 4 * DEFAULT_WINDOW else max(32, side // 4 // 16 * 16)
-
-
 def localize_reference(att: Attributor, image: np.ndarray, name: str, *, score: ReferenceScore | None = None,
                        **options) -> tuple[Localization, ReferenceScore]:
     """Tamper localisation of ``image`` against camera ``name`` of an attributor.
@@ -203,7 +197,6 @@ def localize_reference(att: Attributor, image: np.ndarray, name: str, *, score: 
         score = single.score(image, name).scores[name]
     if score.offset is None:
         raise ValueError(f"the image could not be placed on {name}'s sensor ({score.note or 'no offset found'})")
-    options.setdefault("window", report_window(image.shape))
     loc = localize(image, cam.K, offset=score.offset, rotation=score.rotation or 0, sigma=att.query_sigma, **options)
     return loc, score
 
@@ -235,16 +228,15 @@ def localize_file(library: str | os.PathLike, image_path: str | os.PathLike, ref
         warn(f"{image_path} does not match {reference} ({_score_text(score)}); the map is not evidence of tampering")
     Image.fromarray(loc.mask.astype(np.uint8) * np.uint8(255), mode="L").save(mask_out, format="PNG")
     if map_out is not None:
-        frac = np.divide(loc.correlation, loc.predicted, out=np.zeros_like(loc.correlation), where=loc.predicted > 0)
-        Path(map_out).write_bytes(plots.localization_png(image, loc.mask, frac, loc.decidable,
+        Path(map_out).write_bytes(plots.localization_png(image, loc.mask, loc.fraction_present, loc.decidable,
                                                           title=f"fingerprint of {reference} across the image"))
     return {"image": str(image_path), "reference": reference, "mask": str(mask_out), "map": str(map_out) if map_out else None,
             **loc.as_dict(), "attribution": score.as_dict()}
 
 
 def _localization_facts(image, loc: Localization, name: str) -> dict[str, Any]:
-    frac = np.divide(loc.correlation, loc.predicted, out=np.zeros_like(loc.correlation), where=loc.predicted > 0)
-    png = plots.localization_png(image, loc.mask, frac, loc.decidable, title=f"fingerprint of {name} across the image")
+    png = plots.localization_png(image, loc.mask, loc.fraction_present, loc.decidable,
+                                 title=f"fingerprint of {name} across the image")
     return {"figure": plots.data_uri(png), "tampered_pct": 100 * loc.tampered_fraction,
             "decidable_pct": 100 * loc.decidable_fraction, **loc.as_dict()}
 

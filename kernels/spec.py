@@ -35,6 +35,7 @@ __all__ = [
     "check_image",
     "check_residual_params",
     "check_search",
+    "SIGMA_RANGE",
     "pad_amounts",
     "value_scale",
 ]
@@ -129,10 +130,17 @@ def check_image(image, name: str = "image"):
     return image
 
 
+#: Accepted wavelet-denoiser noise std (grey levels, 8-bit scale). Outside it a residual is almost
+#: zero (sigma << quantisation step) or the whole image (sigma >> any texture); 1e300 overflows to NaN.
+SIGMA_RANGE: tuple[float, float] = (0.1, 100.0)
+
+
 def check_residual_params(sigma: float, levels: int) -> tuple[float, int]:
-    """``(sigma, levels)`` as ``(float, int)``, or ``ValueError``: sigma > 0 finite, 1 <= levels <= MAX_LEVELS."""
+    """``(sigma, levels)`` as ``(float, int)``, or ``ValueError``: sigma in :data:`SIGMA_RANGE`, 1 <= levels <= MAX_LEVELS."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not SIGMA_RANGE[0] <= sigma <= SIGMA_RANGE[1]:
+        raise ValueError(f"sigma must be from {SIGMA_RANGE[0]:g} to {SIGMA_RANGE[1]:g} grey levels, got {sigma!r}")
     if int(levels) != levels or not 1 <= levels <= MAX_LEVELS:
         raise ValueError(f"levels must be an integer from 1 to {MAX_LEVELS}, got {levels!r}")
     return float(sigma), int(levels)

@@ -60,6 +60,9 @@ def test_dominant_stage_is_the_largest_share():
     assert build.startswith("100x100 camera build, per image: 0.600 s") and "camera build dominates (83%)" in build
     # 1.4 s of attribution = 2 residuals (0.4 s) + 1.0 s of PCE: the PCE part dominates 1.5 s in all
     assert "1.500 s" in attribute and "PCE over rotations and retry dominates (67%)" in attribute
+    assert "inconsistent" not in attribute
+    rows[-1] = row(rows[-1].stage, 0.3)  # faster than its own two residuals: a busy machine, said so
+    assert "inconsistent timings" in dominant_stages(rows)[1]
 
 
 def test_cli_pipeline_json(capsys):

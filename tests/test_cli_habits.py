@@ -416,3 +416,23 @@ def test_strict_json_of_a_result_without_threshold():
     d = strict_json(dumps(attribution_json(res)))
     assert d["scores"]["camA"]["threshold"] is None and d["scores"]["camA"]["note"]
     assert dumps({"x": float("nan"), "y": [1.0, float("-inf")]}) == '{"x": null, "y": [1.0, null]}'
+
+
+def test_a_score_next_to_its_threshold_is_never_printed_equal_to_it():
+    from fingerprint.attribution import Attribution
+    from fingerprint.cli_text import format_row
+
+    cam = _score("camA", "camera", ncc=0.1, pce=59.96, threshold=60.0, match=False)
+    row = format_row(Attribution("q.jpg", None, "unknown", {"camA": cam}, "camA"))
+    assert row.split("\t")[2] == "PCE 59.960 < 60.000"
+
+
+def test_evaluate_generator_z_is_the_threshold_of_the_per_image_rows(capsys, one_generator_library, labelled, tmp_path):
+    per_image = tmp_path / "r.jsonl"
+    code, out, err = cli(capsys, "evaluate", one_generator_library, labelled, "--quiet", "--generator-z", "3.1",
+                         "--per-image", per_image)
+    assert code == EXIT_ERROR  # broken.jpg
+    assert "generator threshold: z = NCC*sqrt(D) >= 3.10 (given)" in out
+    (row,) = [r for r in map(strict_json, per_image.read_text().splitlines()) if r["image"].endswith("s0.png")]
+    assert row["decision"] == "gen1" and row["correct"] is True and row["score_name"] == "z"
+    assert row["threshold"] == pytest.approx(3.1) and row["score"] > 3.1

@@ -142,3 +142,20 @@ def test_empty_accumulator_and_channel_mismatch(rng):
     acc.add(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8))
     with pytest.raises(InvalidImageError, match="channel"):
         acc.add(rng.integers(0, 256, (32, 32)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("sigma", [1e300, 1e-30, 0.0, -1.0, float("nan"), float("inf")])
+def test_fingerprint_params_refuse_sigma_that_breaks_the_fingerprint(sigma):
+    """sigma 1e300 used to give an all-NaN fingerprint and 1e-30 an all-zero one (issue 13)."""
+    from fingerprint.estimate import FingerprintParams
+
+    for kind in ("camera", "generator"):
+        with pytest.raises(ValueError, match="sigma"):
+            FingerprintParams(kind=kind, sigma=sigma)
+
+
+def test_fingerprint_params_accept_the_published_sigmas():
+    from fingerprint.estimate import FingerprintParams
+
+    assert FingerprintParams(kind="camera", sigma=3.0).sigma == 3.0
+    assert FingerprintParams(kind="generator").sigma == 5.0

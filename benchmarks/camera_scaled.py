@@ -1,0 +1,294 @@
+"""Camera identification from resized, re-compressed and cropped Dresden photos (issue 12).
+
+    python benchmarks/camera_scaled.py                 # default protocol (subsampled, ~10 min)
+    python benchmarks/camera_scaled.py --full          # every photo, scale, filter and variant
+    python benchmarks/camera_scaled.py --peak-width    # PCE against scale error (chooses the grid)
+    python benchmarks/camera_scaled.py --resampling    # fingerprint down vs query up, filters
+    python benchmarks/camera_scaled.py --timing        # 6 MP resized query against 6 cameras
+
+Fingerprints: the 10 flat-fields of each camera in ``../shared/data/dresden/ff`` through the public
+build API (``fingerprint.build.build_reference``), cached in ``/tmp/ganprint_bench/dresden_ff.h5``
+(delete it to rebuild). Queries: the 16 natural photos of ``nat/``, transformed in memory with
+``fingerprint.transforms`` (nothing is written): resized by 0.5, 0.6, 0.75, 0.9 (Lanczos,
+bicubic); the same then JPEG q75; the same then cropped to 80 % of each side at a seeded random
+offset. Every query is scored against the 6 cameras as an attribution would: native crop search
+and implied scale for every camera (sigma 2), the sigma-5 residual in the native stage if no
+camera matched, then the scale search camera by camera until one matches
+(``fingerprint.camera_search``, one error budget per decision). ``--all-cameras`` runs every
+stage of every camera (no early stop across cameras) to check wrong matches thoroughly.
+
+Default run (2 shared cores, ~10 min): all 16 photos for resize and resize+JPEG at every factor
+with Lanczos, bicubic at 0.5 and 0.9; resize+crop at every factor with Lanczos on 8 photos
+(every other one). ``--full`` runs everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fingerprint.build import build_reference
+from fingerprint.camera_search import CameraSearch
+from fingerprint.io import load_image
+from fingerprint.residual import extract_residual
+from fingerprint.scaled_search import resample_fingerprint
+from fingerprint.scores import ReferenceSpectrum
+from fingerprint.transforms import apply_pipeline, image_rng
+from kernels.spec import GRAY_WEIGHTS
+from reference_db import Library
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dresden"
+CACHE = Path("/tmp/ganprint_bench/dresden_ff.h5")
+SCALES = (0.5, 0.6, 0.75, 0.9)
+FILTERS = ("lanczos", "bicubic")
+CROP = 0.8  # crop after resize keeps this fraction of each side
+JPEG = 75
+
+
+def camera_of(path: Path) -> str:
+    return path.stem.rsplit("_", 1)[0]
+
+
+def fingerprints(path: Path = CACHE) -> dict[str, np.ndarray]:
+    """Camera fingerprints from ff/, built once into ``path`` with the public build API."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        for cam in sorted({camera_of(p) for p in (DATA / "ff").glob("*.JPG")}):
+            build_reference(path, cam, "camera", [str(DATA / "ff" / f"{cam}_*.JPG")], progress=False)
+        print(f"built {path} in {time.perf_counter() - t:.0f} s", flush=True)
+    with Library(path, "r") as lib:
+        return {n: np.asarray(lib.get(n, with_sums=False).fingerprint, dtype=np.float32) for n in lib.names()}
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    x = image.astype(np.float32)
+    return x @ np.asarray(GRAY_WEIGHTS, dtype=np.float32) if x.ndim == 3 else x
+
+
+def product(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """``W * I``: the query residual at ``sigma`` times the gray image."""
+    return extract_residual(image, sigma=sigma) * gray(image)
+
+
+def pipeline(shape: tuple[int, int], scale: float, filt: str, variant: str) -> str:
+    spec = f"resize:{scale:g}:{filt}"
+    if variant == "jpeg":
+        spec += f"+jpeg:{JPEG}"
+    elif variant == "crop":
+        h, w = round(shape[0] * scale), round(shape[1] * scale)
+        spec += f"+crop:{round(CROP * h)}x{round(CROP * w)}"
+    return spec
+
+
+def merge(a, b):
+    """The decision of two passes over one camera: the smaller false-alarm probability."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    best = a if a.false_alarm <= b.false_alarm else b
+    best.searched = list(dict.fromkeys(a.searched + b.searched))
+    return best
+
+
+def attribute(image: np.ndarray, searches: dict[str, CameraSearch], *, all_cameras: bool = False):
+    """Score one query against every camera as an attribution would; returns ({camera: decision}, seconds)."""
+    t0 = time.perf_counter()
+    wi2 = product(image, 2.0)
+    dec = {c: s.score([wi2], n_sigmas=2, stages=("native", "implied scale")) for c, s in searches.items()}
+    if all_cameras or not any(d.match for d in dec.values()):
+        wi5 = product(image, 5.0)
+        for c, s in searches.items():
+            dec[c] = merge(dec[c], s.score([wi2, wi5], stages=("native",), native_residuals=(1,)))
+    for c, s in searches.items():
+        if not all_cameras and any(d.match for d in dec.values()):
+            break
+        dec[c] = merge(dec[c], s.score([wi2], n_sigmas=2, stages=("scale search",)))
+    return dec, time.perf_counter() - t0
+
+
+def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: bool) -> list[dict]:
+    searches = {c: CameraSearch(k) for c, k in K.items()}
+    rows = []
+    for scale, filt, variant, subset in cases:
+        matched = wrong = 0
+        times, pces, rows_case = [], [], []
+        for i, p in enumerate(photos):
+            if subset is not None and i not in subset:
+                continue
+            img = load_image(p)
+            spec = pipeline(img.shape[:2], scale, filt, variant)
+            q = apply_pipeline(img, spec, image_rng(12, i)).image
+            dec, secs = attribute(q, searches, all_cameras=all_cameras)
+            best = min(dec, key=lambda c: dec[c].false_alarm)
+            true = camera_of(p)
+            d = dec[best]
+            ok = d.match and best == true
+            matched += ok
+            wrong += d.match and best != true
+            times.append(secs)
+            t = dec[true]
+            pces.append(t.pce if t.pce is not None else float("nan"))
+            rows_case.append((p.stem, spec, ok, best if d.match else "unknown", t.pce, t.scale, t.stage, secs))
+            print(f"  {p.stem:20s} {spec:40s} {'OK ' if ok else '-- '} best {best if d.match else 'unknown':13s} "
+                  f"true: PCE {t.pce if t.pce is not None else float('nan'):8.1f} at {t.scale:.4f} ({t.stage}, "
+                  f"thr {t.threshold:.1f}) {secs:5.1f} s", flush=True)
+        n = len(rows_case)
+        rows.append(dict(scale=scale, filter=filt, variant=variant, n=n, matched=matched, wrong=wrong,
+                         median_s=statistics.median(times), max_s=max(times),
+                         min_true_pce=float(np.nanmin(pces)) if n else float("nan")))
+        print(f"x{scale:g} {filt} {variant or 'resize'}: matched {matched}/{n}, wrong {wrong}, "
+              f"time median {statistics.median(times):.1f} s max {max(times):.1f} s", flush=True)
+    return rows
+
+
+def default_cases(full: bool, n_photos: int) -> list[tuple]:
+    cases = []
+    every_other = None if full else set(range(0, n_photos, 2))
+    for variant in ("", "jpeg", "crop"):
+        for filt in FILTERS:
+            for scale in SCALES:
+                if not full and filt == "bicubic" and (variant == "crop" or scale not in (0.5, 0.9)):
+                    continue
+                cases.append((scale, filt, variant, every_other if variant == "crop" else None))
+    return cases
+
+
+def peak_width(K: dict, photos: list[Path]) -> None:
+    """PCE retention against scale error, in pixels of misregistration at the query's edge."""
+    units = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)
+    print("retention = PCE(s (1 + u / extent)) / PCE(s); extent = longer side of the query (pixels)")
+    for d in (1, 2):
+        table: dict[float, list[float]] = {u: [] for u in units}
+        for i, p in enumerate(photos):
+            img = load_image(p)
+            k = K[camera_of(p)]
+            for scale in (0.75, 0.5):
+                spec = pipeline(img.shape[:2], scale, "lanczos", "crop")
+                q = apply_pipeline(img, spec, image_rng(12, i)).image
+                wi = product(q)
+                if d > 1:
+                    wi = resample_fingerprint(wi, 1.0 / d, (wi.shape[0] // d, wi.shape[1] // d))
+                kd = k if d == 1 else resample_fingerprint(k, 1.0 / d, (k.shape[0] // d, k.shape[1] // d))
+                extent = max(wi.shape)
+                base = None
+                for u in units:
+                    vals = []
+                    for sign in ((1.0,) if u == 0 else (1.0, -1.0)):
+                        s = scale * (1.0 + sign * u / extent)
+                        t = resample_fingerprint(kd, min(s, 1.0))
+                        if t.shape[0] < wi.shape[0] or t.shape[1] < wi.shape[1]:
+                            continue
+                        vals.append(ReferenceSpectrum(t).pce(wi, search="crop").pce)
+                    if u == 0:
+                        base = vals[0]
+                    if base is not None and base >= 100 and vals:
+                        table[u].extend(v / base for v in vals)
+        print(f"resolution 1/{d} (photos with PCE >= 100 at the true factor, both signs of the error):")
+        for u in units:
+            v = sorted(table[u])
+            if v:
+                print(f"  u = {u:4.2f} px: median {statistics.median(v):.2f}, 10th percentile "
+                      f"{v[len(v) // 10]:.2f} (n = {len(v)})")
+
+
+def resampling(K: dict, photos: list[Path]) -> None:
+    """Fingerprint down (several filters) against query up, at the true factor of a whole-frame resize."""
+    for scale in (0.9, 0.75, 0.5):
+        ratios: dict[str, list[float]] = {}
+        tdown, tup = [], []
+        for p in photos:
+            img = load_image(p)
+            k = K[camera_of(p)]
+            q = apply_pipeline(img, f"resize:{scale:g}:lanczos").image
+            w = extract_residual(q)
+            wi = w * gray(q)
+            sh = wi.shape
+            vals = {}
+            for f in ("lanczos", "bicubic", "bilinear", "box"):
+                t = time.perf_counter()
+                vals[f] = ReferenceSpectrum(resample_fingerprint(k, (sh[0] / k.shape[0], sh[1] / k.shape[1]), sh,
+                                                                 filter=f)).pce(wi).pce
+                if f == "bilinear":
+                    tdown.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            up = [np.asarray(resample_up(a, k.shape)) for a in (w, gray(q))]
+            vals["query up"] = ReferenceSpectrum(k).pce(up[0] * up[1]).pce
+            tup.append(time.perf_counter() - t)
+            if vals["lanczos"] >= 60:
+                for f, v in vals.items():
+                    ratios.setdefault(f, []).append(v / vals["lanczos"])
+        print(f"x{scale:g}: median PCE relative to fingerprint down with Lanczos: " + ", ".join(
+            f"{f} {statistics.median(r):.3f}" for f, r in ratios.items())
+              + f"; time bilinear down {statistics.mean(tdown):.2f} s, query up {statistics.mean(tup):.2f} s")
+
+
+def resample_up(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, np.float32), mode="F").resize(
+        (shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+def timing(K: dict, photos: list[Path]) -> None:
+    """A 6 MP photo resized by 0.75 against the 6 cameras: matched, and with its camera left out."""
+    searches = {c: CameraSearch(k) for c, k in K.items()}
+    for p in photos[:3]:
+        img = load_image(p)
+        for variant in ("", "crop"):
+            q = apply_pipeline(img, pipeline(img.shape[:2], 0.75, "lanczos", variant), image_rng(12, 0)).image
+            dec, secs = attribute(q, searches)
+            best = min(dec, key=lambda c: dec[c].false_alarm)
+            others = {c: s for c, s in searches.items() if c != camera_of(p)}
+            dec2, secs2 = attribute(q, others)
+            print(f"{p.stem} x0.75 {variant or 'whole frame'}: {secs:.1f} s against 6 cameras "
+                  f"({'match ' + best if dec[best].match else 'unknown'}); {secs2:.1f} s against the 5 other "
+                  f"cameras ({'match' if any(d.match for d in dec2.values()) else 'unknown'})", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="every photo, factor, filter and variant")
+    ap.add_argument("--all-cameras", action="store_true", help="no early stop across cameras")
+    ap.add_argument("--peak-width", action="store_true")
+    ap.add_argument("--resampling", action="store_true")
+    ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--only", help="variants to run, e.g. crop or ,jpeg (empty = plain resize)")
+    ap.add_argument("--library", type=Path, default=CACHE)
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"shared data not found at {DATA}", file=sys.stderr)
+        return 1
+    K = fingerprints(args.library)
+    photos = sorted((DATA / "nat").glob("*.JPG"))
+    if args.peak_width:
+        peak_width(K, photos)
+    if args.resampling:
+        resampling(K, photos)
+    if args.timing:
+        timing(K, photos)
+    if not (args.peak_width or args.resampling or args.timing):
+        cases = default_cases(args.full, len(photos))
+        if args.only is not None:
+            keep = set(args.only.split(","))
+            cases = [c for c in cases if c[2] in keep]
+        t = time.perf_counter()
+        rows = run_cases(K, cases, photos, all_cameras=args.all_cameras)
+        print("\n| factor | filter | variant | matched | wrong | median s | max s | lowest true PCE |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['scale']:g} | {r['filter']} | {r['variant'] or 'resize'} | {r['matched']}/{r['n']} | "
+                  f"{r['wrong']} | {r['median_s']:.1f} | {r['max_s']:.1f} | {r['min_true_pce']:.1f} |")
+        print(f"total {time.perf_counter() - t:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
