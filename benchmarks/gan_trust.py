@@ -277,7 +277,7 @@ def testable(set_name: str, cond: str, min_pixels: float = 4096, min_spread: flo
 # ---------------------------------------------------------------------------------- reports
 def is_negative(label: str) -> bool:
     return label in data.NEGATIVE_LABELS or label.startswith("dresden") or label.startswith("flat") \
-        or label.startswith("simcam")
+        or label.startswith("simcam") or label.startswith("simisp")
 
 
 def neg_kind(label: str) -> str:
@@ -358,6 +358,7 @@ def hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...] = ()) ->
     fingerprint variant when the query is a JPEG). Smaller: "crop" (every shift at scale 1) and
     "resize" (the whole image resized: the fingerprint resampled bicubically to the query size).
     """
+    jpeg_variants = jpeg_variants if cond.startswith("jpeg") else ()
     key = ("hyp", set_name, cond, jpeg_variants)
     if key not in _memo:
         lib = library()
@@ -383,6 +384,7 @@ def hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...] = ()) ->
 def loo_scores(cond: str, jpeg_variants: tuple[str, ...] = ()) -> dict:
     """Genuine scores by leave-one-out: each ref image (transformed by ``cond``) against its own
     generator's fingerprint built without it, for every hypothesis type. {type: (n_ref,)}"""
+    jpeg_variants = jpeg_variants if cond.startswith("jpeg") else ()
     key = ("loo", cond, jpeg_variants)
     if key not in _memo:
         lib = library()
@@ -408,13 +410,20 @@ def loo_scores(cond: str, jpeg_variants: tuple[str, ...] = ()) -> dict:
     return _memo[key]
 
 
-def null_pool(cond: str, names: list[str], pools=("simcam", "ref"), jpeg_variants=()) -> dict:
-    """Per hypothesis type: list over generators of null z0 arrays (other refs exclude their own)."""
+def null_pool(cond: str, names: list[str], pools=("simcam", "simisp", "ref"), jpeg_variants=(),
+              calibration: str | None = None) -> dict:
+    """Per hypothesis type: list over generators of null z0 arrays (other refs exclude their own).
+
+    ``calibration`` adds user-style calibration photos: the Dresden crops of the ``_0`` camera
+    units (the ``_1`` units stay for evaluation).
+    """
     out: dict = {}
-    for s in pools:
+    for s in pools + ((calibration,) if calibration else ()):
         hs = hyp_scores(s, cond, jpeg_variants)
         labels = whitened(s, cond)[1]
         ok = testable(s, cond)
+        if s == "dresden":
+            ok = ok & calibration_half(cond)
         for t, (z, _) in hs.items():
             lst = out.setdefault(t, [[] for _ in names])
             for g, name in enumerate(names):
@@ -423,57 +432,86 @@ def null_pool(cond: str, names: list[str], pools=("simcam", "ref"), jpeg_variant
     return {t: [np.concatenate(v) for v in lst] for t, lst in out.items()}
 
 
-def decide_conditions(conds, pools=("simcam", "ref"), jpeg_variants=(), fpr=FPR, gate=True, title="",
-                      family_k: float | None = None):
-    from scipy.special import ndtri
+def calibration_half(cond: str) -> np.ndarray:
+    """Dresden crops of the camera units ``*_0`` (calibration); the ``*_1`` units are evaluated."""
+    files = whitened("dresden", cond)[2]
+    return np.array(["_0_" in f for f in files])
 
+
+@dataclass
+class Design:
+    pools: tuple = ("simcam", "simisp", "ref")
+    jpeg_variants: tuple = ()
+    family_k: float | None = None
+    calibration: str | None = None
+    gate: bool = True
+    fpr: float = FPR
+
+
+def decide(cond: str, design: Design) -> tuple[dict, dict]:
+    """Decisions for every evaluation image of a condition. Returns (arrays, thresholds)."""
     lib = library()
     names = lib.names
+    nulls = null_pool(cond, names, design.pools, design.jpeg_variants, design.calibration)
+    zs, labs, oks, sets = [], [], [], []
+    for s in ("query", "dresden", "flat"):
+        if cond not in data.CONDITIONS_OF[s]:
+            continue
+        zs.append(hyp_scores(s, cond, design.jpeg_variants))
+        labs.append(whitened(s, cond)[1])
+        ok = testable(s, cond) if design.gate else np.ones(len(labs[-1]), bool)
+        keep = ~calibration_half(cond) if (s == "dresden" and design.calibration) else np.ones(len(ok), bool)
+        oks.append((ok, keep))
+        sets.append(s)
+    types = list(zs[0])
+    alpha = design.fpr / len(types)
+    G = len(names)
+    thr = {t: np.array([threshold_from_null(nulls[t][g], alpha).value for g in range(G)]) for t in types}
+    mu = {t: np.array([nulls[t][g].mean() for g in range(G)]) for t in types}
+    sd = {t: np.array([nulls[t][g].std() for g in range(G)]) for t in types}
+    low = None
+    if design.family_k is not None:
+        loo = loo_scores(cond, design.jpeg_variants)
+        low = {t: np.array([loo[t][lib.ref_labels == n].mean() - design.family_k * loo[t][lib.ref_labels == n].std(ddof=1)
+                            for n in names]) for t in types}
+    U, P, N, L, K = [], [], [], [], []
+    for z, lab, (ok, keep) in zip(zs, labs, oks):
+        u = np.max([(z[t][0] - mu[t]) / sd[t] for t in types], 0)
+        above_null = np.any([z[t][0] >= thr[t] for t in types], 0)
+        genuine_like = np.any([(z[t][0] >= thr[t]) & (z[t][0] >= (low[t] if low else -np.inf)) for t in types], 0)
+        U.append(u[keep]), P.append(genuine_like[keep]), N.append(above_null[keep]), L.append(lab[keep]), K.append(ok[keep])
+    arrays = {"u": np.concatenate(U), "genuine_like": np.concatenate(P), "above_null": np.concatenate(N),
+              "labels": np.concatenate(L), "testable": np.concatenate(K)}
+    return arrays, {"thr": thr, "low": low, "types": types}
+
+
+def evaluate_design(design: Design, conds=data.CONDITIONS, title: str = "") -> list:
+    names = library().names
     rows = []
     for cond in conds:
-        nulls = null_pool(cond, names, pools, jpeg_variants)
-        zs, labs, oks = [], [], []
-        for s in ("query", "dresden", "flat"):
-            if cond not in data.CONDITIONS_OF[s]:
-                continue
-            zs.append(hyp_scores(s, cond, jpeg_variants))
-            labs.append(whitened(s, cond)[1])
-            oks.append(testable(s, cond) if gate else np.ones(len(labs[-1]), bool))
-        types = list(zs[0])
-        alpha = fpr / len(types)
-        thr = {t: np.array([threshold_from_null(nulls[t][g], alpha).value for g in range(len(names))]) for t in types}
-        mu = {t: np.array([nulls[t][g].mean() for g in range(len(names))]) for t in types}
-        sd = {t: np.array([nulls[t][g].std() for g in range(len(names))]) for t in types}
-        U = np.concatenate([np.max([(z[t][0] - mu[t]) / sd[t] for t in types], 0) for z in zs])
-        if family_k is not None:  # below the genuine range (normal fit of leave-one-out scores): not that generator
-            loo = loo_scores(cond, jpeg_variants)
-            low = {t: np.array([loo[t][lib.ref_labels == n].mean() - family_k * loo[t][lib.ref_labels == n].std(ddof=1)
-                                for n in names]) for t in types}
-            thr = {t: thr[t] for t in types}
-            P = np.concatenate([np.any([(z[t][0] >= thr[t]) & (z[t][0] >= low[t]) for t in types], 0) for z in zs])
-            res_low = " ".join(f"{np.mean([low[t][g] for t in types]):.1f}" for g in range(len(names)))
-        else:
-            P = np.concatenate([np.any([z[t][0] >= thr[t] for t in types], 0) for z in zs])
-            res_low = ""
-        labels = np.concatenate(labs)
-        ok = np.concatenate(oks)
-        # summary() decides by argmax of its z and a threshold: feed it U and a pass mask
-        best = U.argmax(1)
-        passed = P[np.arange(len(U)), best] & ok
-        res = summary(names, U, labels, -np.inf, decided=passed)
-        res["thr"] = " ".join(f"{np.mean([thr[t][g] for t in types]):.1f}" for g in range(len(names)))
-        res["untestable"] = f"{(~ok).mean():.0%}"
-        res["genuine_low"] = res_low
+        a, th = decide(cond, design)
+        best = a["u"].argmax(1)
+        idx = np.arange(len(best))
+        passed = a["genuine_like"][idx, best] & a["testable"]
+        res = summary(names, a["u"], a["labels"], -np.inf, decided=passed)
+        family = a["above_null"][idx, best] & ~a["genuine_like"][idx, best] & a["testable"]
+        neg = np.array([is_negative(lab) for lab in a["labels"]])
+        res["family"] = f"{family[neg].mean():.0%}/{family[~neg].mean():.0%}"
+        res["untestable"] = f"{(~a['testable'][neg]).mean():.0%}/{(~a['testable'][~neg]).mean():.0%}"
+        res["all_neg_unknown"] = float(1 - passed[neg].mean())
         rows.append((cond, res))
-    say("", f"## {title}", f"null pools {pools}, jpeg variants {jpeg_variants}, fpr {fpr}, gate {gate}; "
-        "closest = argmax of the null-standardised score; match = closest passes its own threshold "
-        "(Bonferroni over hypothesis types)")
-    say(*table(rows, EVAL_COLS + ["untestable", "thr", "genuine_low"]))
+    say("", f"## {title}", f"{design}", "family / untestable: negatives / genuine; all_neg_unknown: every negative kind pooled")
+    say(*table(rows, EVAL_COLS + ["all_neg_unknown", "family", "untestable"]))
+    return rows
 
 
 def exp_design():
-    decide_conditions(data.CONDITIONS, title="design D1: z0, per-generator per-size null (simcam + other refs), gate")
-    decide_conditions(data.CONDITIONS, family_k=2.33, title="design D2: D1 + genuine range (LOO normal fit, 1 % low tail)")
+    evaluate_design(Design(), title="D1: z0, per-generator per-hypothesis per-size null (simcam + simisp + other refs), gate")
+    evaluate_design(Design(family_k=2.33), title="D2: D1 + genuine range (leave-one-out normal fit, 1 % low tail)")
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",)),
+                    title="D3: D2 + compression-matched fingerprint (refs re-saved at q90) for JPEG queries")
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), calibration="dresden"),
+                    title="D4: D3 + calibrate with real photos (Dresden units *_0; evaluated on units *_1)")
 
 
 EXPERIMENTS = {"baseline": exp_baseline, "design": exp_design}

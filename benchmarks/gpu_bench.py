@@ -1,8 +1,10 @@
-"""GPU benchmark of the residual and the scores at 12 MP, with the CPU backend measured alongside.
+"""GPU benchmark of the residual and the scores at 12 MP, with the CPU backend measured alongside,
+and the decisions of the CUDA backend against the CPU's on the Dresden protocols.
 
 Run on a machine with a CUDA device and CuPy::
 
     python benchmarks/gpu_bench.py [--size 3000x4000] [--repeat 5] [--out benchmarks/results/gpu.json]
+                                   [--dresden ../shared/data/dresden]
 
 Measures, on one 12 MP RGB uint8 image (random, seeded, or ``--image`` a photo):
 
@@ -13,15 +15,25 @@ Measures, on one 12 MP RGB uint8 image (random, seeded, or ``--image`` a photo):
 * NCC/s (``scores_gpu.ncc_matrix``, 8 queries x 8 references) and PCE/s (``scores_gpu.pce_batch``,
   aligned, batches of 4 against one cached reference spectrum) at 12 MP;
 * the CPU backend (``fingerprint.residual.extract_residual``) on the same image, for the ratio;
-* parity: NCC of the GPU residual with the CPU one on the same image.
+* parity: NCC of the GPU residual with the CPU one on the same image;
+* the ``"auto"`` break-even (``auto_break_even``): ``extract_residual`` from a host image with
+  ``backend="cpu"`` and ``"cuda"`` at 0.25, 1 and 4 MP, to check ``kernels._backend.AUTO_MIN_PIXELS``;
+* with ``--dresden DIR`` (``ff/`` and ``nat/`` JPEGs; full-size or the 512 x 512 crops that
+  ``gpu_check.sh --prepare`` carries), the decisions (:func:`compare_dresden`): camera
+  fingerprints of 512 x 512 centre crops built with both backends (parity), then every natural
+  photo (the dresden512 protocol) and 384 x 448 crops at random offsets plus the photos turned by
+  90 and 180 degrees (the crops protocol, at 512 x 512) attributed by ``Attributor(backend="cpu")``
+  and ``Attributor(backend="cuda")`` against the same CPU-built fingerprints: the decisions must
+  be the same, query by query (``decisions_match``; exit status 1 otherwise).
 
 Each GPU figure is also given as a fraction of a memory-bound floor: the time the bytes of an
 ideal single-pass implementation would take at the measured device copy bandwidth (the byte counts
 are in ``FLOOR_MODEL`` and in the JSON). A GPU timing synchronises the device before the clock
 stops; every timed function is called once first (JIT and cuFFT plans are not timed).
 
-Writes ``benchmarks/results/gpu.json`` and prints a table. Exits with status 2 and a message when
-no CUDA device or no CuPy is present. Not yet run on a real GPU.
+Writes ``benchmarks/results/gpu.json`` (``residual_mp_per_s``, ``residual_parity_ncc``,
+``pce_per_s_12mp``, ``device``, ``date`` and the rest) and prints a table. Exits with status 2 and
+a message when no CUDA device or no CuPy is present. Not yet run on a real GPU.
 """
 
 from __future__ import annotations
@@ -63,6 +75,106 @@ def _timeit(fn, sync, repeat: int) -> float:
     return statistics.median(times)
 
 
+def _camera_of(path: Path) -> str:
+    return path.stem.rsplit("_", 1)[0]
+
+
+def _scores_agree(cpu, gpu) -> tuple[list[str], float]:
+    """Queries whose decision differs (one line each, with the deciding scores), and the largest
+    relative PCE difference of the best camera over all queries."""
+    bad, worst = [], 0.0
+    for c, g in zip(cpu, gpu):
+        name = c.best or c.closest
+        a, b = c.scores.get(name), g.scores.get(name)
+        if a is not None and b is not None and a.pce is not None and b.pce is not None:
+            worst = max(worst, abs(b.pce - a.pce) / max(abs(a.pce), 1.0))
+        if (c.decision, c.best) != (g.decision, g.best):
+            bad.append(f"{c.image}: cpu {c.decision} {c.best} (PCE {a.pce if a else None}) vs cuda {g.decision} "
+                       f"{g.best} (PCE {b.pce if b else None}, threshold {b.threshold if b else None})")
+    return bad, worst
+
+
+def compare_dresden(folder: Path, *, backends: tuple[str, str] = ("cpu", "cuda"), size: int = 512,
+                    seed: int = 2026) -> dict:
+    """Decisions of two backends on the Dresden protocols at ``size`` x ``size`` (see the module docstring).
+
+    Returns a dict: ``build`` (fingerprint parity and seconds per image of each backend), one
+    entry per protocol (``dresden512``, ``crops_rotations``: queries,
+    ``matched_correctly`` (match with the true camera) and ``top1`` (closest camera is the true
+    one) of the first backend, seconds per query of each, ``mismatches``, ``max_pce_rel_diff``)
+    and ``decisions_match``.
+    """
+    from fingerprint.attribution import Attributor
+    from fingerprint.build import build_fingerprint, default_params
+    from fingerprint.io import crop_center, load_image
+
+    first, second = backends
+    ff = sorted((folder / "ff").glob("*.JPG"))
+    nat = sorted((folder / "nat").glob("*.JPG"))
+    if not ff or not nat:
+        raise FileNotFoundError(f"{folder}: no ff/*.JPG or nat/*.JPG")
+    crop = (size, size)
+    flats: dict[str, list[np.ndarray]] = {}
+    for p in ff:
+        flats.setdefault(_camera_of(p), []).append(np.ascontiguousarray(crop_center(load_image(p), crop)))
+    out: dict = {"build": {}}
+    fingerprints: dict[str, dict[str, np.ndarray]] = {}
+    for backend in backends:
+        build_fingerprint(flats[next(iter(flats))][:1], "camera", backend=backend)  # JIT / kernel compilation
+        t0 = time.perf_counter()
+        fingerprints[backend] = {cam: build_fingerprint(imgs, "camera", backend=backend) for cam, imgs in flats.items()}
+        out["build"][f"{backend}_s_per_image"] = (time.perf_counter() - t0) / len(ff)
+
+    def ncc(a, b):
+        a, b = a.astype(np.float64).ravel() - a.mean(), b.astype(np.float64).ravel() - b.mean()
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    out["build"]["fingerprint_parity_ncc_min"] = min(ncc(fingerprints[first][c], fingerprints[second][c]) for c in flats)
+    refs = [(cam, "camera", k, default_params("camera")) for cam, k in sorted(fingerprints[first].items())]
+    atts = {b: Attributor(refs, backend=b) for b in backends}
+    rng = np.random.default_rng(seed)
+    queries = {"dresden512": [], "crops_rotations": []}
+    for p in nat:
+        img = np.ascontiguousarray(crop_center(load_image(p), crop))
+        queries["dresden512"].append((p.name, _camera_of(p), img))
+        ch, cw = 3 * size // 4, 7 * size // 8  # 384 x 448 at 512
+        oy, ox = int(rng.integers(0, size - ch + 1)), int(rng.integers(0, size - cw + 1))
+        for tag, q in ((f"crop_{oy}_{ox}", img[oy:oy + ch, ox:ox + cw]), ("rot90", np.rot90(img, 1)),
+                       ("rot180", np.rot90(img, 2))):
+            queries["crops_rotations"].append((f"{p.stem}_{tag}", _camera_of(p), np.ascontiguousarray(q)))
+    ok = out["build"]["fingerprint_parity_ncc_min"] >= 0.9999
+    for protocol, items in queries.items():
+        labels, truths, images = zip(*items)
+        results, entry = {}, {"queries": len(items)}
+        for backend, att in atts.items():
+            att.score_batch(list(images[:1]), ["warm-up"])
+            t0 = time.perf_counter()
+            results[backend] = att.score_batch(list(images), list(labels))
+            entry[f"{backend}_s_per_query"] = (time.perf_counter() - t0) / len(items)
+        entry["matched_correctly"] = sum(r.best == t for r, t in zip(results[first], truths)) / len(items)
+        entry["top1"] = sum(r.closest == t for r, t in zip(results[first], truths)) / len(items)
+        entry["mismatches"], entry["max_pce_rel_diff"] = _scores_agree(results[first], results[second])
+        ok = ok and not entry["mismatches"]
+        out[protocol] = entry
+    out["decisions_match"] = ok
+    return out
+
+
+def _break_even(sizes=((512, 512), (1000, 1000), (2000, 2000)), repeat: int = 3) -> dict:
+    """Seconds of ``extract_residual`` from a host RGB image with ``backend="cpu"`` and ``"cuda"``."""
+    from fingerprint.residual import extract_residual
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for h, w in sizes:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        row = {"size": [h, w]}
+        for backend in ("cpu", "cuda"):
+            row[f"{backend}_s"] = _timeit(lambda: extract_residual(img, backend=backend), lambda: None, repeat)
+        rows.append(row)
+    return {"rows": rows, "note": "host image in, host residual out (what backend='auto' would run)"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="3000x4000", help="HxW of the test image (default 3000x4000, 12 MP)")
@@ -70,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image", type=Path, help="use this photo (centre-cropped/tiled to --size) instead of noise")
     ap.add_argument("--cpu-repeat", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
+    ap.add_argument("--dresden", type=Path, help="Dresden folder (ff/, nat/): compare the decisions with the CPU's")
     args = ap.parse_args(argv)
 
     from kernels._backend import cuda_status
@@ -179,10 +292,26 @@ def main(argv=None) -> int:
         "floor_model": FLOOR_MODEL,
         "repeat": args.repeat,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    from kernels._backend import AUTO_MIN_PIXELS
+
+    result["auto_min_pixels"] = AUTO_MIN_PIXELS
+
+    def write():  # after each part, so that a failure later keeps what was measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.out)
+
+    write()
+    result["auto_break_even"] = _break_even()
+    write()
+    if args.dresden:
+        try:
+            result["decisions"] = compare_dresden(args.dresden)
+        except Exception as exc:  # reported in the JSON and the exit status; the speed figures stay
+            result["decisions_error"] = f"{type(exc).__name__}: {exc}"
+            print(f"gpu_bench: decisions not compared: {result['decisions_error']}", file=sys.stderr)
+        write()
 
     rows = [
         ("device", device, ""),
@@ -195,11 +324,27 @@ def main(argv=None) -> int:
         (f"NCC at {mp:.0f} MP", f"{ncc_per_s:.0f} /s", f"{floor_ncc / t_ncc:.1%} of floor"),
         (f"PCE at {mp:.0f} MP (aligned, batch 4)", f"{pce_per_s:.0f} /s", f"{floor_pce / t_pce:.1%} of floor"),
     ]
+    for r in result["auto_break_even"]["rows"]:
+        rows.append((f"residual from host {r['size'][0]}x{r['size'][1]}", f"cpu {r['cpu_s'] * 1e3:.1f} ms",
+                     f"cuda {r['cuda_s'] * 1e3:.1f} ms (auto: cuda from {AUTO_MIN_PIXELS / 1e6:g} MP)"))
+    decisions = result.get("decisions")
+    if decisions:
+        rows.append(("fingerprint parity, NCC min", f"{decisions['build']['fingerprint_parity_ncc_min']:.7f}", ""))
+        for protocol in ("dresden512", "crops_rotations"):
+            d = decisions[protocol]
+            rows.append((f"decisions {protocol}", f"{d['queries'] - len(d['mismatches'])}/{d['queries']} same",
+                         f"matched {d['matched_correctly']:.0%}, top-1 {d['top1']:.0%}, "
+                         f"max PCE rel diff {d['max_pce_rel_diff']:.1e}"))
     width = max(len(r[0]) for r in rows)
     for name, val, note in rows:
         print(f"{name:<{width}}  {val:<28} {note}")
+    for protocol in ("dresden512", "crops_rotations"):
+        for line in (decisions or {}).get(protocol, {}).get("mismatches", []):
+            print(f"MISMATCH {protocol}: {line}")
     print(f"wrote {args.out}")
-    return 0
+    if "decisions_error" in result:
+        return 1
+    return 0 if decisions is None or decisions["decisions_match"] else 1
 
 
 if __name__ == "__main__":

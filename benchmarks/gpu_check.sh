@@ -9,12 +9,17 @@
 #   benchmarks/gpu_check.sh             (THERE, in the repository root of the copied tree)
 #       picks a Python that has CuPy (GANPRINT_GPU_PYTHON, else ./.venv/bin/python, else python3),
 #       installs the carried wheels into /tmp/ganprint-site (--no-index), links the carried crops
-#       as ../shared/data when the real data is absent, runs tests/test_gpu.py and
-#       benchmarks/gpu_bench.py, prints the table, and copies logs and gpu.json into $OUT.
+#       as ../shared/data when the real data is absent, runs tests/test_gpu.py and tests/test_backend.py,
+#       benchmarks/gpu_bench.py (speed, parity, the auto break-even, and the decisions of
+#       --backend cuda against the CPU's on the Dresden protocols) and `ganprint bench --pipeline
+#       --backend cuda`, prints the tables, and copies logs and gpu.json into $OUT (gpu.json also
+#       into benchmarks/results/gpu.json: residual_mp_per_s, residual_parity_ncc, pce_per_s_12mp,
+#       device, date, decisions).
 #
 # The project's .venv (about 640 MB, Python 3.11) cannot travel (64 MiB limit); the device image's
 # python3 (3.12) already has CuPy (cupy-cuda13x), numba + numba-cuda, scipy, h5py, Pillow, pytest and
-# hypothesis; only PyWavelets is missing, hence the wheel. Budget: about 8 minutes.
+# hypothesis (tqdm, matplotlib, jinja2, tifffile too); only PyWavelets is missing, hence the wheel.
+# Budget: about 8 minutes (tests <= 240 s, benchmark <= 240 s, pipeline bench <= 90 s).
 #
 # Remote call:  run(command="bash benchmarks/gpu_check.sh", carry=["build/gpu-wheels", "build/gpu-data"],
 #                   timeout_s=540)
@@ -89,17 +94,25 @@ from kernels._backend import cuda_status
 print("ganprint cuda_status:", cuda_status())
 EOF
 
-echo "== GPU tests (tests/test_gpu.py, simulator suite deselected: it runs on CPU CI)"
-timeout 300 "$PY" -m pytest tests/test_gpu.py -q -p no:cacheprovider -rs -k "not simulator_suite" \
-    -W ignore::UserWarning 2>&1 | tee "$OUTDIR/gpu_tests.log"
+echo "== GPU tests (tests/test_gpu.py device tests, tests/test_backend.py; simulator suite deselected: CPU CI runs it)"
+timeout 240 "$PY" -m pytest tests/test_gpu.py tests/test_backend.py -q -p no:cacheprovider -rs \
+    -k "not simulator_suite" -W ignore::UserWarning 2>&1 | tee "$OUTDIR/gpu_tests.log"
 test_rc=${PIPESTATUS[0]}
 
-echo "== GPU benchmark"
-timeout 200 "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/gpu_bench.log"
+echo "== GPU benchmark and the decisions on the Dresden protocols (CPU vs --backend cuda)"
+DRESDEN_ARGS=()
+[[ -d ../shared/data/dresden/ff ]] && DRESDEN_ARGS=(--dresden ../shared/data/dresden)
+[[ ${#DRESDEN_ARGS[@]} -eq 0 ]] && echo "gpu_check: no Dresden data: decisions NOT compared"
+timeout 240 "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu.json" "${DRESDEN_ARGS[@]}" 2>&1 | tee "$OUTDIR/gpu_bench.log"
 bench_rc=${PIPESTATUS[0]}
 if [[ -f "$OUTDIR/gpu.json" ]]; then
     mkdir -p benchmarks/results && cp "$OUTDIR/gpu.json" benchmarks/results/gpu.json
 fi
 
-echo "== done: tests rc=$test_rc, benchmark rc=$bench_rc (logs and gpu.json in $OUTDIR)"
-[[ $test_rc -eq 0 && $bench_rc -eq 0 ]]
+echo "== the command line on the device: ganprint bench --pipeline --backend cuda (every stage's path)"
+timeout 90 "$PY" -m fingerprint.cli bench --pipeline --backend cuda --sizes 2000x3008 --repeat 2 --references 2 \
+    2>&1 | tee "$OUTDIR/cli_bench.log"
+cli_rc=${PIPESTATUS[0]}
+
+echo "== done: tests rc=$test_rc, benchmark rc=$bench_rc, cli rc=$cli_rc (logs and gpu.json in $OUTDIR)"
+[[ $test_rc -eq 0 && $bench_rc -eq 0 && $cli_rc -eq 0 ]]

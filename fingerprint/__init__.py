@@ -6,7 +6,7 @@ The pipeline, one module per stage::
                   -> scores (NCC, PCE) -> attribution (decision)
 
 Public API: ``load_image``, ``extract_residual``, ``extract_noise``, ``build_fingerprint``,
-``Library``, ``attribute`` and the error classes. Names are imported on first use, so the command
+``Library``, ``attribute``, ``localize`` (tamper localisation) and the error classes. Names are imported on first use, so the command
 line starts without loading the numerical stack it does not need.
 """
 
@@ -31,6 +31,7 @@ _EXPORTS = {
     "extract_residual": "fingerprint.residual",
     "noise_extract": "fingerprint.residual",
     "load_image": "fingerprint.io",
+    "localize": "fingerprint.localization",
     "ncc": "fingerprint.scores",
     "pce": "fingerprint.scores",
 }

@@ -27,6 +27,7 @@ from fingerprint.calibration import DEFAULT_FPR, NULL_KEY, GeneratorThreshold, t
 from fingerprint.estimate import FingerprintParams, generator_residual
 from fingerprint.residual import extract_residual
 from fingerprint.scores import DEFAULT_PCE_THRESHOLD, ReferenceSpectrum, ncc, search_threshold
+from kernels._backend import resolve_backend
 from kernels.spec import GRAY_WEIGHTS, QUERY_SIGMA, check_image, value_scale
 
 RETRY_SIGMA = 5.0  # second denoiser strength for camera queries that match nothing (prnu-python's default)
@@ -124,14 +125,17 @@ def _centre(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class _Camera:
-    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams):
+    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, device=None):
         self.name = name
         self.params = params
         self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
-        self.spectrum = ReferenceSpectrum(self.K)  # DFT of K computed once
+        # DFT of K computed once; with a device (fingerprint.device.Device), K and its DFT live there
+        self.spectrum = ReferenceSpectrum(self.K) if device is None else device.spectrum(self.K)
+        on_host = device is None
+        self.xp, self._K, self._ncc = (np, self.K, ncc) if on_host else (device.xp, device.put(self.K), device.ncc)
 
     def _try(self, WI: np.ndarray, k: int):
-        q = np.ascontiguousarray(np.rot90(WI, k))
+        q = self.xp.ascontiguousarray(self.xp.rot90(WI, k))
         H, Wd = self.K.shape
         if q.shape[0] > H or q.shape[1] > Wd:
             return None
@@ -145,9 +149,9 @@ class _Camera:
 
     def _result(self, k, res, n_positions, W, I, method, base) -> ReferenceScore:
         oy, ox = res.offset
-        Wr, Ir = np.rot90(W, k), np.rot90(I, k)
+        Wr, Ir = self.xp.rot90(W, k), self.xp.rot90(I, k)
         h, w = Wr.shape
-        c = ncc(Wr, Ir * self.K[oy : oy + h, ox : ox + w])
+        c = self._ncc(Wr, Ir * self._K[oy : oy + h, ox : ox + w])
         threshold = self._threshold(method, base, n_positions, h * w)
         match = (res.pce if method == "pce" else c) >= threshold
         return ReferenceScore(self.name, "camera", c, res.pce, method, threshold, bool(match),
@@ -199,7 +203,7 @@ class _Camera:
         candidate = self._result(k, res, n_all, W, I, method, base)
         if candidate.match:
             return dataclasses.replace(candidate, note=f"matched with the query residual at sigma {sigma:g}")
-        h, w = np.rot90(W, k).shape
+        h, w = W.shape[::-1] if k % 2 else W.shape
         return dataclasses.replace(previous, n_positions=n_all, threshold=self._threshold(method, base, n_all, h * w))
 
 
@@ -260,17 +264,20 @@ class _GeneratorBank:
     ``unit(R) @ M.T`` (Q x R).
     """
 
-    def __init__(self, generators: list[_Generator]):
+    def __init__(self, generators: list[_Generator], device=None):
         self.generators = generators
         self.params = generators[0].params
         self.shape = generators[0].F.shape
         self.M = np.stack([_unit(g.F) for g in generators])
+        self.device, self._M = device, (device.put(self.M) if device is not None else None)  # M on the device
 
     def score_batch(self, residuals: list[np.ndarray]) -> list[list[ReferenceScore]]:
         same = [i for i, r in enumerate(residuals) if r.shape == self.shape]
         out: list[list[ReferenceScore]] = [[] for _ in residuals]
         if same:
-            c = np.stack([_unit(residuals[i]) for i in same]) @ self.M.T  # (Q, R) NCC
+            units = np.stack([_unit(residuals[i]) for i in same])
+            # (Q, R) NCC: a product of unit vectors, or ncc_matrix (one GEMM) on the device
+            c = units @ self.M.T if self.device is None else self.device.ncc_rows(units, self._M)
             d = int(np.prod(self.shape))
             for row, i in enumerate(same):
                 out[i] = [g.result(float(np.clip(c[row, k], -1.0, 1.0)), d) for k, g in enumerate(self.generators)]
@@ -278,6 +285,12 @@ class _GeneratorBank:
             if r.shape != self.shape:
                 out[i] = [g.score(r) for g in self.generators]
         return out
+
+
+def _cuda_device():
+    from fingerprint.device import Device  # loads CuPy: only for the CUDA backend
+
+    return Device()
 
 
 class Attributor:
@@ -303,12 +316,18 @@ class Attributor:
         sigma (default 5, prnu-python's) and every camera is scored again at the rotation already
         reported; the extra positions raise the threshold (``Camera.retry``). None: no retry.
         Measured on Dresden in benchmarks/RESULTS.md.
+    backend : {"auto", "cpu", "cuda"}
+        Where query residuals and scores are computed, resolved once here
+        (``kernels._backend.resolve_backend``, work size = the largest reference): ``"cuda"`` keeps
+        fingerprints and spectra on the GPU (``fingerprint.device``); ``"auto"`` uses it only when
+        usable and the references have at least ``AUTO_MIN_PIXELS`` pixels. ``self.backend`` holds
+        the resolved name. The same ``ReferenceScore`` records come out, up to float32 rounding.
     """
 
     def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]], *, method: str = "pce",
                  pce_threshold: float = DEFAULT_PCE_THRESHOLD,
                  generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True,
-                 query_sigma: float = QUERY_SIGMA, retry_sigma: float | None = RETRY_SIGMA):
+                 query_sigma: float = QUERY_SIGMA, retry_sigma: float | None = RETRY_SIGMA, backend: str = "auto"):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not pce_threshold > 0:
@@ -325,17 +344,21 @@ class Attributor:
         else:
             self.generator_threshold = GeneratorThreshold(float(generator_threshold), float("nan"), 0, "given")
         gthr = self.generator_threshold
+        references = list(references)
+        pixels = max((int(np.prod(np.shape(fp)[-2:])) for _, _, fp, _ in references), default=None)
+        self.backend = resolve_backend(backend, pixels=pixels)
+        self.device = _cuda_device() if self.backend == "cuda" else None
         for name, kind, fp, params in references:
             params = params if isinstance(params, FingerprintParams) else FingerprintParams.from_dict(dict(params, kind=kind))
             if kind == "camera":
-                self.cameras.append(_Camera(name, fp, params))
+                self.cameras.append(_Camera(name, fp, params, self.device))
             else:
                 self.generators.append(_Generator(name, fp, params, gthr.value if gthr else None,
                                                   gthr.describe() if gthr else None))
         groups: dict = {}
         for gen in self.generators:
             groups.setdefault((gen.params, gen.F.shape), []).append(gen)
-        self.banks = [_GeneratorBank(g) for g in groups.values()]
+        self.banks = [_GeneratorBank(g, self.device) for g in groups.values()]
 
     def score(self, image: np.ndarray, label: str = "image") -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
@@ -351,14 +374,15 @@ class Attributor:
         per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
         if self.cameras:
             for scores, image in zip(per_image, images):
-                W = extract_residual(image, sigma=self.query_sigma, levels=self.cameras[0].params.levels)
-                I = gray_image(image)
+                x = image if self.device is None else self.device.put(image)  # one copy to the device
+                W = self._residual(x, self.query_sigma)
+                I = gray_image(x) if self.device is None else self.device.gray(x)
                 WI = W * I
                 for cam in self.cameras:
                     scores[cam.name] = cam.score(W, WI, I, method=self.method, base=self.pce_threshold,
                                                  rotations=self.rotations)
                 if self.retry_sigma and not any(scores[c.name].match for c in self.cameras):
-                    W = extract_residual(image, sigma=self.retry_sigma, levels=self.cameras[0].params.levels)
+                    W = self._residual(x, self.retry_sigma)
                     WI = W * I
                     for cam in self.cameras:
                         scores[cam.name] = cam.retry(scores[cam.name], W, WI, I, self.retry_sigma,
@@ -366,10 +390,15 @@ class Attributor:
         residuals: dict[FingerprintParams, list[np.ndarray]] = {}
         for bank in self.banks:
             if bank.params not in residuals:
-                residuals[bank.params] = [generator_residual(image, bank.params) for image in images]
+                residuals[bank.params] = [generator_residual(im, bank.params, backend=self.backend) for im in images]
             for scores, bank_scores in zip(per_image, bank.score_batch(residuals[bank.params])):
                 scores.update((s.name, s) for s in bank_scores)
         return [self._decide(scores, label) for scores, label in zip(per_image, labels)]
+
+    def _residual(self, x, sigma: float):
+        """Camera query residual of a checked image (on the device with the CUDA backend)."""
+        levels = self.cameras[0].params.levels
+        return extract_residual(x, sigma, levels) if self.device is None else self.device.residual(x, sigma, levels)
 
     @staticmethod
     def _decide(scores: dict[str, ReferenceScore], label: str) -> Attribution:
@@ -405,13 +434,14 @@ def generator_scorers(lib, params: FingerprintParams, exclude: str = "") -> list
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
-                    warn=None, **options) -> Attributor:
+                    warn=None, backend: str = "auto", **options) -> Attributor:
     """An :class:`Attributor` over every reference of a library (a path or an open ``Library``).
 
     The generator NCC threshold is calibrated from the library's non-matching scores at per-pair
     false-positive rate ``fpr`` (see ``fingerprint.calibration``) unless ``generator_threshold``
     is given. A damaged reference (NaN or inf values, inconsistent shapes, unreadable data) is
     skipped: ``warn`` (default: print to stderr) gets one line naming it and the problem.
+    ``backend`` ("auto", "cpu", "cuda") and ``options`` go to :class:`Attributor`.
     """
     import sys
 
@@ -440,7 +470,7 @@ def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: f
         what = f"no usable references ({skipped} damaged)" if skipped else "no references; build some first"
         raise ValueError(f"{getattr(lib, 'path', library)}: the library holds {what}")
     threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
-    return Attributor(refs, generator_threshold=threshold, **options)
+    return Attributor(refs, generator_threshold=threshold, backend=backend, **options)
 
 
 def attribute(images, library, *, crop: tuple[int, int] | None = None, **options) -> list[Attribution]:
@@ -453,7 +483,8 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
     crop : (h, w), optional
         Centre-crop every image to this size first.
     **options
-        ``method`` ("pce" or "ncc"), ``pce_threshold`` (60), ``generator_threshold``, ``rotations``.
+        ``method`` ("pce" or "ncc"), ``pce_threshold`` (60), ``generator_threshold``, ``rotations``,
+        ``backend`` ("auto", "cpu" or "cuda"; see :class:`Attributor`).
 
     Returns
     -------
@@ -484,7 +515,7 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
 
     Files, folders and glob patterns are expanded with ``io.collect_image_paths``, one item at a
     time, so an item that matches nothing is reported like a bad file. With ``strict`` the first
-    bad item raises instead.
+    bad item raises instead. ``options``: as :func:`load_attributor` (``backend`` included).
     """
     import sys
 

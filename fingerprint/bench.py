@@ -44,8 +44,13 @@ rng = np.random.default_rng(0)
 yy, xx = np.mgrid[0:h, 0:w]
 base = 128 + 60 * np.sin(xx / 97.0) * np.cos(yy / 61.0)
 image = np.clip(base[..., None] + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+backend = "cpu"
 if impl == "ganprint":
-    from fingerprint.residual import extract_residual as f
+    import functools
+    from fingerprint.residual import extract_residual
+    from kernels._backend import resolve_backend
+    backend = resolve_backend(sys.argv[6], image)  # once, for the full-size image (the warm-up uses it too)
+    f = functools.partial(extract_residual, backend=backend)
 else:
     spec = importlib.util.spec_from_file_location("naive", naive_path)
     naive = importlib.util.module_from_spec(spec); spec.loader.exec_module(naive)
@@ -60,13 +65,13 @@ for _ in range(repeat):
     t = time.perf_counter(); out = f(image); times.append(time.perf_counter() - t)
     del out
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"best_s": min(times), "peak_extra_bytes": max(peak - before, 0)}))
+print(json.dumps({"best_s": min(times), "peak_extra_bytes": max(peak - before, 0), "backend": backend}))
 """
 
 
-def _measure(impl: str, h: int, w: int, repeat: int) -> dict:
+def _measure(impl: str, h: int, w: int, repeat: int, backend: str = "cpu") -> dict:
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, impl, str(h), str(w), str(repeat), str(NAIVE)],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, impl, str(h), str(w), str(repeat), str(NAIVE), backend],
                           capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark of {impl} at {h}x{w} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -97,13 +102,18 @@ def _check_sizes(sizes: Sequence[tuple[int, int]], repeat: int) -> None:
 
 
 def run_bench(sizes: list[tuple[int, int]], *, repeat: int = 3, reference: bool = True, out=None,
-              as_json: bool = False) -> list[dict]:
+              as_json: bool = False, backend: str = "auto") -> list[dict]:
     """Measure and print one table row per size: seconds per RGB image, MP/s, ratio, peak bytes/pixel.
 
     With ``as_json`` one JSON object (machine, date, repeat, rows) is printed instead of the table.
-    ``out``: the text stream (default ``sys.stdout`` at call time).
+    ``out``: the text stream (default ``sys.stdout`` at call time). ``backend`` ("auto", "cpu",
+    "cuda"): ganprint's residual backend, resolved once per size in the measuring process (the
+    CUDA time includes the copies to and from the device); each row names the one that ran.
     """
     _check_sizes(sizes, repeat)
+    from kernels._backend import resolve_backend
+
+    resolve_backend(backend)  # an unknown name, or "cuda" without a device, fails before any measurement
     out = out if out is not None else sys.stdout
     have_ref = reference and NAIVE.is_file()
     if reference and not have_ref:
@@ -111,18 +121,18 @@ def run_bench(sizes: list[tuple[int, int]], *, repeat: int = 3, reference: bool 
     rows = []
     table = (lambda *a, **k: None) if as_json else functools.partial(print, file=out, flush=True)
     table(f"# residual of one RGB image, best of {repeat}; {machine()}; {time.strftime('%Y-%m-%d')}")
-    table("| size | implementation | s/image | MP/s | speed-up | peak extra bytes/pixel |")
-    table("| --- | --- | --- | --- | --- | --- |")
+    table("| size | implementation | s/image | MP/s | speed-up | peak extra bytes/pixel | backend |")
+    table("| --- | --- | --- | --- | --- | --- | --- |")
     for h, w in sizes:
         mp = h * w / 1e6
-        fast = _measure("ganprint", h, w, repeat)
+        fast = _measure("ganprint", h, w, repeat, backend)
         plain = _measure("plain", h, w, max(1, min(repeat, 2))) if have_ref else None
         for name, r in (("plain float64", plain), ("ganprint", fast)):
             if r is None:
                 continue
             ratio = f"{plain['best_s'] / r['best_s']:.1f}x" if plain else "-"
             table(f"| {h}x{w} | {name} | {r['best_s']:.3f} | {mp / r['best_s']:.1f} | {ratio} | "
-                  f"{r['peak_extra_bytes'] / (h * w):.1f} |")
+                  f"{r['peak_extra_bytes'] / (h * w):.1f} | {r.get('backend', 'cpu')} |")
         rows.append({"size": [h, w], "ganprint": fast, "plain": plain})
     if as_json:
         print(json.dumps({"benchmark": "residual", "machine": machine(), "date": time.strftime("%Y-%m-%d"),
@@ -160,6 +170,7 @@ class Stage:
     seconds: float
     per_call: float  # how many rate units one call processes (megapixels, queries, pairs, PCEs)
     rate_unit: str  # "MP/s", "queries/s", "pairs/s", "PCE/s"
+    backend: str = "cpu"  # where it ran: "cpu" or "cuda" (decode always runs on the CPU)
 
     @property
     def rate(self) -> float:
@@ -167,7 +178,7 @@ class Stage:
 
     def as_dict(self) -> dict:
         return {"size": list(self.size), "stage": self.stage, "unit": self.unit, "seconds": self.seconds,
-                "rate": self.rate, "rate_unit": self.rate_unit}
+                "rate": self.rate, "rate_unit": self.rate_unit, "backend": self.backend}
 
 
 def _references(h: int, w: int, n: int, seed: int = 1):
@@ -183,10 +194,12 @@ def _references(h: int, w: int, n: int, seed: int = 1):
 
 
 def measure_pipeline(h: int, w: int, *, references: int = 6, repeat: int = 3, batch: int = 8,
-                     folder: str | os.PathLike | None = None) -> list[Stage]:
+                     folder: str | os.PathLike | None = None, backend: str = "auto") -> list[Stage]:
     """Time every user-facing stage at one size (see the module docstring); returns one Stage per row.
 
     ``folder`` receives the JPEG file that the decode stage reads (a temporary folder by default).
+    ``backend`` is resolved once for this size (``kernels._backend.resolve_backend``) and used by
+    every stage but the decode; with ``"cuda"`` the PCE and NCC rows score device-resident arrays.
     """
     import tempfile
 
@@ -198,8 +211,10 @@ def measure_pipeline(h: int, w: int, *, references: int = 6, repeat: int = 3, ba
     from fingerprint.io import load_image
     from fingerprint.residual import extract_residual
     from fingerprint.scores import ReferenceSpectrum, ncc_matrix
+    from kernels._backend import resolve_backend
 
     _check_sizes([(h, w)], repeat)
+    on = resolve_backend(backend, pixels=h * w)
     if references < 1:
         raise ValueError(f"references must be >= 1, got {references}")
     mp, n = h * w / 1e6, references
@@ -208,38 +223,46 @@ def measure_pipeline(h: int, w: int, *, references: int = 6, repeat: int = 3, ba
     cameras, generators = _references(h, w, n)
     rows: list[Stage] = []
 
-    def add(stage: str, unit: str, fn, per_call: float, rate_unit: str) -> None:
-        rows.append(Stage((h, w), stage, unit, _best(fn, repeat), per_call, rate_unit))
+    def add(stage: str, unit: str, fn, per_call: float, rate_unit: str, where: str = on) -> None:
+        rows.append(Stage((h, w), stage, unit, _best(fn, repeat), per_call, rate_unit, where))
 
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         jpeg = Path(tmp) / "photo.jpg"
         Image.fromarray(image).save(jpeg, quality=92)
-        add("decode (JPEG file, load_image)", "image", lambda: load_image(jpeg), mp, "MP/s")
-    add("residual (query, sigma 2)", "image", lambda: extract_residual(image), mp, "MP/s")
-    cam_acc = new_accumulator(default_params("camera"))
+        add("decode (JPEG file, load_image)", "image", lambda: load_image(jpeg), mp, "MP/s", "cpu")
+    add("residual (query, sigma 2)", "image", lambda: extract_residual(image, backend=on), mp, "MP/s")
+    cam_acc = new_accumulator(default_params("camera"), backend=on)
     add("camera build, per image", "image", lambda: cam_acc.add(image), mp, "MP/s")
-    gen_acc = new_accumulator(default_params("generator"))
+    gen_acc = new_accumulator(default_params("generator"), backend=on)
     add("generator build, per image", "image", lambda: gen_acc.add(image), mp, "MP/s")
 
-    aligned = Attributor(cameras, rotations=False, retry_sigma=None)
+    aligned = Attributor(cameras, rotations=False, retry_sigma=None, backend=on)
     add(f"attribute vs {n} cameras: aligned", "query", lambda: aligned.score(image), 1, "queries/s")
     crop_name = f"attribute vs {n} cameras: crop search ({crop.shape[0]}x{crop.shape[1]} query)"
     add(crop_name, "query", lambda: aligned.score(crop), 1, "queries/s")
-    defaults = Attributor(cameras)
+    defaults = Attributor(cameras, backend=on)
     add(f"attribute vs {n} cameras: rotations + sigma-5 retry (defaults, no match)", "query",
         lambda: defaults.score(image), 1, "queries/s")
-    gens = Attributor(generators, generator_threshold=3.0)
+    gens = Attributor(generators, generator_threshold=3.0, backend=on)
     add(f"attribute vs {n} generators", "query", lambda: gens.score(image), 1, "queries/s")
 
-    residual = extract_residual(image)
-    spectrum = ReferenceSpectrum(cameras[0][2])
-    add("PCE, aligned (one reference)", "PCE", lambda: spectrum.pce(residual), 1, "PCE/s")
+    residual = extract_residual(image, backend=on)
     small = np.ascontiguousarray(residual[: crop.shape[0], : crop.shape[1]])
-    add("PCE, crop search (one reference)", "PCE", lambda: spectrum.pce(small, search="crop"), 1, "PCE/s")
-    queries = np.stack([generator_residual(image, default_params("generator"))] * batch)
+    queries = np.stack([generator_residual(image, default_params("generator"), backend=on)] * batch)
     fingerprints = np.stack([g[2] for g in generators])
-    add(f"NCC matrix, {batch} queries x {n} generators", "matrix", lambda: ncc_matrix(queries, fingerprints),
-        batch * n, "pairs/s")
+    if on == "cuda":  # the scores alone, on device-resident arrays (fingerprint.device)
+        from fingerprint.device import Device
+
+        dev = Device()
+        spectrum, residual, small = dev.spectrum(cameras[0][2]), dev.put(residual), dev.put(small)
+        queries_on, fingerprints_on = dev.put(queries), dev.put(fingerprints)
+        nccs = lambda: dev.ncc_rows(queries_on, fingerprints_on)  # noqa: E731
+    else:
+        spectrum = ReferenceSpectrum(cameras[0][2])
+        nccs = lambda: ncc_matrix(queries, fingerprints)  # noqa: E731
+    add("PCE, aligned (one reference)", "PCE", lambda: spectrum.pce(residual), 1, "PCE/s")
+    add("PCE, crop search (one reference)", "PCE", lambda: spectrum.pce(small, search="crop"), 1, "PCE/s")
+    add(f"NCC matrix, {batch} queries x {n} generators", "matrix", nccs, batch * n, "pairs/s")
     return rows
 
 
@@ -281,30 +304,35 @@ def _sentence(job: str, parts: dict[str, float]) -> str:
 
 
 def run_pipeline_bench(sizes: Sequence[tuple[int, int]], *, references: int = 6, repeat: int = 3,
-                       out=None, as_json: bool = False) -> dict:
+                       out=None, as_json: bool = False, backend: str = "auto") -> dict:
     """Measure every stage at every size; print one table (or one JSON object) and the dominant stages.
 
-    Returns ``{"machine", "date", "repeat", "references", "rows": [Stage.as_dict()], "dominant": [str]}``.
+    ``backend`` ("auto", "cpu", "cuda") is resolved once per size (:func:`measure_pipeline`); the
+    table's last column says where each stage ran.
+    Returns ``{"machine", "date", "repeat", "references", "backend", "rows": [Stage.as_dict()], "dominant": [str]}``.
     """
     _check_sizes(sizes, repeat)
+    from kernels._backend import resolve_backend
+
+    resolve_backend(backend)  # an unknown name, or "cuda" without a device, fails before any measurement
     out = out if out is not None else sys.stdout
     if isinstance(references, bool) or not isinstance(references, int) or references < 1:
         raise ValueError(f"references must be a whole number >= 1, got {references!r}")
     table = (lambda *a, **k: None) if as_json else functools.partial(print, file=out, flush=True)
     table(f"# pipeline stages on synthetic RGB images, {references} references, best of {repeat} after a warm-up; "
           f"{machine()}; {time.strftime('%Y-%m-%d')}")
-    table("| size | stage | s per call | per | rate |")
-    table("| --- | --- | --- | --- | --- |")
+    table("| size | stage | s per call | per | rate | backend |")
+    table("| --- | --- | --- | --- | --- | --- |")
     rows: list[Stage] = []
     for h, w in sizes:
-        for r in measure_pipeline(h, w, references=references, repeat=repeat):
+        for r in measure_pipeline(h, w, references=references, repeat=repeat, backend=backend):
             rows.append(r)
-            table(f"| {h}x{w} | {r.stage} | {r.seconds:.4f} | {r.unit} | {r.rate:.3g} {r.rate_unit} |")
+            table(f"| {h}x{w} | {r.stage} | {r.seconds:.4f} | {r.unit} | {r.rate:.3g} {r.rate_unit} | {r.backend} |")
     dominant = dominant_stages(rows)
     for line in dominant:
         table(f"# {line}")
     result = {"benchmark": "pipeline", "machine": machine(), "date": time.strftime("%Y-%m-%d"), "repeat": repeat,
-              "references": references, "rows": [r.as_dict() for r in rows], "dominant": dominant}
+              "references": references, "backend": backend, "rows": [r.as_dict() for r in rows], "dominant": dominant}
     if as_json:
         print(json.dumps(result, indent=2), file=out)
     return result

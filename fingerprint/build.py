@@ -36,7 +36,7 @@ def default_params(kind: str, **overrides) -> FingerprintParams:
 
 
 def build_fingerprint(images: Iterable[np.ndarray], kind: str = "camera", *,
-                      crop: tuple[int, int] | None = None, **params) -> np.ndarray:
+                      crop: tuple[int, int] | None = None, backend: str = "auto", **params) -> np.ndarray:
     """Fingerprint of a set of images held in memory.
 
     Parameters
@@ -48,6 +48,9 @@ def build_fingerprint(images: Iterable[np.ndarray], kind: str = "camera", *,
         ``F`` (float32, C x H x W).
     crop : (h, w), optional
         Centre-crop every image to this size first.
+    backend : {"auto", "cpu", "cuda"}
+        Where each image's noise residual is computed (resolved once, at the first image, by
+        ``kernels._backend.resolve_backend``); the running sums stay on the CPU.
     **params
         Overrides of :class:`~fingerprint.estimate.FingerprintParams` (sigma, levels, color, ...).
 
@@ -55,7 +58,7 @@ def build_fingerprint(images: Iterable[np.ndarray], kind: str = "camera", *,
     -------
     ndarray of float32
     """
-    acc = new_accumulator(default_params(kind, **params))
+    acc = new_accumulator(default_params(kind, **params), backend=backend)
     for i, image in enumerate(images):
         acc.add(crop_center(image, crop) if crop else image, name=f"image {i}")
     return acc.fingerprint()
@@ -103,7 +106,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
 def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Sequence[str | os.PathLike], *,
                     crop: tuple[int, int] | None = None, strict: bool = False, sigma: float | None = None,
                     progress: bool = True, lock_timeout: float = 10.0,
-                    warn: Callable[[str], None] | None = None) -> BuildReport:
+                    warn: Callable[[str], None] | None = None, backend: str = "auto") -> BuildReport:
     """Add images to reference ``name`` of a library, creating the library or reference as needed.
 
     Parameters
@@ -116,6 +119,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
     strict : stop at the first unreadable or mismatched image (default: skip it and go on).
     sigma : estimator noise std (default 3, Binghamton); must equal the reference's when updating.
     warn : called with a one-line message for every skipped image (default: print to stderr).
+    backend : "auto", "cpu" or "cuda": where the images' noise residuals are computed (as in
+        :func:`build_fingerprint`); the library's sums are the same either way, up to rounding.
 
     Returns
     -------
@@ -140,6 +145,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         # is locked for the whole build, so that nobody updates the reference in between.
         lib = stack.enter_context(open_library()) if os.path.exists(library) else None
         params, acc, seen = resume_reference(lib, name, kind, sigma)
+        acc.backend = backend  # resolved at the first image (kernels._backend.resolve_backend)
         new_sources: list[tuple[str, str]] = []
         others = generator_scorers(lib, params, exclude=name) if kind == "generator" and lib is not None else []
         null_scores: list[tuple[str, str, float]] = []  # (image sha256, other generator, z)

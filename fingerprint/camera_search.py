@@ -79,7 +79,9 @@ class CameraSearch:
     ----------
     fingerprint : ndarray of float32, shape (H, W)
     rotations : tuple of int
-        Quarter turns tried, default all four (a rotation that fits nowhere adds nothing).
+        Quarter turns of the native stage, default all four (one that fits nowhere adds nothing).
+    scaled_rotations : tuple of int
+        Quarter turns of the scaled stages (default ``(0, 1, 3)``, see ``ScaledSearch``).
     scaled : bool
         Run the implied-scale and scale-search stages for queries smaller than the fingerprint.
     weights : dict
@@ -91,7 +93,8 @@ class CameraSearch:
         ``candidates``, ``refine_steps``, ``coarse``, ``cache_bytes``).
     """
 
-    def __init__(self, fingerprint: np.ndarray, *, rotations: Sequence[int] = (0, 1, 2, 3), scaled: bool = True,
+    def __init__(self, fingerprint: np.ndarray, *, rotations: Sequence[int] = (0, 1, 2, 3),
+                 scaled_rotations: Sequence[int] = (0, 1, 3), scaled: bool = True,
                  weights: dict | None = None, alpha: float = ALPHA, min_scale: float = DEFAULT_MIN_SCALE,
                  **scaled_options):
         self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
@@ -99,7 +102,7 @@ class CameraSearch:
         self.rotations = tuple(sorted({int(r) % 4 for r in rotations}))
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.alpha = float(alpha)
-        self.scaled = ScaledSearch(self.K, rotations=self.rotations, min_scale=min_scale,
+        self.scaled = ScaledSearch(self.K, rotations=tuple(scaled_rotations), min_scale=min_scale,
                                    **scaled_options) if scaled else None
 
     def _native_shifts(self, query_shape: tuple[int, int]) -> dict[int, int]:

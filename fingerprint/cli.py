@@ -2,8 +2,9 @@
 
 Results go to stdout, progress and warnings to stderr. Exit codes: 0 success, 1 a user error
 (bad file, bad library; one line on stderr), 2 bad command-line usage (an unknown option, a value
-out of range), 130 interrupted (Ctrl-C; a library being written is left as it was), 141 when the
-reader of stdout closed it early (``| head``; nothing more is printed). ``--debug`` shows tracebacks.
+out of range, ``--backend cuda`` where no GPU is usable), 130 interrupted (Ctrl-C; a library
+being written is left as it was), 141 when the reader of stdout closed it early (``| head``;
+nothing more is printed). ``--debug`` shows tracebacks.
 Every name and path printed has its control characters escaped (``cli_text.printable``).
 """
 
@@ -27,6 +28,8 @@ from fingerprint.cli_args import (  # argument types; parse_crop and CropSizeErr
     _rate,
     _sigma,
     _sizes,
+    add_backend_option,
+    backend_error,
     parse_crop,
 )
 
@@ -59,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders (searched recursively, files chosen by content) or glob patterns")
     b.add_argument("--no-recursive", action="store_true", help="do not search sub-folders of folders")
+    add_backend_option(b)
     # --- distributed (fingerprint/distributed.py) ---
     b.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
                    help="build on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
@@ -86,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_option(a)
     # --- distributed (fingerprint/distributed.py) ---
     a.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
                    help="attribute on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
@@ -132,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-recursive", action="store_true", help="do not search inside the per-source sub-folders' sub-folders")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--quiet", action="store_true")
+    add_backend_option(ev)
 
     be = sub.add_parser("bench", help="residual speed against plain float64, or (--pipeline) every stage's time")
     be.add_argument("--sizes", type=_sizes, default="512x512,2000x3008",
@@ -144,13 +150,14 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--references", type=_count, default=6, metavar="N",
                     help="references per attribution with --pipeline (default 6)")
     be.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_backend_option(be)
 
     de = sub.add_parser("demo", help="end-to-end demo on simulated cameras and generators")
     de.add_argument("--out", default="demo-output", help="output folder (default demo-output/)")
     de.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     de.add_argument("--quiet", action="store_true")
 
-    # --- forensic report and tamper localisation (fingerprint/report.py, fingerprint/localize.py) ---
+    # --- forensic report and tamper localisation (fingerprint/report.py, fingerprint/localization.py) ---
     lo = sub.add_parser("localize", help="map where a camera's fingerprint is missing from a photo (tampering)")
     lo.add_argument("library")
     lo.add_argument("image", metavar="IMAGE")
@@ -159,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="8-bit PNG of the image's size: 255 where the fingerprint is absent (tampered), 0 elsewhere")
     lo.add_argument("--map", metavar="MAP.png", help="also write a picture of the map over the image")
     lo.add_argument("--window", type=_count, help="window side in pixels (default 128; smaller for images under 512 px)")
-    lo.add_argument("--alpha", type=_rate, default=1e-3, help="false-alarm rate of the test per window (default 0.001)")
+    lo.add_argument("--alpha", type=_rate, help="false-alarm rate of the test per window (default 0.01)")
     lo.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     rp = sub.add_parser("report", help="forensic HTML report: an index and one self-contained page per image")
@@ -213,10 +220,10 @@ def cmd_build(args) -> int:
         with connect(args.scheduler) as client:
             rep = build_reference_distributed(args.library, args.name, args.kind, files, client=client,
                                               crop=args.crop, strict=args.strict, sigma=args.sigma,
-                                              progress=not args.quiet, warn=_warn)
+                                              progress=not args.quiet, warn=_warn, backend=args.backend)
     else:
         rep = build_reference(args.library, args.name, args.kind, files, crop=args.crop, strict=args.strict,
-                              sigma=args.sigma, progress=not args.quiet, warn=_warn)
+                              sigma=args.sigma, progress=not args.quiet, warn=_warn, backend=args.backend)
     verb = "created" if rep.created else "updated"
     if not rep.added:
         print(f"{printable(args.name)}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
@@ -242,7 +249,7 @@ def cmd_attribute(args) -> int:
               f"(image, generator) pairs if z is N(0, 1); calibrated thresholds are usually {Z_ADVICE:g} or more")
     options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
                    generator_threshold=args.generator_z, fpr=args.fpr, rotations=not args.no_rotations,
-                   query_sigma=args.sigma,
+                   query_sigma=args.sigma, backend=args.backend,
                    strict=args.strict, progress=not args.quiet)
     damaged: list[str] = []  # a damaged reference is skipped with one warning line, and the exit code says so
     options["warn"] = lambda msg: (damaged.append(msg), _warn(msg))
@@ -408,7 +415,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
                               rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots,
                               progress=not args.quiet, warn=_warn, recursive=not args.no_recursive,
-                              generator_threshold=args.generator_z)
+                              generator_threshold=args.generator_z, backend=args.backend)
     if args.per_image:
         write_per_image(report, args.per_image)
     if args.json:
@@ -423,9 +430,11 @@ def cmd_bench(args) -> int:
     from fingerprint.bench import run_bench, run_pipeline_bench
 
     if args.pipeline:
-        run_pipeline_bench(args.sizes, references=args.references, repeat=args.repeat, as_json=args.json)
+        run_pipeline_bench(args.sizes, references=args.references, repeat=args.repeat, as_json=args.json,
+                           backend=args.backend)
     else:
-        run_bench(args.sizes, repeat=args.repeat, reference=not args.no_reference, as_json=args.json)
+        run_bench(args.sizes, repeat=args.repeat, reference=not args.no_reference, as_json=args.json,
+                  backend=args.backend)
     return EXIT_OK
 
 
@@ -473,6 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    problem = backend_error(args)  # --backend cuda without a usable device: a usage error, one line
+    if problem:
+        _err(problem)
+        return EXIT_USAGE
     debug = args.debug
     from fingerprint import interrupt
 

@@ -7,7 +7,9 @@ never an internal error or a silent NaN fingerprint. Ranges:
 - ``--fpr``: a false-positive rate per pair in (0, :data:`FPR_MAX`];
 - ``--sigma``: a noise standard deviation in grey levels (8-bit scale) within :data:`SIGMA_RANGE`
   (below it the residual is ~0, above it the denoiser saturates; ``1e300`` gave a NaN fingerprint);
-- sizes ``HxW`` (rows x columns, :func:`parse_crop`) and counts (whole numbers >= 1).
+- sizes ``HxW`` (rows x columns, :func:`parse_crop`) and counts (whole numbers >= 1);
+- ``--backend {cpu,cuda,auto}`` (:func:`add_backend_option`): ``cuda`` on a machine without a usable
+  CUDA device is a usage error too (:func:`backend_error`, one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import re
 
 from kernels.spec import SIGMA_RANGE
 
-__all__ = ["ATTRIBUTE_EPILOG", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError", "parse_crop"]
+__all__ = ["ATTRIBUTE_EPILOG", "BACKEND_CHOICES", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError",
+           "add_backend_option", "backend_error", "parse_crop"]
 
 
 class CropSizeError(argparse.ArgumentTypeError, ValueError):
@@ -104,6 +107,31 @@ def _sizes(text: str) -> list[tuple[int, int]]:
         if h < MIN_SIZE or w < MIN_SIZE:
             raise argparse.ArgumentTypeError(f"{h}x{w}: every size must be at least {MIN_SIZE}x{MIN_SIZE}")
     return sizes
+
+
+BACKEND_CHOICES = ("cpu", "cuda", "auto")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend {cpu,cuda,auto}`` (default auto), passed as ``backend=`` to the API call."""
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="where residuals and scores are computed: cpu, cuda (an NVIDIA GPU; experimental, see "
+                             "docs/gpu.md) or auto (the GPU when one is usable and the images have 1 MP or more; "
+                             "default)")
+
+
+def backend_error(args: argparse.Namespace) -> str | None:
+    """The one-line usage error of ``--backend cuda`` where CUDA is not usable, else None.
+
+    The reason is ``kernels._backend.cuda_status()``'s. Not checked with ``--scheduler``: there the
+    Dask workers, which may have GPUs that this machine lacks, resolve the backend themselves.
+    """
+    if getattr(args, "backend", None) != "cuda" or getattr(args, "scheduler", None):
+        return None
+    from kernels._backend import cuda_status
+
+    usable, reason = cuda_status()
+    return None if usable else f"--backend cuda: {reason}; use --backend cpu or auto"
 
 
 def _ncc_threshold_removed(text: str) -> float:

@@ -7,7 +7,8 @@
 3. attribute: held-out images of every source, the two outsiders included (they must come out
    "unknown"), with the same code as ``ganprint evaluate``;
 4. report: confusion table, top-1 accuracy, open-set results, timings per stage; the library
-   (``library.h5``), per-image results (``results.jsonl``) and PNG plots are left in the output folder.
+   (``library.h5``), per-image results (``results.jsonl``) and PNG plots are left in the output folder,
+   with an HTML forensic report of one query per source (``report/index.html``).
 """
 
 from __future__ import annotations
@@ -131,12 +132,22 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
     ]
     timings["metrics and plots"] = time.perf_counter() - t
 
+    t = time.perf_counter()  # --- forensic report (fingerprint/report.py): one query per source, to stay quick ---
+    from fingerprint.report import write_report
+
+    firsts = [next(p for p, lab in pairs if lab == source) for source in dict.fromkeys(lab for _, lab in pairs)]
+    report_index = write_report(lib_path, firsts, out / "report", note=(
+        f"A subset: the first query of each of the {len(firsts)} sources ({len(pairs)} queries in all; every result is "
+        "in results.jsonl), to keep the demo quick. Run 'ganprint report library.h5 images/queries --out DIR' for all."))
+    timings["report"] = time.perf_counter() - t
+
     print(format_report(report))
     print()
     print(f"camera decisions: PCE >= 60 (false-alarm rate ~1e-5 per pair); generator decisions: "
           f"{att.generator_threshold.describe() if att.generator_threshold else 'none'}")
     print(f"library: {lib_path} ({len(CAMERAS) + len(GENERATORS)} references from {n_build} images); "
           f"per-image results: {out / 'results.jsonl'}")
+    print(f"forensic report of {len(firsts)} queries (one per source): {report_index}")
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
           + f"; {len(results)} queries at {len(results) / timings['attribute queries']:.1f} images/s")
     metrics = report.as_dict() | {"timings_s": timings}

@@ -212,18 +212,21 @@ def _announced(paths: Iterator[str], on_image: Callable[[str], None] | None) -> 
 
 
 def reduce_batch(items: Sequence[tuple[int, str, str]], params, *, crop=None, shape=None, channels=None,
-                 others: Sequence[Any] = (), on_image: Callable[[str], None] | None = None) -> PartialSums:
+                 others: Sequence[Any] = (), on_image: Callable[[str], None] | None = None,
+                 backend: str = "auto") -> PartialSums:
     """Worker task: read ``items`` ((index, path, sha) triples) one image at a time into partial sums.
 
     ``shape``/``channels`` are the build's (from the probe or the existing reference); an image
     of another size is skipped like in-process. ``others``: generator scorers for the
     non-matching calibration scores. Bad images are recorded, never raised (the client decides,
     in file order, what strict mode does). ``on_image(path)`` is called before each image (tests).
+    ``backend``: where the noise residuals are computed, resolved here, on the worker (a dask-cuda
+    worker with a GPU runs the same CUDA path as an in-process build).
     """
     from fingerprint.estimate import new_accumulator
     from fingerprint.io import iter_images
 
-    acc = new_accumulator(params)
+    acc = new_accumulator(params, backend=backend)
     acc.shape = tuple(shape) if shape is not None else None
     acc.channels = channels
     hashes: set[str] = set()
@@ -307,7 +310,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
                                 sigma: float | None = None, progress: bool = True, lock_timeout: float = 10.0,
                                 warn: Callable[[str], None] | None = None, batch_size: int | None = None,
                                 split_every: int = 4, hash_batch: int = 64,
-                                on_image: Callable[[str], None] | None = None):
+                                on_image: Callable[[str], None] | None = None, backend: str = "auto"):
     """:func:`fingerprint.build.build_reference` on a Dask cluster; same arguments, same result.
 
     Parameters (beyond ``build_reference``'s)
@@ -319,6 +322,7 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
     split_every : partial sums merged per reduction task (fan-in of the tree).
     hash_batch : files per hashing task.
     on_image : called with each path before it is read, on the worker (fault-injection in tests).
+    backend : "auto", "cpu" or "cuda", resolved on each worker (see :func:`reduce_batch`).
 
     Returns
     -------
@@ -394,7 +398,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
             batches = _chunks(todo, batch_size)
             others_f = client.scatter([others], broadcast=True)[0] if others else ()
             leaves = [client.submit(reduce_batch, b, params, crop=crop, shape=shape, channels=channels,
-                                    others=others_f, on_image=on_image, pure=False) for b in batches]
+                                    others=others_f, on_image=on_image, backend=backend, pure=False)
+                      for b in batches]
             level = leaves
             while len(level) > 1:
                 level = [grp[0] if len(grp) == 1 else client.submit(merge_partials, *grp, pure=False)
@@ -491,7 +496,9 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     worker; each worker prepares one ``Attributor`` for them. At most ``in_flight`` tasks of
     ``batch_size`` images (default: 4 per worker) are outstanding, so client memory stays bounded
     however many queries there are. ``options``: as ``load_attributor`` (``method``,
-    ``pce_threshold``, ``generator_threshold``, ``fpr``, ``rotations``).
+    ``pce_threshold``, ``generator_threshold``, ``fpr``, ``rotations``, ``backend``). The backend
+    is resolved on each worker, whose ``Attributor`` keeps the references on its GPU for
+    ``"cuda"`` (dask-cuda); the client only reads the library (on the CPU).
     """
     _require_distributed()
     from collections import deque
@@ -501,12 +508,13 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     from fingerprint.io import collect_image_paths
 
     files = [str(p) for p in collect_image_paths(paths)]
-    att = load_attributor(library, **options)  # the same references and thresholds as in-process
+    backend = options.pop("backend", "auto")  # the workers' choice, not the client's
+    att = load_attributor(library, backend="cpu", **options)  # the same references and thresholds as in-process
     refs = [(c.name, "camera", c.K, c.params) for c in att.cameras]
     refs += [(g.name, "generator", g.F, g.params) for g in att.generators]
     worker_options = dict(method=att.method, pce_threshold=att.pce_threshold,
                           generator_threshold=att.generator_threshold, rotations=len(att.rotations) > 1,
-                          query_sigma=att.query_sigma, retry_sigma=att.retry_sigma)
+                          query_sigma=att.query_sigma, retry_sigma=att.retry_sigma, backend=backend)
     del att
     payload = client.scatter([(refs, worker_options)], broadcast=True, hash=True)[0]
     token = payload.key

@@ -224,15 +224,8 @@ class Stage:
         Query residuals (denoiser strengths) scored on every surface; multiplies the count.
     weight : float
         Share of the error budget before normalisation (>= 0).
-    split : {"positions", "surfaces"}
-        How the stage's share ``a`` is spread. ``"positions"``: equally over its
-        ``n = sigmas * sum(shifts)`` positions, one threshold ``tau(a; n)``. ``"surfaces"``:
-        equally over its ``S = sigmas * len(shifts)`` surfaces, then over the ``n_s`` shifts of
-        the surface that holds the peak: threshold ``tau(a; S * n_s)``, for searches whose
-        surfaces (and their sizes) are picked as they go.
     coarse_scales : int
-        Factors swept at reduced resolution to pick the surfaces (for the text only; they
-        decide nothing).
+        Factors of a coarse sweep among those surfaces (for the text only).
     """
 
     name: str
@@ -241,7 +234,6 @@ class Stage:
     scales: int = 1
     sigmas: int = 1
     weight: float = 1.0
-    split: str = "positions"
     coarse_scales: int = 0
 
     def __post_init__(self) -> None:
@@ -253,18 +245,11 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: sigmas must be >= 1, rotations and scales >= 0")
         if not (self.weight >= 0 and math.isfinite(self.weight)):
             raise ValueError(f"stage {self.name!r}: weight must be a finite number >= 0, got {self.weight!r}")
-        if self.split not in ("positions", "surfaces"):
-            raise ValueError(f"stage {self.name!r}: split must be 'positions' or 'surfaces', got {self.split!r}")
 
     @property
     def n_positions(self) -> int:
         """``sigmas * sum(shifts)``: 0 for a stage that cannot run (the query fits nowhere)."""
         return self.sigmas * sum(self.shifts)
-
-    @property
-    def n_surfaces(self) -> int:
-        """``sigmas * len(shifts)``."""
-        return self.sigmas * len(self.shifts)
 
     def describe(self) -> str:
         """``"2 rotations × 2 sigmas × 37 scales × ≤ 1.2 M shifts"`` (factors of 1 left out)."""
@@ -279,10 +264,10 @@ class Stage:
             parts.append(_plural(self.scales, "scale"))
         most = max(self.shifts)
         shifts = _plural(most, "shift") if most < 10_000 else f"{_count(most)} shifts"
-        parts.append(shifts if min(self.shifts) == most and self.split == "positions" else f"≤ {shifts}")
+        parts.append(shifts if min(self.shifts) == most else f"≤ {shifts}")
         text = " × ".join(parts)
         if self.coarse_scales:
-            text += f" (picked by a coarse sweep of {self.coarse_scales} scales)"
+            text += f" (a coarse sweep of {self.coarse_scales} scales, then its best peaks refined)"
         return text
 
 
@@ -319,7 +304,7 @@ class SearchPlan:
     def uniform(cls, stages, alpha: float = ALPHA) -> "SearchPlan":
         """The plan whose stages all have the one threshold ``tau(alpha; n_total)`` (weights = positions)."""
         return cls(tuple(Stage(s.name, s.shifts, s.rotations, s.scales, s.sigmas, float(s.n_positions),
-                               s.split, s.coarse_scales) for s in stages), alpha)
+                               s.coarse_scales) for s in stages), alpha)
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -346,43 +331,30 @@ class SearchPlan:
         total = sum(s.weight for s in self.active)
         return st.weight / total if st in self.active and total > 0 else 0.0
 
-    def _n_for(self, st: Stage, shifts: int | None) -> int:
-        """Positions a PCE found in ``st`` is the best of: ``n_i``, or ``S * shifts`` for a
-        ``"surfaces"`` stage (splitting ``a`` equally over ``S`` surfaces of ``n_s`` shifts each,
-        ``(1 - (1 - p)**n_s)`` per surface at ``1 - (1 - a)**(1/S)``, is the same test as
-        ``S * n_s`` pooled positions)."""
-        if st.split == "positions":
-            return st.n_positions
-        return st.n_surfaces * (int(shifts) if shifts is not None else max(st.shifts))
-
-    def threshold(self, name: str, shifts: int | None = None) -> float:
-        """The PCE the stage's best position must reach (inf if the stage cannot run).
-
-        ``tau(alpha * share; n_i)``; for a ``"surfaces"`` stage ``tau(alpha * share; S * shifts)``
-        with the shifts of the surface holding the peak (default: the stage's bound).
-        """
+    def threshold(self, name: str) -> float:
+        """``tau(alpha * share; n_i)``: the PCE the stage's best position must reach (inf if it cannot run)."""
         share = self.share(name)
         if share == 0.0:
             return math.inf
-        return threshold(self.alpha * share, self._n_for(self.stage(name), shifts))
+        return threshold(self.alpha * share, self.stage(name).n_positions)
 
-    def false_alarm(self, name: str, pce: float, shifts: int | None = None) -> float:
+    def false_alarm(self, name: str, pce: float) -> float:
         """Per-decision false-alarm probability of ``pce`` found in stage ``name``.
 
-        ``min(1, P_FA(pce; n) / share)`` with ``n`` as in :meth:`threshold`: the weighted-Bonferroni
-        adjusted p-value, at most ``alpha`` exactly when ``pce`` reaches :meth:`threshold`.
+        ``min(1, P_FA(pce; n_i) / share_i)``, the weighted-Bonferroni adjusted p-value: at most
+        ``alpha`` exactly when ``pce`` reaches :meth:`threshold`.
         """
         share = self.share(name)
         if share == 0.0:
             return 1.0
-        return min(1.0, false_alarm(pce, self._n_for(self.stage(name), shifts)) / share)
+        return min(1.0, false_alarm(pce, self.stage(name).n_positions) / share)
 
-    def log10_false_alarm(self, name: str, pce: float, shifts: int | None = None) -> float:
+    def log10_false_alarm(self, name: str, pce: float) -> float:
         """``log10`` of :meth:`false_alarm` (finite where it underflows)."""
         share = self.share(name)
         if share == 0.0:
             return 0.0
-        return min(0.0, log10_false_alarm(pce, self._n_for(self.stage(name), shifts)) - math.log10(share))
+        return min(0.0, log10_false_alarm(pce, self.stage(name).n_positions) - math.log10(share))
 
     def describe(self, name: str | None = None) -> str:
         """Human text: ``"searched 4 rotations × 37 scales × 1.2 M shifts: threshold 91"``.

@@ -24,6 +24,7 @@ import numpy as np
 
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
 from fingerprint.residual import extract_noise
+from kernels._backend import resolve_backend
 from kernels.estimate_cpu import _accumulate, _accumulate_ml, _ml_ratio
 from kernels.spec import FINGERPRINT_SIGMA, GRAY_WEIGHTS, LEVELS, WAVELET, check_image, check_residual_params, value_scale
 from kernels.spectral_cpu import wiener_dft, zero_mean_total
@@ -140,18 +141,19 @@ def self_whiten(planes: np.ndarray) -> np.ndarray:
     return out
 
 
-def generator_residual(image: np.ndarray, params: FingerprintParams) -> np.ndarray:
+def generator_residual(image: np.ndarray, params: FingerprintParams, *, backend: str = "cpu") -> np.ndarray:
     """Residual used for generator fingerprints and generator queries (docs/algorithm.md §6).
 
     Per-channel ``noise_extract`` with ``params.sigma`` (no DFT Wiener: the periodic peaks are the
     signal), then ZeroMeanTotal per channel if ``params.zero_mean``, spectral self-whitening if
-    ``params.whiten``, gray if not ``params.color``.
+    ``params.whiten``, gray if not ``params.color``. ``backend`` (``"cpu"``, ``"cuda"``, ``"auto"``)
+    is that of the noise (``extract_noise``); the later steps run on the CPU (no GPU twin).
 
     Returns
     -------
     ndarray of float32, shape (C, H, W) with C = 3 (colour, RGB input), else (1, H, W).
     """
-    planes = extract_noise(image, params.sigma, params.levels)
+    planes = extract_noise(image, params.sigma, params.levels, backend=backend)
     if params.zero_mean:
         _zero_mean_planes(planes)
     if params.whiten:
@@ -168,6 +170,14 @@ class _Accumulator:
     channels: int | None = None
     n_images: int = 0
     sums: dict[str, np.ndarray] = field(default_factory=dict)
+    # where each image's noise is computed: "auto", "cpu" or "cuda" (kernels._backend), resolved once,
+    # at the first image (its size decides "auto"); the running sums stay on the host either way
+    backend: str = "auto"
+
+    def _backend_for(self, image: np.ndarray) -> str:
+        """``backend``, fixed at the first image: ``"auto"`` becomes ``"cpu"`` or ``"cuda"`` by its size."""
+        self.backend = resolve_backend(self.backend, image)
+        return self.backend
 
     def check(self, image: np.ndarray, name: str) -> np.ndarray:
         """Validate ``image`` (named ``name`` in errors) and fix, on the first image, the shape and channels
@@ -218,7 +228,7 @@ class CameraAccumulator(_Accumulator):
     def add(self, image: np.ndarray, name: str = "image") -> None:
         """Add one image (uint8/uint16, H x W [x 3]) of the camera."""
         image = self.check(image, name)
-        noise = extract_noise(image, self.params.sigma, self.params.levels)
+        noise = extract_noise(image, self.params.sigma, self.params.levels, backend=self._backend_for(image))
         planes = image[..., None] if image.ndim == 2 else image
         if not self.sums:
             zeros = np.zeros(noise.shape, dtype=np.float32)
@@ -262,7 +272,7 @@ class GeneratorAccumulator(_Accumulator):
     def add(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Add one image (uint8/uint16, H x W [x 3]) of the generator; returns its residual (C, H, W)."""
         image = self.check(image, name)
-        r = generator_residual(image, self.params)
+        r = generator_residual(image, self.params, backend=self._backend_for(image))
         if not self.sums:
             self.sums = {"sum": np.zeros(r.shape, dtype=np.float32)}
             if self.params.shrink:
@@ -302,6 +312,7 @@ class GeneratorAccumulator(_Accumulator):
         return fft.irfft2(m, s=mean.shape[1:], axes=(-2, -1), workers=-1).astype(np.float32)
 
 
-def new_accumulator(params: FingerprintParams) -> _Accumulator:
-    """An empty accumulator of the right kind for ``params``."""
-    return CameraAccumulator(params) if params.kind == "camera" else GeneratorAccumulator(params)
+def new_accumulator(params: FingerprintParams, *, backend: str = "auto") -> _Accumulator:
+    """An empty accumulator of the right kind for ``params``; ``backend`` as in ``_Accumulator``."""
+    kind = CameraAccumulator if params.kind == "camera" else GeneratorAccumulator
+    return kind(params, backend=backend)

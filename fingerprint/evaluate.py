@@ -305,13 +305,14 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
                      query_sigma: float = 2.0,
                      plots: str | os.PathLike | None = None, progress: bool = True,
                      warn: Callable[[str], None] | None = None, recursive: bool = True,
-                     generator_threshold: float | None = None) -> EvaluationReport:
+                     generator_threshold: float | None = None, backend: str = "auto") -> EvaluationReport:
     """Attribute every labelled query against ``library`` and compute the metrics (and plots).
 
     ``report.failed`` lists the query files that could not be read (each also passed to ``warn``),
     ``report.left_out`` the files the folder search passed over, ``report.per_image`` one row per
     scored query (see :func:`write_per_image`). ``generator_threshold``: a z threshold instead of
-    the library's calibrated one. Plots: ``roc.png`` (log false-positive axis, the
+    the library's calibrated one. ``backend``: as in :class:`~fingerprint.attribution.Attributor`
+    ("auto", "cpu", "cuda"; resolved once). Plots: ``roc.png`` (log false-positive axis, the
     operating points of the decisions marked), ``scores.png`` (thresholds marked with their value),
     ``confusion.png``.
     """
@@ -324,7 +325,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
 
     pairs, left_out = labelled_queries(queries, recursive=recursive)
     att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma,
-                          generator_threshold=generator_threshold)
+                          generator_threshold=generator_threshold, backend=backend)
     references = [c.name for c in att.cameras] + [g.name for g in att.generators]
     results, labels, failed = [], [], []
     loaded = iter_images((path for path, _ in pairs), crop=crop)

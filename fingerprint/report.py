@@ -7,7 +7,7 @@ the Jinja2 templates in ``fingerprint/templates/``:
 - the file: SHA-256, size, format, pixel size, EXIF make/model/date/software, JPEG quality;
 - the decision: score, threshold, false-alarm probability and what was searched, every
   reference's scores in a table, the score against its null distribution;
-- a camera match: the tamper-localisation map (``fingerprint.localize``) over the image;
+- a camera match: the tamper-localisation map (``fingerprint.localize``, in ``fingerprint/localization.py``) over the image;
 - a generator: the query's residual spectrum beside the fingerprint's;
 - the library's path, SHA-256 and schema, the ganprint version and the time.
 
@@ -38,7 +38,7 @@ from fingerprint import report_plots as plots
 from fingerprint.attribution import Attribution, Attributor, ReferenceScore, load_attributor
 from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import generator_residual
-from fingerprint.localize import Localization, localize
+from fingerprint.localization import Localization, localize
 
 __all__ = ["ImageReport", "false_alarm", "localize_file", "localize_reference", "write_report"]
 
@@ -173,7 +173,7 @@ def localize_reference(att: Attributor, image: np.ndarray, name: str, *, score: 
 
     The offset and rotation come from the attribution (``score``, else the image is scored against
     ``name`` alone first), so crops and rotated photos are localised where they sit on the sensor.
-    ``options`` go to :func:`fingerprint.localize.localize` (window, alpha, ...).
+    ``options`` go to :func:`fingerprint.localization.localize` (window, alpha, ...).
 
     Raises
     ------
@@ -220,8 +220,8 @@ def localize_file(library: str | os.PathLike, image_path: str | os.PathLike, ref
         if out is not None and Path(out).suffix.lower() != ".png":
             raise ValueError(f"{out}: the output file must end in .png")
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    att = load_attributor(library)  # library errors first: they concern every image
     image = load_image(image_path)
-    att = load_attributor(library)
     options = {k: v for k, v in (("window", window), ("alpha", alpha)) if v is not None}
     loc, score = localize_reference(att, image, reference, **options)
     if not score.match:
@@ -276,6 +276,10 @@ def _summary(att: Attribution, p_text: str, loc: dict | None) -> str:
     text = "No reference in this library matches this image at the stated false-alarm rates."
     if att.closest:
         text += f" The closest was {att.closest}, with {_score_text(att.scores[att.closest])}: not enough to attribute it."
+    unscored = [s for s in att.scores.values() if s.kind == "camera" and s.pce is None]
+    if unscored:
+        text += (f" {len(unscored)} camera(s) could not be compared at all ({unscored[0].note or 'no score'}), so this "
+                 "says nothing about them.")
     undecided = [s for s in att.scores.values() if s.kind == "generator" and not math.isfinite(s.threshold)]
     if undecided:
         best = max(undecided, key=lambda s: s.z if s.z is not None else -math.inf)
@@ -286,18 +290,20 @@ def _summary(att: Attribution, p_text: str, loc: dict | None) -> str:
                    "compressed or otherwise processed so that its traces no longer show.")
 
 
-def _searched(att: Attribution, lib: dict[str, Any], image_shape) -> list[str]:
-    out = [f"{lib['n_cameras']} camera(s) and {lib['n_generators']} generator(s) in the library, every one scored."]
-    for s in att.scores.values():
-        if s.kind == "camera" and s.pce is not None:
-            out.append(f"Cameras: PCE of the query residual (sigma 2, retried at sigma 5 when nothing matched) times the image "
-                       f"against each fingerprint; {s.n_positions:,} position(s) (shifts x rotations) searched for {s.name}; "
-                       f"threshold {lib['pce_threshold']:g} at one position, raised for the search.")
-            break
-    for s in att.scores.values():
-        if s.kind == "generator":
-            out.append(f"Generators: NCC of the generator residual with each fingerprint; {lib['generator_threshold']}.")
-            break
+def _searched(att: Attribution, lib: dict[str, Any], ref: ReferenceScore | None) -> list[str]:
+    """What the attribution searched, in words (the positions counted for the decision's reference)."""
+    out = [f"{lib['n_cameras']} camera(s) and {lib['n_generators']} generator(s) in the library, every one tried."]
+    cams = [s for s in att.scores.values() if s.kind == "camera" and s.pce is not None]
+    if cams:
+        s = ref if ref is not None and ref.kind == "camera" and ref.pce is not None else cams[0]
+        out.append(f"Cameras: PCE of the query residual (sigma 2, retried at sigma 5 when nothing matched) times the image "
+                   f"against each fingerprint; {s.n_positions:,} position(s) (shifts x rotations) searched for {s.name}; "
+                   f"threshold {lib['pce_threshold']:g} at one position, raised for the search.")
+    unscored = [s for s in att.scores.values() if s.kind == "camera" and s.pce is None]
+    if unscored:
+        out.append(f"Not compared: {', '.join(s.name for s in unscored)} ({unscored[0].note or 'no score'}).")
+    if any(s.kind == "generator" for s in att.scores.values()):
+        out.append(f"Generators: NCC of the generator residual with each fingerprint; {lib['generator_threshold']}.")
     return out
 
 
@@ -328,7 +334,7 @@ def _report_image(att: Attributor, path: Path, page: str, lib: dict[str, Any], *
     rep.decision_ref = ref
     log_p, note = false_alarm(ref, lib["null"]) if ref is not None else (None, "")
     rep.p_false_alarm, rep.p_false_alarm_note = (_format_log10(log_p) if log_p is not None else "not available"), note
-    rep.searched = _searched(res, lib, image.shape)
+    rep.searched = _searched(res, lib, ref)
     rep.rows = _rows(res, lib["null"])
     ordered = sorted(res.scores.values(), key=lambda s: s.strength, reverse=True)
     rep.figures["strengths"] = plots.data_uri(plots.strengths_png([s.name for s in ordered],
@@ -350,7 +356,7 @@ def _report_image(att: Attributor, path: Path, page: str, lib: dict[str, Any], *
 
 
 def _page_name(i: int, path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:60] or "image"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{path.parent.name}_{path.stem}".strip("_"))[-60:] or "image"
     return f"{i:03d}_{stem}.html"
 
 
@@ -386,7 +392,7 @@ def write_report(library: str | os.PathLike, paths: Sequence[str | os.PathLike],
     localize_matches : bool
         Run tamper localisation for every camera match (one more residual per match).
     localize_options : dict, optional
-        Passed to :func:`fingerprint.localize.localize` (``window``, ``alpha``).
+        Passed to :func:`fingerprint.localization.localize` (``window``, ``alpha``).
     note : str, optional
         A line shown at the top of the index (e.g. "a subset of the queries").
     warn : callable, optional

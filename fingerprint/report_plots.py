@@ -204,8 +204,9 @@ def _log_spectrum(a: np.ndarray, size: int = 256) -> np.ndarray:
     top, left = max((h - 4 * size) // 2, 0), max((w - 4 * size) // 2, 0)
     x = x[top:top + 4 * size, left:left + 4 * size]
     x = x - x.mean()
-    mag = np.abs(np.fft.fftshift(np.fft.fft2(x)))
-    return np.log10(_reduce(mag, (size, size)) + 1e-12)
+    mag = _reduce(np.abs(np.fft.fftshift(np.fft.fft2(x))), (size, size))
+    floor = 1e-2 * float(np.median(mag)) + 1e-30  # shrunk-to-zero bins (Wiener-shrunk fingerprints) stay dark grey
+    return np.log10(mag + floor)
 
 
 def spectra_png(query_residual: np.ndarray, fingerprint: np.ndarray, *, name: str = "") -> bytes:
@@ -218,7 +219,7 @@ def spectra_png(query_residual: np.ndarray, fingerprint: np.ndarray, *, name: st
     for ax, arr, title in ((axes[0], query_residual, "this image's residual"),
                            (axes[1], fingerprint, f"fingerprint of {name}" if name else "fingerprint")):
         s = _log_spectrum(arr)
-        lo, hi = np.percentile(s, [1, 99.8])
+        lo, hi = np.percentile(s, [2, 99.8])
         ax.imshow(s, cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"{title}: spectrum", fontsize=10)
         ax.set_xticks([])

@@ -88,12 +88,15 @@ def noise_extract(channel: np.ndarray, sigma: float = FINGERPRINT_SIGMA, levels:
     return out
 
 
-def extract_noise(image: np.ndarray, sigma: float = FINGERPRINT_SIGMA, levels: int = LEVELS) -> np.ndarray:
+def extract_noise(image: np.ndarray, sigma: float = FINGERPRINT_SIGMA, levels: int = LEVELS, *,
+                  backend: str = "cpu") -> np.ndarray:
     """Per-channel noise residuals, as fingerprint estimation needs them (docs/algorithm.md §5).
 
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, 3), uint8, uint16 or float in [0, 255]
+    backend : {"cpu", "cuda", "auto"}, default "cpu"
+        As in :func:`extract_residual`; the CUDA result is copied back (``fingerprint.device``).
 
     Returns
     -------
@@ -103,6 +106,13 @@ def extract_noise(image: np.ndarray, sigma: float = FINGERPRINT_SIGMA, levels: i
     """
     sigma, levels = check_residual_params(sigma, levels)
     image = check_image(image)
+    if backend != "cpu":
+        from kernels._backend import resolve_backend
+
+        if resolve_backend(backend, image) == "cuda":
+            from fingerprint.device import Device
+
+            return Device().noise(image, sigma, levels)
     planes = image[..., None] if image.ndim == 2 else image
     h, w, c = planes.shape
     out = np.empty((c, h, w), dtype=np.float32)
@@ -141,8 +151,9 @@ def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int 
         Wavelet decomposition levels.
     backend : {"cpu", "cuda", "auto"}, default "cpu"
         ``"cuda"`` runs the GPU twins (``kernels.residual_gpu``; needs CuPy and a CUDA device,
-        else ``BackendUnavailableError``); ``"auto"`` picks CUDA for a CuPy array or when a device
-        is usable. The result lives where the input lives (NumPy in, NumPy out).
+        else ``BackendUnavailableError``); ``"auto"`` picks CUDA for a CuPy array, or when a device
+        is usable and the image has at least ``kernels._backend.AUTO_MIN_PIXELS`` pixels. The
+        result lives where the input lives (NumPy in, NumPy out).
 
     Returns
     -------
@@ -192,9 +203,11 @@ def extract_residual(image: np.ndarray, sigma: float = QUERY_SIGMA, levels: int 
 
 
 def _extract_residual_cuda(image, sigma: float, levels: int):
-    """GPU path of ``extract_residual`` (``residual_gpu`` runs the same ``check_image``); the result
-    lives where the input lives (untested on hardware)."""
-    from kernels.residual_gpu import residual_gpu
+    """GPU path of ``extract_residual`` (the same ``check_image`` for a NumPy input); the result
+    lives where the input lives (run in the CUDA simulator only, not yet on hardware)."""
+    from fingerprint.device import Device
 
-    w = residual_gpu(image, sigma, levels)
-    return w if is_device_array(image) else w.get()
+    device = Device()
+    image = check_image(image)
+    w = device.residual(device.put(image), sigma, levels)
+    return w if is_device_array(image) else device.host(w)

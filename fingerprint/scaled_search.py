@@ -4,8 +4,8 @@ A photo resized by a factor ``s`` (``0 < s <= 1``) carries the sensor's PRNU res
 own pixel grid: query pixel ``(y, x)`` sits on the sensor at ``((y + 0.5) / s - 0.5,
 (x + 0.5) / s - 0.5)`` (pixel centres, the convention of Pillow, OpenCV and every image editor);
 a crop after the resize shifts that grid by an integer ``(oy, ox)`` of resized pixels. For each
-candidate factor the fingerprint ``K`` is resampled onto that grid (:func:`resample_fingerprint`,
-"fingerprint down") and the existing crop search (``fingerprint.scores.ReferenceSpectrum``, FFT
+candidate factor the fingerprint ``K`` is resampled onto that grid
+(``fingerprint.resample.resample_fingerprint``, "fingerprint down") and the existing crop search (``fingerprint.scores.ReferenceSpectrum``, FFT
 cross-correlation of ``W * I`` with the resampled ``K``) finds the offset [1]_.
 
 Two stages, both scored against thresholds fixed before any score is seen
@@ -13,17 +13,28 @@ Two stages, both scored against thresholds fixed before any score is seen
 
 ``implied scale``
     The factor the query's size implies if it is the whole frame, resized (``h / H`` and
-    ``w / W`` agree to one pixel of rounding): one aligned position per rotation that fits.
+    ``w / W`` agree to one pixel of rounding): one aligned position per rotation.
 ``scale search``
-    Factors from just below 1 down to ``max(min_scale, h / H, w / W)`` (below that the query
-    would cover more than the sensor), coarse to fine: a sweep at 1/``coarse`` resolution on a
-    log grid of step ``COARSE_TOLERANCE / (query extent / coarse)``, then each of the
-    ``candidates`` best coarse peaks refined at full resolution by a golden-section search
-    of ``refine_steps`` factors within one coarse step. Only full-resolution surfaces decide;
-    the stage's share of the error budget is split equally over its
-    ``candidates * refine_steps`` surfaces, then over each surface's shifts
-    (``error_budget.Stage(split="surfaces")``). A clear coarse peak is refined at once and a
-    refined match stops the search.
+    Factors from 1 down to ``max(min_scale, h / H, w / W)`` (below that the query would cover
+    more than the sensor), coarse to fine:
+
+    1. a sweep at 1/``coarse`` resolution on a log grid of step ``COARSE_TOLERANCE / (query
+       extent / coarse)``, smallest factor first, scoring the query and the query turned by 180
+       degrees from one FFT (``surface_stats.coarse_stats``);
+    2. each of the ``candidates`` best coarse peaks is refined: a golden-section search, within
+       one coarse step, of the phase-free energy (``surface_stats.Peak``) of full-resolution
+       windows around the position the coarse peak predicts (``refine_steps`` windows);
+    3. the ``decisions`` best factors of each refinement are scored over every shift of the
+       whole resampled fingerprint; the best integer-shift PCE of these decides.
+
+    The stage's threshold counts every position it may score, the selection included: the
+    coarse sweep's shifts at every factor (a peak picked as the best of a sweep is as extreme
+    as the best of the sweep; counting only the deciding surfaces made the measured false-alarm
+    rate 4-6 times the stated one, ``benchmarks/camera_false_alarm.py``), the windows and the
+    deciding surfaces.
+
+    A coarse peak above a loose level (false-alarm rate 1e-3 over the sweep) is refined as soon as
+    the sweep has passed it, and a refined match ends the search.
 
 Why these choices (measured on the 16 Dresden photos, ``benchmarks/camera_scaled.py``):
 
@@ -31,12 +42,15 @@ Why these choices (measured on the 16 Dresden photos, ``benchmarks/camera_scaled
   same PCE (query up +5 % median at x0.75, +0.5 % at x0.5), and its shifts live on the query's
   own grid, where the correlation surface is nearly white (counting its shifts counts
   independent positions);
-- the resampling filter is Pillow's antialiased bilinear (triangle of half-width ``1 / s``
-  sensor pixels): 2-10 % higher PCE than Lanczos, bicubic or box whatever filter did the resize;
-- the PCE peak in scale is narrow: half of the PCE is lost at a relative scale error of about
-  ``0.6 / extent`` (0.3 pixel of misregistration at the query's edge), so the full-resolution
-  grid must be that fine; at half resolution the peak is twice as wide and keeps 30-90 % of the
-  PCE, which is what makes the coarse sweep both cheap and selective.
+- the resampling filter is Pillow's antialiased bilinear (``fingerprint.resample``);
+- the PCE peak in scale is narrow: at a relative scale error ``u / extent`` it keeps a median
+  0.93 of its value at u = 0.2, 0.71 at u = 0.5 and 0.46 at u = 0.8 (u/2 pixels of
+  misregistration at the query's edges), and it has one lobe per integer shift, since the
+  misregistration at the query's centre passes through half pixels as the factor changes; the
+  3 x 3 energy around the peak has one smooth lobe (0.75 of its value at u = 1, 0.5 at u = 2),
+  hence the refinement's guide. At half resolution the PCE keeps 30-90 % of its full-resolution
+  value and a median 0.8-1.1 (10th percentile 0.53) at u = 0.8-1.2, which makes the coarse
+  sweep cheap and still selective.
 
 References
 ----------
@@ -56,87 +70,31 @@ import numpy as np
 import scipy.fft
 
 from fingerprint.error_budget import SearchPlan, Stage, threshold
+from fingerprint.resample import downsample, resample_fingerprint, resized_shape, wrap_to_fast
 from fingerprint.scores import ReferenceSpectrum
+from fingerprint.surface_stats import Peak, Template, coarse_stats, peak_stats
 
 __all__ = [
     "COARSE_TOLERANCE",
     "DEFAULT_MIN_SCALE",
     "ScaledMatch",
     "ScaledSearch",
-    "resample_fingerprint",
-    "resized_shape",
 ]
 
 DEFAULT_MIN_SCALE = 0.3
 """Smallest resize factor searched (Goljan and Fridrich 2008 search down to about 0.3)."""
 
-COARSE_TOLERANCE = 1.8
-"""Coarse log-scale step times the coarse query extent (pixels): 1.8 / 768 = 2.4e-3 at half
-resolution of a 1536-pixel query, where the PCE keeps about half its value midway between grid
-points (``benchmarks/camera_scaled.py --peak-width``)."""
-
-FILTER = "bilinear"
-"""Pillow filter that resamples the fingerprint (antialiased triangle when shrinking)."""
+COARSE_TOLERANCE = 2.0
+"""Coarse log-scale step times the coarse query extent (pixels). Midway between grid points the
+scale error is 1.0 / extent at half resolution: the coarse PCE keeps a median 0.8-1.1 and a
+10th percentile 0.53 of its value at the true factor (Dresden, ``benchmarks/camera_scaled.py
+--peak-width``), enough for the true peak to stand out of the sweep's noise."""
 
 _LOG_STEP = 1e-4  # coarse grids are multiples of this log-scale step, so queries share templates
+_STEP_LADDER = sorted({m << i for i in range(24) for m in (1, 3)})  # 1, 2, 3, 4, 6, 8, 12, ...: <= 1.5x too fine
+_BAND = math.log(1.06)  # coarse templates of factors within 6 % share one padded size (one query FFT)
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-_MIN_COARSE_SIDE = 128  # below this the query is swept at full resolution
-
-
-def resized_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
-    """``(floor(s H), floor(s W))``: the part of a resize by ``s`` that the sensor covers completely."""
-    return (int(math.floor(scale * shape[0] + 1e-9)), int(math.floor(scale * shape[1] + 1e-9)))
-
-
-def resample_fingerprint(fingerprint: np.ndarray, scale: float | tuple[float, float],
-                         shape: tuple[int, int] | None = None, *, filter: str = FILTER) -> np.ndarray:
-    """The fingerprint on the pixel grid of a copy resized by ``scale``.
-
-    Parameters
-    ----------
-    fingerprint : ndarray of float32, shape (H, W)
-    scale : float or (sy, sx)
-        Resized pixels per sensor pixel, each in (0, 1] (per axis when a pair).
-    shape : (h, w), optional
-        Output size; default :func:`resized_shape`. ``out[y, x]`` is ``K`` at sensor position
-        ``((y + 0.5) / sy - 0.5, (x + 0.5) / sx - 0.5)``, low-pass filtered by the filter's kernel
-        stretched to ``1 / s`` sensor pixels (Pillow ``Image.resize`` with a ``box``).
-    filter : str
-        A Pillow resampling filter name (default ``"bilinear"``).
-
-    Returns
-    -------
-    ndarray of float32, shape ``shape``
-    """
-    from PIL import Image
-
-    sy, sx = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
-    if not (0.0 < sy <= 1.0 and 0.0 < sx <= 1.0):
-        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    k = np.ascontiguousarray(fingerprint, dtype=np.float32)
-    if k.ndim != 2:
-        raise ValueError(f"fingerprint must be 2-D (H, W), got shape {k.shape}")
-    h, w = shape if shape is not None else resized_shape(k.shape, min(sy, sx))
-    if h < 1 or w < 1 or h / sy > k.shape[0] + 1e-6 or w / sx > k.shape[1] + 1e-6:
-        raise ValueError(f"a {h}x{w} grid at scale {scale} does not fit a {k.shape[0]}x{k.shape[1]} fingerprint")
-    resample = getattr(Image.Resampling, filter.upper())
-    img = Image.fromarray(k, mode="F")
-    return np.asarray(img.resize((w, h), resample, box=(0.0, 0.0, w / sx, h / sy)), dtype=np.float32)
-
-
-def _downsample(a: np.ndarray, factor: int) -> np.ndarray:
-    """``a`` on a grid ``factor`` times coarser (pixel ``j`` centred on ``(j + 0.5) * factor``)."""
-    if factor == 1:
-        return a
-    return resample_fingerprint(a, 1.0 / factor, (a.shape[0] // factor, a.shape[1] // factor))
-
-
-def _wrap_to_fast(t: np.ndarray) -> np.ndarray:
-    """Pad periodically to sizes with small prime factors (fast FFTs); every correlation
-    position keeps full overlap with fingerprint values, so the PCE energy is not biased."""
-    h, w = t.shape
-    fh, fw = scipy.fft.next_fast_len(h), scipy.fft.next_fast_len(w)
-    return t if (fh, fw) == (h, w) else np.pad(t, ((0, fh - h), (0, fw - w)), mode="wrap")
+_WINDOW_MARGIN = 8  # pixels around the predicted position in the refinement's windows
 
 
 @dataclass
@@ -194,11 +152,13 @@ class _Candidate:
     log_scale: float  # ln of the factor
     k: int  # quarter turns
     step: float  # coarse log-scale step of its sweep
+    offset: tuple[int, int] = (0, 0)  # coarse offset of the peak (pixels at 1/d)
+    d: int = 1  # coarse resolution divisor
 
 
 @dataclass
 class _Cache:
-    """Resampled-fingerprint spectra by (resolution, grid index), first come first kept, up to ``limit`` bytes."""
+    """Coarse templates by (resolution, grid index), first come first kept, up to ``limit`` bytes."""
 
     limit: int
     items: dict = field(default_factory=dict)
@@ -206,18 +166,33 @@ class _Cache:
     hits: int = 0
     misses: int = 0
 
-    def get(self, key, make: Callable[[], ReferenceSpectrum]) -> ReferenceSpectrum:
-        spec = self.items.get(key)
-        if spec is not None:
+    def get(self, key, make: Callable[[], Template]) -> Template:
+        item = self.items.get(key)
+        if item is not None:
             self.hits += 1
-            return spec
+            return item
         self.misses += 1
-        spec = make()
-        size = spec.spectrum.nbytes
-        if self.used + size <= self.limit:
-            self.items[key] = spec
-            self.used += size
-        return spec
+        item = make()
+        if self.used + item.spectrum.nbytes <= self.limit:
+            self.items[key] = item
+            self.used += item.spectrum.nbytes
+        return item
+
+
+def _vertex(points: list[tuple[float, float]]) -> float | None:
+    """Abscissa of the parabola's vertex through the best point and its two neighbours, or None."""
+    if len(points) < 3:
+        return None
+    i = max(range(len(points)), key=lambda j: points[j][1])
+    i = min(max(i, 1), len(points) - 2)
+    (x0, y0), (x1, y1), (x2, y2) = points[i - 1: i + 2]
+    den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den if den else 0.0
+    if not a < 0:
+        return None  # not a maximum
+    b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / den
+    x = -b / (2 * a)
+    return x if x0 <= x <= x2 and all(abs(x - p) > 1e-12 for p, _ in points) else None
 
 
 class ScaledSearch:
@@ -230,43 +205,58 @@ class ScaledSearch:
     min_scale : float
         Smallest factor searched (default 0.3).
     rotations : tuple of int
-        Quarter turns tried (``np.rot90(query, k)``), default all four; a rotation whose query
-        fits at no factor <= 1 adds no positions.
+        Quarter turns tried (``np.rot90(query, k)``), default ``(0, 1, 3)``: upright, and the two
+        quarter turns of a portrait photo; add 2 for photos turned upside down (it doubles the
+        sweep of a landscape query, at the cost of one more FFT per factor).
+    orientation : {"sensor", "any"}
+        ``"sensor"`` (default): of those rotations, only the ones that give the query the
+        sensor's orientation (a landscape query on a landscape sensor: 0 and 180 degrees; a
+        portrait one: 90 and 270), so a portrait crop of a landscape photo is not searched;
+        ``"any"``: every rotation that fits. Square queries or sensors try every rotation.
     coarse : int
         Resolution divisor of the coarse sweep (default 2; 1 for queries under 256 pixels).
     candidates : int
         Coarse peaks refined at full resolution (default 3).
     refine_steps : int
-        Full-resolution factors per refined peak (golden-section search, default 8).
+        Full-resolution windows per refined peak (golden-section search, default 7); they guide.
+    decisions : int
+        Whole full-resolution surfaces scored per refined peak (default 2).
+    coarse_min_side : int
+        The coarse sweep runs at 1/``coarse`` resolution when the query's shorter side is at
+        least ``coarse * coarse_min_side`` pixels (default 128), else at full resolution.
     cache_bytes : int
-        Memory for cached coarse spectra (default 512 MiB); kept across queries of one run.
+        Memory for cached coarse spectra (default 256 MiB); kept across queries of one run.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fingerprint.synthetic import make_camera
-    >>> cam = make_camera("a", 1, shape=(192, 256))
-    >>> search = ScaledSearch(cam.K)
-    >>> [st.name for st in search.stages((134, 179))]
-    ['implied scale', 'scale search']
+    >>> search = ScaledSearch(make_camera("a", 1, shape=(192, 256)).K)
+    >>> [(st.name, st.rotations) for st in search.stages((134, 179))]
+    [('implied scale', 1), ('scale search', 1)]
     """
 
     def __init__(self, fingerprint: np.ndarray, *, min_scale: float = DEFAULT_MIN_SCALE,
-                 rotations: tuple[int, ...] = (0, 1, 2, 3), coarse: int = 2, candidates: int = 3,
-                 refine_steps: int = 8, cache_bytes: int = 512 << 20):
+                 rotations: tuple[int, ...] = (0, 1, 3), orientation: str = "sensor", coarse: int = 2,
+                 candidates: int = 3, refine_steps: int = 7, decisions: int = 2, coarse_min_side: int = 128,
+                 cache_bytes: int = 256 << 20):
         k = np.ascontiguousarray(fingerprint, dtype=np.float32)
         if k.ndim != 2:
             raise ValueError(f"fingerprint must be 2-D (H, W), got shape {k.shape}")
         if not 0.0 < min_scale <= 1.0:
             raise ValueError(f"min_scale must be in (0, 1], got {min_scale!r}")
-        if coarse < 1 or candidates < 1 or refine_steps < 1:
-            raise ValueError("coarse, candidates and refine_steps must be >= 1")
+        if coarse < 1 or candidates < 1 or decisions < 1 or refine_steps < 3:
+            raise ValueError("coarse, candidates and decisions must be >= 1, refine_steps >= 3")
+        if orientation not in ("sensor", "any"):
+            raise ValueError(f"orientation must be 'sensor' or 'any', got {orientation!r}")
         self.K = k
         self.min_scale = float(min_scale)
         self.rotations = tuple(sorted({int(r) % 4 for r in rotations}))
+        self.orientation = orientation
         self.coarse = int(coarse)
         self.candidates = int(candidates)
         self.refine_steps = int(refine_steps)
+        self.decisions = int(decisions)
+        self.coarse_min_side = int(coarse_min_side)
         self.cache = _Cache(int(cache_bytes))
         self._reduced: dict[int, np.ndarray] = {1: k}
         self._implied: dict[tuple[int, int], ReferenceSpectrum] = {}
@@ -288,22 +278,22 @@ class ScaledSearch:
         return (sy, sx) if abs(sy - sx) <= 1.0 / H + 1.0 / W else None
 
     def _level(self, shape: tuple[int, int]) -> int:
-        return self.coarse if min(shape) // self.coarse >= _MIN_COARSE_SIDE else 1
+        return self.coarse if min(shape) // self.coarse >= self.coarse_min_side else 1
 
     def _grid(self, shape: tuple[int, int]) -> tuple[int, float, list[tuple[float, tuple]]]:
         """Coarse sweep of a query of ``shape``: (level d, log step, [(ln factor, cache key)]), smallest first.
 
         Factors ``exp(-m * step)`` for ``m = 0, 1, ...`` down to the smallest factor at which the
         query fits, which is added as the first point (a whole frame resized lies exactly there).
-        ``step = COARSE_TOLERANCE * d / max(shape)`` rounded down to a power of two times 1e-4, so
-        that queries of similar size share the cached spectra.
+        ``step = COARSE_TOLERANCE * d / max(shape)`` rounded down to 1, 1.5, 2, 3, 4, 6, ... times
+        1e-4, so that queries of similar size share the cached spectra.
         """
         rng = self._range(shape)
         if rng is None:
             return 1, _LOG_STEP, []
         d = self._level(shape)
-        wanted = COARSE_TOLERANCE / (max(shape) / d)
-        mult = max(1, 2 ** int(math.floor(math.log2(max(wanted / _LOG_STEP, 1.0)))))
+        wanted = COARSE_TOLERANCE / (max(shape) / d) / _LOG_STEP
+        mult = max(m for m in _STEP_LADDER if m <= max(wanted, 1.0))
         step = mult * _LOG_STEP
         lo = math.log(rng[0])
         m_max = int(math.floor(-lo / step + 1e-9))
@@ -318,60 +308,83 @@ class ScaledSearch:
         fh, fw = scipy.fft.next_fast_len(th), scipy.fft.next_fast_len(tw)
         return max(fh - shape[0] + 1, 1) * max(fw - shape[1] + 1, 1)
 
-    def _shapes(self, query_shape: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    def _turns(self, query_shape: tuple[int, int]) -> list[int]:
+        """Quarter turns searched for a query of ``query_shape`` (see ``orientation``)."""
         h, w = query_shape
-        return {k: ((h, w) if k % 2 == 0 else (w, h)) for k in self.rotations}
+        H, W = self.K.shape
+        if self.orientation == "any" or h == w or H == W:
+            return list(self.rotations)
+        same = (h < w) == (H < W)
+        return [k for k in self.rotations if (k % 2 == 0) == same]
+
+    @staticmethod
+    def _turned(shape: tuple[int, int], k: int) -> tuple[int, int]:
+        return shape if k % 2 == 0 else (shape[1], shape[0])
 
     def stages(self, query_shape: tuple[int, int], *, weights: tuple[float, float] = (1.0, 1.0)) -> list[Stage]:
         """The two stages this search may run for a query of ``query_shape``, with their positions.
 
         ``implied scale``: one position per rotation whose shape is a resized whole frame.
-        ``scale search``: ``candidates * refine_steps`` full-resolution surfaces, each of at most
-        the shifts at the largest factor in range; its share is split per surface (the number of
-        shifts of the surface that decides is known only when it is found).
+        ``scale search``: every position it may score, selection included (a peak picked from a
+        sweep is the best of the sweep, so the sweep's positions count): the coarse sweep's
+        shifts at every factor and rotation, then per refined peak ``refine_steps`` windows of
+        ``(2 * 8 + 1)**2`` shifts and ``decisions`` whole surfaces of at most the shifts at factor 1.
         """
-        shapes = self._shapes(query_shape)
-        implied = [k for k, shp in shapes.items() if self._implied_scale(shp) is not None]
-        fits = [k for k, shp in shapes.items() if self._range(shp) is not None]
-        bound = max((self._shifts(shapes[k], 1.0) for k in fits), default=0)
-        n_surfaces = self.candidates * self.refine_steps if fits else 0
-        n_coarse = sum(len(self._grid(shapes[k])[2]) for k in fits)
+        turns = self._turns(query_shape)
+        implied = [k for k in turns if self._implied_scale(self._turned(query_shape, k)) is not None]
+        fits = [k for k in turns if self._range(self._turned(query_shape, k)) is not None]
+        coarse: list[int] = []
+        for k in fits:
+            shape = self._turned(query_shape, k)
+            d, _, points = self._grid(shape)
+            hd, wd = shape[0] // d, shape[1] // d
+            for log_scale, _ in points:
+                th, tw = resized_shape((self.K.shape[0] // d, self.K.shape[1] // d), math.exp(log_scale))
+                coarse.append(max(th - hd + 1, 1) * max(tw - wd + 1, 1))
+        bound = max((self._shifts(self._turned(query_shape, k), 1.0) for k in fits), default=0)
+        window = (2 * _WINDOW_MARGIN + 1) ** 2
+        refine = ([window] * self.refine_steps + [bound] * self.decisions) * self.candidates if fits else []
+        n_coarse = len(coarse) // max(len(fits), 1) if fits else 0
         return [
             Stage("implied scale", (1,) * len(implied), rotations=len(implied), scales=1, weight=weights[0]),
-            Stage("scale search", (bound,) * n_surfaces, rotations=len(fits), scales=n_surfaces,
-                  weight=weights[1], split="surfaces", coarse_scales=n_coarse),
+            Stage("scale search", tuple(coarse + refine), rotations=len(fits),
+                  scales=n_coarse + self.candidates * (self.refine_steps + self.decisions) if fits else 0,
+                  weight=weights[1], coarse_scales=n_coarse),
         ]
 
     # --- scoring ---------------------------------------------------------------------------------
     def _reduced_fingerprint(self, d: int) -> np.ndarray:
         if d not in self._reduced:
-            self._reduced[d] = _downsample(self.K, d)
+            self._reduced[d] = downsample(self.K, d)
         return self._reduced[d]
 
-    def _template_spectrum(self, scale: float, d: int) -> ReferenceSpectrum:
+    def _coarse_template(self, log_scale: float, d: int) -> Template:
         kd = self._reduced_fingerprint(d)
-        shape = resized_shape(kd.shape, scale)
-        return ReferenceSpectrum(_wrap_to_fast(resample_fingerprint(kd, scale, shape)))
-
-    def _pce(self, q: np.ndarray, log_scale: float, d: int, key=None):
-        """PCE result of query ``q`` (already at resolution 1/d) at factor ``exp(log_scale)``."""
         scale = math.exp(log_scale)
-        if key is not None:
-            spec = self.cache.get(key, lambda: self._template_spectrum(scale, d))
-        else:
-            spec = self._template_spectrum(scale, d)
-        over = (q.shape[0] - spec.shape[0], q.shape[1] - spec.shape[1])
-        if max(over) > (0 if d == 1 else 2):
+        t = resample_fingerprint(kd, scale)
+        top = math.exp(-math.floor(-log_scale / _BAND + 1e-9) * _BAND)  # largest factor of the band
+        th, tw = resized_shape(kd.shape, min(top, 1.0))
+        padded = (scipy.fft.next_fast_len(max(th, t.shape[0])), scipy.fft.next_fast_len(max(tw, t.shape[1])))
+        full = np.pad(t, ((0, padded[0] - t.shape[0]), (0, padded[1] - t.shape[1])), mode="wrap")
+        full -= np.float32(full.mean())
+        return Template(scipy.fft.rfft2(full, workers=-1), t.shape, padded)
+
+    def _full_stats(self, q: np.ndarray, log_scale: float) -> Peak | None:
+        """Full-resolution crop search at factor ``exp(log_scale)`` (``ReferenceSpectrum`` surface), or None."""
+        t = resample_fingerprint(self.K, math.exp(log_scale))
+        if q.shape[0] > t.shape[0] or q.shape[1] > t.shape[1]:
             return None
-        if max(over) > 0:  # a coarse query one or two pixels too big (rounding at 1/d): trim it
-            q = q[: min(q.shape[0], spec.shape[0]), : min(q.shape[1], spec.shape[1])]
-        return spec.pce(q, search="crop")
+        padded = wrap_to_fast(t)
+        c = ReferenceSpectrum(padded).cross_correlation(q)
+        ny, nx = padded.shape[0] - q.shape[0] + 1, padded.shape[1] - q.shape[1] + 1
+        return peak_stats(c, (slice(0, ny), slice(0, nx)))
 
     def implied(self, WI: np.ndarray, plan: SearchPlan) -> ScaledMatch | None:
         """Stage ``implied scale``: aligned PCE against ``K`` resized exactly to the query's size."""
         t0 = time.perf_counter()
         best = None
-        for k, shp in self._shapes(WI.shape).items():
+        for k in self._turns(WI.shape):
+            shp = self._turned(WI.shape, k)
             scale = self._implied_scale(shp)
             if scale is None:
                 continue
@@ -398,67 +411,74 @@ class ScaledSearch:
         """
         t0 = time.perf_counter()
         name = "scale search"
-        stage = plan.stage(name)
-        shapes = self._shapes(WI.shape)
-        sweeps = []
-        for k, shp in shapes.items():
-            d, step, points = self._grid(shp)
-            if points:
-                sweeps.append((k, d, step, points))
+        turns = [k for k in self._turns(WI.shape) if self._range(self._turned(WI.shape, k)) is not None]
+        sweeps = []  # (base turn b in {0, 1}, turns {b, b+2} searched, level, step, points)
+        for b in (0, 1):
+            ks = [k for k in turns if k % 2 == b]
+            if ks:
+                sweeps.append((b, ks) + self._grid(self._turned(WI.shape, b)))
         if not sweeps:
             return None
-        total = sum(len(p) for *_, p in sweeps)
-        clear = threshold(1e-3, total * max(self._shifts(shapes[k], 1.0) for k, *_ in sweeps))
-        queries = {k: np.ascontiguousarray(np.rot90(WI, k)) for k, *_ in sweeps}
+        total = sum(len(sw[4]) for sw in sweeps)
+        widest = max(self._shifts(self._turned(WI.shape, sw[0]), 1.0) for sw in sweeps)
+        clear = threshold(1e-3, total * 2 * widest)  # a coarse PCE this high is refined at once
+        queries = {k: np.ascontiguousarray(np.rot90(WI, k)) for k in turns}
         refined: list[ScaledMatch] = []
         state = {"tried": 0, "positions": 0}
 
         def refine(cand: _Candidate) -> ScaledMatch:
-            m = self._refine(queries[cand.k], cand, plan, name, state)
-            refined.append(m)
-            return m
+            got = self._refine(queries[cand.k], cand, plan, name, state)
+            refined.append(got)
+            return got
 
         coarse: list[_Candidate] = []
         done = 0
-        for k, d, step, points in sweeps:
-            qd = np.ascontiguousarray(_downsample(queries[k], d))
+        for b, ks, d, step, points in sweeps:
+            qd = downsample(queries[b], d)
+            qd = qd - np.float32(qd.mean())
+            spec_q: dict[tuple, np.ndarray] = {}
             pending: _Candidate | None = None  # a clear coarse peak, refined once the sweep is past it
             for log_scale, key in points:  # smallest factor first: a crop of a resize lies near it
-                res = self._pce(qd, log_scale, d, key=key)
+                t = self.cache.get(key, lambda: self._coarse_template(log_scale, d))
                 state["tried"] += 1
                 done += 1
-                cand = _Candidate(res.pce, log_scale, k, step) if res is not None else None
-                if cand is not None:
-                    coarse.append(cand)
-                if pending is not None and (cand is None or cand.pce < pending.pce):
+                here: list[_Candidate] = []
+                if qd.shape[0] <= t.shape[0] + (d > 1) and qd.shape[1] <= t.shape[1] + (d > 1):
+                    q = qd[: min(qd.shape[0], t.shape[0]), : min(qd.shape[1], t.shape[1])]  # 1 px of rounding at 1/d
+                    if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors
+                        spec_q = {(t.padded, q.shape): scipy.fft.rfft2(q, s=t.padded, workers=-1)}
+                    stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
+                    here = [_Candidate(st.pce, log_scale, kk, step, st.offset, d)
+                            for st, kk in zip(stats, [b, b + 2]) if kk in ks]
+                coarse += here
+                top = max(here, key=lambda c: c.pce, default=None)
+                if pending is not None and (top is None or top.pce < pending.pce):
                     got = refine(pending)
                     pending = None
                     if got.match:
-                        return self._finish(got, refined, state, t0)
-                if cand is not None and cand.pce >= clear and len(refined) < self.candidates and (
-                        pending is None or cand.pce >= pending.pce):
-                    pending = cand
+                        return self._finish(got, state, t0)
+                if top is not None and top.pce >= clear and len(refined) < self.candidates and (
+                        pending is None or top.pce >= pending.pce):
+                    pending = top
                 if progress is not None:
                     progress(done / total, f"scale search: factor {math.exp(log_scale):.4f} ({done}/{total})")
             if pending is not None:
                 got = refine(pending)
                 if got.match:
-                    return self._finish(got, refined, state, t0)
+                    return self._finish(got, state, t0)
         for cand in self._peaks(coarse, skip=[(r.rotation // 90, math.log(r.scale)) for r in refined]):
             if len(refined) >= self.candidates:
                 break
-            got = refine(cand)
-            if got.match:
+            if refine(cand).match:
                 break
         best = min(refined, key=lambda r: (r.false_alarm, -r.pce)) if refined else None
-        return self._finish(best, refined, state, t0) if best is not None else None
+        return self._finish(best, state, t0) if best is not None else None
 
     def _peaks(self, coarse: list[_Candidate], skip: list) -> list[_Candidate]:
         """Coarse peaks, best first, at least two coarse steps apart (per rotation)."""
-        ordered = sorted(coarse, key=lambda c: -c.pce)
         chosen: list[_Candidate] = []
         taken = list(skip)
-        for cand in ordered:
+        for cand in sorted(coarse, key=lambda c: -c.pce):
             if any(k == cand.k and abs(ls - cand.log_scale) < 2.0 * cand.step for k, ls in taken):
                 continue
             chosen.append(cand)
@@ -467,27 +487,49 @@ class ScaledSearch:
                 break
         return chosen
 
+    def _window_stats(self, q: np.ndarray, log_scale: float, cand: _Candidate) -> Peak | None:
+        """Full-resolution correlation of ``q`` with a window of the resampled fingerprint around the
+        position the coarse peak predicts (``_WINDOW_MARGIN`` pixels of slack); offsets are in the
+        whole resampled fingerprint. Guides the refinement only."""
+        s = math.exp(log_scale)
+        th, tw = resized_shape(self.K.shape, s)
+        h, w = q.shape
+        ratio = s / math.exp(cand.log_scale)
+        top = []
+        for o, n, big in ((cand.offset[0], h, th), (cand.offset[1], w, tw)):
+            centre = ((o + 0.5) * cand.d - 0.5) * ratio  # the coarse offset at full resolution, at this factor
+            start = min(max(int(round(centre)) - _WINDOW_MARGIN, 0), max(big - n - 2 * _WINDOW_MARGIN, 0))
+            top.append((start, min(n + 2 * _WINDOW_MARGIN, big - start)))
+        (y0, wh), (x0, ww) = top
+        if wh < h or ww < w:
+            return None
+        c = ReferenceSpectrum(resample_fingerprint(self.K, s, (wh, ww), origin=(y0, x0))).cross_correlation(q)
+        got = peak_stats(c, (slice(0, wh - h + 1), slice(0, ww - w + 1)))
+        return Peak(got.pce, got.energy, (got.offset[0] + y0, got.offset[1] + x0), got.n_positions)
+
     def _refine(self, q: np.ndarray, cand: _Candidate, plan: SearchPlan, name: str, state: dict) -> ScaledMatch:
-        """Golden-section search of the full-resolution PCE within one coarse step of ``cand``."""
-        lo_bound = math.log(self._range(q.shape)[0])
-        a = max(cand.log_scale - cand.step, lo_bound)
-        b = min(cand.log_scale + cand.step, 0.0)
-        seen: dict[float, object] = {}
+        """Refine one coarse peak; the best PCE of ``decisions`` whole full-resolution surfaces decides.
 
-        def f(x: float):
+        A golden-section search of the phase-free ``energy`` of full-resolution windows around the
+        predicted position (one smooth lobe) within one coarse step of ``cand``, then the vertex of
+        the parabola through the best three factors (``refine_steps`` windows in all); the
+        ``decisions`` factors with the highest energy are then scored over every shift of the
+        whole resampled fingerprint.
+        """
+        lo = math.log(self._range(q.shape)[0])
+        a, b = max(cand.log_scale - cand.step, lo), min(cand.log_scale + cand.step, 0.0)
+        seen: dict[float, Peak | None] = {}
+
+        def f(x: float) -> float:
             if x not in seen:
-                res = self._pce(q, x, 1)
+                seen[x] = self._window_stats(q, x, cand)
                 state["tried"] += 1
-                if res is not None:
-                    state["positions"] += res.n_positions
-                seen[x] = res
-            r = seen[x]
-            return -math.inf if r is None else r.pce
+            return -math.inf if seen[x] is None else seen[x].energy
 
-        f(min(max(cand.log_scale, a), b))  # the coarse peak itself, at full resolution
+        f(min(max(cand.log_scale, a), b))  # the coarse peak itself
         x1, x2 = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
         f1, f2 = f(x1), f(x2)
-        for _ in range(max(self.refine_steps - 3, 0)):
+        for _ in range(self.refine_steps - 4):
             if f1 >= f2:
                 b, x2, f2 = x2, x1, f1
                 x1 = b - _GOLDEN * (b - a)
@@ -496,20 +538,28 @@ class ScaledSearch:
                 a, x1, f1 = x1, x2, f2
                 x2 = a + _GOLDEN * (b - a)
                 f2 = f(x2)
-        scored = [(x, r) for x, r in seen.items() if r is not None]
-        if not scored:
-            return ScaledMatch(name, -math.inf, math.exp(cand.log_scale), (0, 0), 90 * cand.k, 0,
-                               math.inf, 1.0, False)
-        # the surface with the smallest false-alarm probability decides (thresholds differ by shifts)
-        x_best, res = min(scored, key=lambda xr: (plan.false_alarm(name, xr[1].pce, shifts=xr[1].n_positions),
-                                                  -xr[1].pce))
-        thr = plan.threshold(name, shifts=res.n_positions)
-        fa = plan.false_alarm(name, res.pce, shifts=res.n_positions)
+        vertex = _vertex(sorted((x, r.energy) for x, r in seen.items() if r is not None))
+        if vertex is not None and lo <= vertex <= 0.0:
+            f(vertex)
+        guided = sorted((x for x, r in seen.items() if r is not None), key=lambda x: -seen[x].energy)
+        decided = []
+        for x in guided[: self.decisions] or [cand.log_scale]:
+            res = self._full_stats(q, x)
+            state["tried"] += 1
+            if res is not None:
+                state["positions"] += res.n_positions
+                decided.append((x, res))
+        if not decided:
+            return ScaledMatch(name, -math.inf, math.exp(cand.log_scale), (0, 0), 90 * cand.k, 0, math.inf, 1.0,
+                               False)
+        x_best, res = max(decided, key=lambda xr: xr[1].pce)
+        thr = plan.threshold(name)
+        fa = plan.false_alarm(name, res.pce)
         return ScaledMatch(name, res.pce, math.exp(x_best), res.offset, 90 * cand.k, res.n_positions, thr, fa,
                            bool(res.pce >= thr), shifts=res.n_positions)
 
     @staticmethod
-    def _finish(best: ScaledMatch, refined: list, state: dict, t0: float) -> ScaledMatch:
+    def _finish(best: ScaledMatch, state: dict, t0: float) -> ScaledMatch:
         best.scales_tried = state["tried"]
         best.n_positions = state["positions"]
         best.seconds = time.perf_counter() - t0

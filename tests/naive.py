@@ -182,3 +182,31 @@ def pce_from_cc(c: np.ndarray, allowed: np.ndarray | None = None, radius: int = 
     mask[np.ix_(rows, cols)] = False
     v = c[peak]
     return float(np.sign(v) * v * v / np.mean(c[mask] ** 2)), (int(peak[0]), int(peak[1]))
+
+
+# --- fingerprint digests (Goljan, Fridrich, Filler 2010) -------------------------------------------
+def sparse_correlation(indptr, refs, values, columns, n_refs: int) -> np.ndarray:
+    """``D @ columns`` for the pixel-major sparse matrix ``D`` (pixel i's entries ``indptr[i]:indptr[i+1]``)."""
+    columns = np.asarray(columns, dtype=np.float64)
+    dense = np.zeros((n_refs, columns.shape[0]))
+    pixel = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    dense[np.asarray(refs, dtype=np.int64), pixel] = np.asarray(values, dtype=np.float64)
+    return dense @ columns
+
+
+def digest_scores(fingerprints: list[np.ndarray], query: np.ndarray, n: int) -> np.ndarray:
+    """Sparse z of ``query`` against the ``n``-pixel digest of each fingerprint, rotations 0-3 (NaN: shape differs)."""
+    q = np.asarray(query, dtype=np.float64)
+    q = q - q.mean()
+    sigma = np.sqrt(np.mean(q * q))
+    out = np.full((len(fingerprints), 4), np.nan)
+    for j, k in enumerate(fingerprints):
+        k = np.asarray(k, dtype=np.float64)
+        k = k - k.mean()
+        keep = np.argsort(-np.abs(k).ravel(), kind="stable")[:n]
+        v = k.ravel()[keep]
+        for rot in range(4):
+            qr = np.rot90(q, rot)
+            if qr.shape == k.shape:
+                out[j, rot] = np.sum(v * qr.ravel()[keep]) / (sigma * np.linalg.norm(v))
+    return out

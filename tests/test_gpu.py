@@ -3,7 +3,8 @@
 Three groups:
 
 * ``test_sim_*``: every numba.cuda kernel in Numba's CUDA simulator, on tiny inputs, with NumPy
-  standing in for CuPy. They need ``NUMBA_ENABLE_CUDASIM=1`` before Numba is first imported, so
+  standing in for CuPy, and the CUDA backend wired through the API (``Attributor(backend="cuda")``,
+  the builds, ``extract_residual``) against the CPU backend, on 32 x 32 gray images. They need ``NUMBA_ENABLE_CUDASIM=1`` before Numba is first imported, so
   ``test_simulator_suite`` runs them in a subprocess (``pytest -k sim_``, the variable set); in the
   ordinary run they are skipped with that reason. To run them directly::
 
@@ -49,7 +50,7 @@ def naive_center_crop(img, size=512):
 # --- simulator suite driver -------------------------------------------------------------------------
 @pytest.mark.skipif(SIM, reason="already inside the simulator subprocess")
 def test_simulator_suite():
-    """Run the ``test_sim_*`` tests in a fresh interpreter with NUMBA_ENABLE_CUDASIM=1 (< 60 s)."""
+    """Run the ``test_sim_*`` tests in a fresh interpreter with NUMBA_ENABLE_CUDASIM=1 (about a minute)."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "pytest", str(Path(__file__)), "-k", "sim_", "-q", "-p", "no:cacheprovider",
            "-W", "ignore::UserWarning"]
@@ -188,6 +189,120 @@ def test_sim_residual_of_constant_image_is_exactly_zero(sim_config):
     assert got.dtype == np.float32 and not got.any()
 
 
+# --- (a') simulator: the CUDA backend wired through the public API (fingerprint/device.py) ----------
+@pytest.fixture
+def simulated_device(monkeypatch):
+    """Let ``cuda_status`` count the simulator as a device, so ``backend="cuda"`` runs the
+    ``numba.cuda`` kernels as Python, with NumPy standing in for CuPy."""
+    from kernels import _backend
+
+    from collections import Counter
+
+    from fingerprint import device
+
+    calls: Counter = Counter()  # which device paths ran
+
+    def spy(cls, name):
+        original = getattr(cls, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for name in ("residual", "noise", "ncc", "ncc_rows"):
+        spy(device.Device, name)
+    spy(device.DeviceSpectrum, "pce")
+    monkeypatch.setattr(_backend, "SIMULATOR_COUNTS_AS_DEVICE", True)
+    _backend.cuda_status.cache_clear()
+    assert _backend.cuda_status()[0]
+    yield calls
+    monkeypatch.undo()
+    _backend.cuda_status.cache_clear()
+
+
+def naive_same_scores(cpu, gpu, *, pce_rel=2e-3, pce_abs=0.05, ncc_abs=2e-5):
+    """Two lists of Attributions agree: decisions, search bookkeeping exactly; scores within tolerance."""
+    assert len(cpu) == len(gpu)
+    for c, g in zip(cpu, gpu):
+        assert (g.decision, g.best, g.closest) == (c.decision, c.best, c.closest), c.image
+        assert g.scores.keys() == c.scores.keys()
+        for name, a in c.scores.items():
+            b = g.scores[name]
+            assert (b.match, b.kind, b.decided_by, b.rotation, b.offset, b.n_positions, b.note) == \
+                (a.match, a.kind, a.decided_by, a.rotation, a.offset, a.n_positions, a.note), (c.image, name)
+            assert type(b.ncc) is float and b.ncc == pytest.approx(a.ncc, abs=ncc_abs), (c.image, name)
+            if a.pce is not None:
+                assert type(b.pce) is float and b.pce == pytest.approx(a.pce, rel=pce_rel, abs=pce_abs), (c.image, name)
+            if a.z is not None:
+                assert b.z == pytest.approx(a.z, rel=pce_rel, abs=1e-3)
+            assert b.threshold == pytest.approx(a.threshold, rel=1e-6)
+
+
+@sim_only
+def test_sim_attributor_cuda_gives_the_cpu_decisions(sim_config, simulated_device, monkeypatch):
+    """Cameras, 32 x 32 gray: a match at zero shift, an outsider (four rotations, then the sigma-5
+    retry, all on the device) and a 24 x 27 crop found by the crop search. Same decisions, offsets,
+    rotations and positions as the CPU; PCE and NCC within float32 rounding."""
+    from fingerprint import build_fingerprint
+    from fingerprint.attribution import Attributor
+    from fingerprint.build import default_params
+    from fingerprint.device import DeviceSpectrum
+    from fingerprint.synthetic import make_camera
+
+    cams = [make_camera(f"cam{i}", 100 + i, shape=(32, 32), prnu_std=0.02) for i in range(3)]
+    params = default_params("camera", levels=1)
+    refs = [(c.name, "camera", build_fingerprint([im[..., 1] for im in c.images(12, seed=1, flat=True)], "camera",
+                                                 levels=1, backend="cpu"), params) for c in cams[:2]]
+    queries = [next(cams[0].images(1, seed=7, flat=True))[..., 1], next(cams[2].images(1, seed=7, flat=True))[..., 1],
+               np.ascontiguousarray(next(cams[1].images(1, seed=9, flat=True))[3:27, 5:32, 1])]
+    from fingerprint.scores import ReferenceSpectrum
+
+    cpu_pces = []
+    original = ReferenceSpectrum.pce
+    monkeypatch.setattr(ReferenceSpectrum, "pce", lambda self, *a, **k: cpu_pces.append(1) or original(self, *a, **k))
+    cpu = Attributor(refs, backend="cpu").score_batch(queries, ["own", "outsider", "crop"])
+    att = Attributor(refs, backend="cuda")
+    assert att.backend == "cuda" and all(isinstance(c.spectrum, DeviceSpectrum) for c in att.cameras)
+    gpu = att.score_batch(queries, ["own", "outsider", "crop"])
+    # on the device: 3 residuals at sigma 2 and the outsider's retry, and every PCE the CPU computed
+    assert simulated_device["residual"] == 4 and simulated_device["pce"] == len(cpu_pces) == 20
+    assert [(r.decision, r.best) for r in cpu] == [("match", "cam0"), ("unknown", None), ("match", "cam1")]
+    assert cpu[1].scores["cam0"].n_positions == 5 and cpu[2].scores["cam1"].offset == (3, 5)  # 4 rotations + retry
+    naive_same_scores(cpu, gpu)
+
+
+@sim_only
+def test_sim_build_and_generator_scores_cuda_match_cpu(sim_config, simulated_device):
+    """The estimators' noise on the device (camera build), extract_residual(backend="cuda"), and
+    generator NCC as one device GEMM: the CPU's fingerprint, residual and z scores."""
+    from fingerprint import build_fingerprint, extract_residual
+    from fingerprint.attribution import Attributor
+    from fingerprint.build import default_params
+    from fingerprint.synthetic import make_camera, make_generator
+
+    frames = [im[..., 1] for im in make_camera("cam", 5, shape=(32, 32), prnu_std=0.02).images(2, seed=3, flat=True)]
+    k_cpu = build_fingerprint(frames, "camera", levels=1, backend="cpu")
+    k_gpu = build_fingerprint(frames, "camera", levels=1, backend="cuda")
+    assert simulated_device["noise"] == 2
+    assert k_gpu.dtype == np.float32 and naive.ncc(k_gpu, k_cpu) >= 0.9999 and naive_rel_err(k_gpu, k_cpu) < 1e-4
+    w = extract_residual(frames[0][:16, :24], 2.0, 1, backend="cuda")
+    assert isinstance(w, np.ndarray) and naive.ncc(w, extract_residual(frames[0][:16, :24], 2.0, 1)) >= 0.9999
+
+    gens = [make_generator(f"g{i}", arch, i + 1, out_size=32)
+            for i, arch in enumerate(["transposed_conv", "pixel_shuffle", "bilinear_conv"])]
+    params = default_params("generator", levels=1)
+    refs = [(g.name, "generator", build_fingerprint([im[..., 1] for im in g.generate(8, seed=1)], "generator",
+                                                    levels=1, backend="cpu"), params) for g in gens[:2]]
+    queries = [next(gens[0].images(1, seed=4))[..., 1], next(gens[2].images(1, seed=4))[..., 1]]
+    cpu = Attributor(refs, generator_threshold=3.0, backend="cpu").score_batch(queries, ["g0", "outsider"])
+    gpu = Attributor(refs, generator_threshold=3.0, backend="cuda").score_batch(queries, ["g0", "outsider"])
+    assert simulated_device["noise"] == 4 and simulated_device["ncc_rows"] == 1  # 2 queries, one GEMM
+    assert [(r.decision, r.best) for r in cpu] == [("match", "g0"), ("unknown", None)]
+    naive_same_scores(cpu, gpu)
+
+
 # --- CPU-only: imports, backend choice, array-module scoring --------------------------------------
 @pytest.mark.skipif(SIM, reason="not a simulator test")
 def test_imports_do_not_load_cupy_or_numba_cuda():
@@ -277,7 +392,8 @@ def test_resolve_backend_names():
     from kernels._backend import cuda_status, resolve_backend
 
     assert resolve_backend("cpu") == "cpu"
-    assert resolve_backend("auto") == ("cuda" if cuda_status()[0] else "cpu")
+    assert resolve_backend("auto") == "cpu"  # no work size: never the device
+    assert resolve_backend("auto", pixels=4000 * 3000) == ("cuda" if cuda_status()[0] else "cpu")
     with pytest.raises(ValueError, match=r"unknown backend 'gpux'; valid backends are 'auto', 'cpu', 'cuda'"):
         resolve_backend("gpux")
     with pytest.raises(ValueError, match="valid backends"):
@@ -417,6 +533,39 @@ def test_device_scores_match_naive(cp, rng):
     assert float(got["pce"][0]) == pytest.approx(naive.pce_from_cc(cc)[0], rel=1e-4)
     m = scores_gpu.ncc_matrix(cp.asarray(q[None]), cp.asarray(ref[None]))
     assert float(m[0, 0]) == pytest.approx(naive.ncc(q, ref), abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_device_attributor_and_builds_match_cpu(cp):
+    """The CUDA backend through the API on a device: camera matches, crop search, rotations and
+    retry, generator NCC, fingerprint builds and extract_noise give the CPU's decisions and scores."""
+    from fingerprint import build_fingerprint
+    from fingerprint.attribution import Attributor
+    from fingerprint.build import default_params
+    from fingerprint.residual import extract_noise
+    from fingerprint.synthetic import make_camera, make_generator
+
+    cams = [make_camera(f"cam{i}", 200 + i, shape=(256, 320), prnu_std=0.01) for i in range(3)]
+    frames = {c.name: list(c.images(6, seed=1, flat=True)) for c in cams[:2]}
+    k_cpu = {n: build_fingerprint(f, "camera", backend="cpu") for n, f in frames.items()}
+    k_gpu = {n: build_fingerprint(f, "camera", backend="cuda") for n, f in frames.items()}
+    for n in k_cpu:
+        assert naive.ncc(k_gpu[n], k_cpu[n]) >= 0.9999
+    img = frames["cam0"][0]
+    assert naive.ncc(extract_noise(img, backend="cuda"), extract_noise(img)) >= 0.9999
+    gens = [make_generator(f"g{i}", arch, i + 1, out_size=128) for i, arch in enumerate(["transposed_conv", "pixel_shuffle"])]
+    refs = [(n, "camera", k, default_params("camera")) for n, k in sorted(k_cpu.items())]
+    refs += [(g.name, "generator", build_fingerprint(g.generate(8, seed=1), "generator", backend="cpu"),
+              default_params("generator")) for g in gens]
+    own = next(cams[0].images(1, seed=7))
+    queries = [own, next(cams[2].images(1, seed=7)), np.ascontiguousarray(own[37:37 + 160, 61:61 + 224]),
+               np.ascontiguousarray(np.rot90(next(cams[1].images(1, seed=8)), 2)), next(gens[0].images(1, seed=4))]
+    labels = ["own", "outsider", "crop", "rot180", "g0"]
+    cpu = Attributor(refs, generator_threshold=3.0, backend="cpu").score_batch(queries, labels)
+    assert [r.best for r in cpu] == ["cam0", None, "cam0", "cam1", "g0"] and cpu[3].scores["cam1"].rotation == 180
+    att = Attributor(refs, generator_threshold=3.0, backend="cuda")
+    assert att.backend == "cuda"
+    naive_same_scores(cpu, att.score_batch(queries, labels))
 
 
 @pytest.mark.gpu

@@ -15,8 +15,8 @@ elsewhere in the same photo, does not. After Chen, Fridrich, Goljan and Lukas (2
    multiplicative pattern in some content than in other; that attenuation ``g(b)`` is measured
    on the image itself by adding a known white pattern ``I P`` (std ``INJECTED_STD``) and
    regressing the change of the residual on it window by window. Two one-parameter predictors,
-   ``rho_hat = a q`` and ``rho_hat = a g q``, are fitted and the one whose authentic windows
-   scatter least about it (smaller ``c`` below) is kept. The gain ``a`` is fitted on the query
+   ``rho_hat = a q`` and ``rho_hat = a g q``, are fitted and the one closer to the data (smaller
+   median of ``|rho - rho_hat| / sigma0`` over all windows) is kept. The gain ``a`` is fitted on the query
    itself, so nothing beyond the fingerprint is needed: authentic windows scatter as
    ``rho ~ N(a x, (c sigma0)^2)`` (``c >= 1`` absorbs the predictor's error) and tampering only
    lowers ``rho``, so ``c`` is measured on the windows above the fit and windows far below it are
@@ -34,7 +34,8 @@ elsewhere in the same photo, does not. After Chen, Fridrich, Goljan and Lukas (2
 5. Per pixel: a pixel takes the decision of the window centred nearest to it and is marked
    tampered when that window is flagged, decidable and ``rho < rho_hat / 2`` (more than half of
    the window lacks the PRNU, which puts the mask's edge where the window is half over the edge
-   of a pasted block). Flagged regions smaller than ``min_area`` pixels are dropped.
+   of a pasted block). Flagged regions smaller than ``min_area`` pixels (``(w / 2)^2`` by default,
+   counted as connected windows of the grid) are dropped: a lone flagged window is not a finding.
 
 Predictors with more freedom (``q`` times a polynomial in intensity, texture and ``g``) fitted
 on the query predict better inside authentic content but also learn to predict a low
@@ -252,15 +253,17 @@ def _to_pixels(grid: np.ndarray, shape: tuple[int, int], w: int, s: int) -> np.n
     return grid[np.ix_(iy, ix)]
 
 
-def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
-    if min_area <= 1 or not mask.any():
-        return mask
-    labels, n = ndimage.label(mask)
-    small = np.bincount(labels.ravel(), minlength=n + 1) < min_area
+def _drop_small(flagged: np.ndarray, min_windows: int) -> np.ndarray:
+    """Drop connected groups of fewer than ``min_windows`` flagged windows (on the grid, so that a
+    lone window at a border, whose nearest pixels reach to the image edge, counts as one)."""
+    if min_windows <= 1 or not flagged.any():
+        return flagged
+    labels, n = ndimage.label(flagged)
+    small = np.bincount(labels.ravel(), minlength=n + 1) < min_windows
     small[0] = False
-    mask = mask.copy()
-    mask[small[labels]] = False
-    return mask
+    flagged = flagged.copy()
+    flagged[small[labels]] = False
+    return flagged
 
 
 def default_window(shape: tuple[int, ...]) -> int:
@@ -321,7 +324,8 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     alpha : float, optional
         False-alarm rate of the one-sided test per window (default 0.01).
     min_area : int, optional
-        Flagged regions smaller than this many pixels are dropped (default ``(window // 2)**2``).
+        Flagged regions smaller than this many pixels are dropped (default ``(window // 2)**2``),
+        counted on the grid as ``min_area / stride**2`` connected windows.
     sigma, levels : float, int
         Residual parameters (as for attribution: sigma 2, 4 levels).
 
@@ -375,7 +379,9 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     s0 = _null_spread(win, I, Kc, unsat)
     g = _attenuation(img, W, win, I, sigma, levels)
     fits = {name: (x, *_fit_gain(rho, x, s0)) for name, x in (("q", q), ("gq", g * q))}
-    predictor = min(fits, key=lambda name: fits[name][2])  # the smaller inflation c
+    # keep the predictor closer to the data: median |rho - a x| / sigma0 over every window (a
+    # symmetric measure; the trimmed scatter c alone would favour a fit that left many windows out)
+    predictor = min(fits, key=lambda n: float(np.median(np.abs(rho - fits[n][1] * fits[n][0]) / s0)))
     x, a, c, pi = fits[predictor]
     pred = a * x
     spread = c * s0
@@ -389,7 +395,8 @@ def localize(image: np.ndarray, fingerprint: np.ndarray, *, offset: tuple[int, i
     def full(grid):
         return np.ascontiguousarray(np.rot90(_to_pixels(grid, (H, Wd), w, step), back))
 
-    return Localization(mask=_drop_small(full(flagged), area), correlation=full(rho.astype(np.float32)),
+    flagged = _drop_small(flagged, max(1, round(area / (step * step))))
+    return Localization(mask=full(flagged), correlation=full(rho.astype(np.float32)),
                         predicted=full(pred.astype(np.float32)), z=full(z.astype(np.float32)),
                         decidable=full(decidable), window=w, stride=step, alpha=float(alpha), z_threshold=z_alpha,
                         predictor=predictor, gain=a, inflation=c, null_std=float(np.median(s0)), excluded=pi,

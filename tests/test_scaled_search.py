@@ -1,0 +1,234 @@
+"""Tests of the scaled-query search (``fingerprint.scaled_search``, ``resample``, ``surface_stats``,
+``camera_search``) on simulated cameras: resized and resized-then-cropped queries are found at the
+right factor and offset, another camera's query is not matched, and the statistics agree with
+``fingerprint.scores``."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fingerprint.build import build_fingerprint
+from fingerprint.camera_search import CameraSearch
+from fingerprint.error_budget import ALPHA, SearchPlan, threshold
+from fingerprint.resample import resample_fingerprint, resized_shape, wrap_to_fast
+from fingerprint.residual import extract_residual
+from fingerprint.scaled_search import ScaledSearch
+from fingerprint.scores import ReferenceSpectrum
+from fingerprint.surface_stats import Template, coarse_stats, peak_stats
+from fingerprint.synthetic import make_camera
+from kernels.spec import GRAY_WEIGHTS
+
+SHAPE = (240, 320)
+
+
+# --- helpers (before the first test) -----------------------------------------------------------------
+@functools.cache
+def camera(seed: int):
+    """A simulated camera and its fingerprint estimated from 8 flat-fields (the real estimator)."""
+    cam = make_camera(f"cam{seed}", seed, shape=SHAPE)
+    return cam, build_fingerprint(cam.images(8, seed=0, flat=True))
+
+
+def photo(seed: int, index: int = 0) -> np.ndarray:
+    return next(camera(seed)[0].images(1, seed=100 + index))
+
+
+def resize(image: np.ndarray, factor: float, filt=Image.Resampling.LANCZOS) -> np.ndarray:
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((round(w * factor), round(h * factor)), filt))
+
+
+def product(image: np.ndarray) -> np.ndarray:
+    """``W * I`` of a query (sigma-2 residual times gray image)."""
+    return extract_residual(image) * (image.astype(np.float32) @ np.asarray(GRAY_WEIGHTS, np.float32))
+
+
+def searched(query: np.ndarray, seed: int, **options):
+    search = ScaledSearch(camera(seed)[1], **options)
+    wi = product(query)
+    plan = SearchPlan(tuple(search.stages(wi.shape)))
+    return search, wi, plan
+
+
+# --- resampling geometry --------------------------------------------------------------------------
+def test_resampling_maps_query_pixels_onto_the_sensor_by_x_over_s():
+    # out(y, x) is a linear ramp read at sensor position ((y + 0.5) / s - 0.5, (x + 0.5) / s - 0.5),
+    # up to the sub-pixel bias of a discrete antialiasing filter (Pillow's taps are not
+    # symmetric about every centre: at most 0.1 sensor pixel here, as in any editor's resize)
+    H, W = 120, 160
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    ramp = 0.5 * yy + 0.25 * xx
+    s = 0.6
+    out = resample_fingerprint(ramp, s)
+    assert out.shape == resized_shape((H, W), s) == (72, 96)
+    y, x = np.mgrid[0:out.shape[0], 0:out.shape[1]]
+    want = 0.5 * ((y + 0.5) / s - 0.5) + 0.25 * ((x + 0.5) / s - 0.5)
+    inner = (slice(3, -3), slice(3, -3))
+    np.testing.assert_allclose(out[inner], want[inner], atol=0.1 * (0.5 + 0.25))
+    assert abs(float(np.mean(out[inner] - want[inner]))) < 0.02  # no drift: the grid is x -> x / s
+
+
+def test_a_window_is_the_same_pixels_as_the_whole_resample():
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal((100, 140)).astype(np.float32)
+    whole = resample_fingerprint(k, 0.7)
+    win = resample_fingerprint(k, 0.7, (30, 40), origin=(11, 23))
+    np.testing.assert_allclose(win, whole[11:41, 23:63], atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        resample_fingerprint(k, 0.7, (30, 40), origin=(60, 0))
+    with pytest.raises(ValueError, match="scale"):
+        resample_fingerprint(k, 1.2)
+
+
+def test_wrap_padding_reaches_fast_sizes_with_the_fingerprint_repeated():
+    t = np.arange(97 * 101, dtype=np.float32).reshape(97, 101)
+    p = wrap_to_fast(t)
+    assert p.shape[0] >= 97 and p.shape[1] >= 101 and p.shape != t.shape
+    np.testing.assert_array_equal(p[:97, :101], t)
+    np.testing.assert_array_equal(p[97:, :101], t[: p.shape[0] - 97])
+
+
+# --- surface statistics ----------------------------------------------------------------------------
+def test_peak_stats_pce_is_exactly_the_scores_pce(rng):
+    k = rng.standard_normal((90, 130)).astype(np.float32)
+    q = k[20:70, 30:110] + 2.0 * rng.standard_normal((50, 80)).astype(np.float32)
+    spec = ReferenceSpectrum(k)
+    want = spec.pce(q, search="crop")
+    got = peak_stats(spec.cross_correlation(q), (slice(0, 41), slice(0, 51)))
+    assert got.offset == want.offset == (20, 30)
+    assert got.n_positions == want.n_positions
+    assert got.pce == pytest.approx(want.pce, rel=1e-6)
+    assert got.energy >= got.pce  # the 3 x 3 around the peak holds at least the peak
+
+
+def test_the_turned_query_comes_from_the_same_spectrum(rng):
+    import scipy.fft
+
+    k = rng.standard_normal((64, 96)).astype(np.float32)
+    q = rng.standard_normal((40, 50)).astype(np.float32)
+    q[...] += np.rot90(k[10:50, 30:80], 2)  # the 180-degree turned crop of k at (10, 30)
+    q -= q.mean()
+    kc = k - k.mean()
+    t = Template(scipy.fft.rfft2(kc), k.shape, k.shape)
+    straight, turned = coarse_stats(t, scipy.fft.rfft2(q, s=k.shape), q.shape, both=True)
+    want = ReferenceSpectrum(k).pce(np.ascontiguousarray(np.rot90(q, 2)), search="crop")
+    assert turned.offset == want.offset == (10, 30)
+    assert turned.pce == pytest.approx(want.pce, rel=1e-3)
+    assert straight.pce < turned.pce / 10
+
+
+# --- the search on simulated cameras ------------------------------------------------------------------
+def test_a_resized_whole_frame_is_matched_at_its_implied_factor():
+    query = resize(photo(1), 0.7)
+    search, wi, plan = searched(query, 1)
+    got = search.implied(wi, plan)
+    assert got.match and got.false_alarm <= ALPHA
+    assert got.scale == pytest.approx(0.7, abs=2e-3)
+    assert got.threshold == pytest.approx(plan.threshold("implied scale"))
+
+
+def test_a_resized_whole_frame_is_also_found_by_the_scale_search():
+    query = resize(photo(1), 0.7)
+    search, wi, plan = searched(query, 1)
+    got = search.search(wi, plan)
+    assert got.match and got.pce >= got.threshold
+    assert abs(math.log(got.scale / 0.7)) < 3.0 / max(wi.shape)
+    assert got.offset == (0, 0)
+
+
+@pytest.mark.parametrize("factor, top, left", [(0.7, 17, 23), (0.55, 5, 40)])
+def test_a_resized_then_cropped_query_is_found_at_its_factor_and_offset(factor, top, left):
+    resized = resize(photo(2, 1), factor)
+    h, w = resized.shape[:2]
+    query = np.ascontiguousarray(resized[top: top + int(0.75 * h), left: left + int(0.75 * w)])
+    search, wi, plan = searched(query, 2)
+    implied = search.implied(wi, plan)  # same aspect as the sensor: a whole frame at 0.75 * factor?
+    assert implied is not None and not implied.match
+    got = search.search(wi, plan)
+    assert got.match, got
+    assert abs(math.log(got.scale / factor)) < 1.5 / max(wi.shape)
+    assert abs(got.offset[0] - top) <= 1 and abs(got.offset[1] - left) <= 1
+    assert got.false_alarm == pytest.approx(plan.false_alarm("scale search", got.pce))
+    assert got.threshold == pytest.approx(plan.threshold("scale search"))
+
+
+def test_a_query_from_another_camera_is_not_matched():
+    query = resize(photo(3), 0.7)
+    h, w = query.shape[:2]
+    for q in (query, np.ascontiguousarray(query[10: 10 + int(0.8 * h), 5: 5 + int(0.8 * w)])):
+        search, wi, plan = searched(q, 1)
+        for got in (search.implied(wi, plan), search.search(wi, plan)):
+            if got is None:
+                continue
+            assert not got.match
+            assert got.pce < got.threshold and got.false_alarm > 1e-6
+
+
+def test_a_query_that_fits_nowhere_searches_nothing():
+    big = np.zeros((300, 400), np.float32)
+    search = ScaledSearch(camera(1)[1])
+    implied, scaled = search.stages(big.shape)
+    assert implied.n_positions == 0 and scaled.n_positions == 0
+    plan = SearchPlan((implied, scaled))
+    assert search.search(big, plan) is None and search.implied(big, plan) is None
+
+
+def test_coarse_grid_follows_the_query_size_and_includes_the_smallest_factor():
+    search = ScaledSearch(np.zeros((2000, 3008), np.float32))
+    d, step, points = search._grid((1350, 2030))
+    assert d == 2
+    assert 2.0 / (2030 / 2) / 1.5 <= step <= 2.0 / (2030 / 2)  # the ladder is at most 1.5x finer
+    assert points[0][0] == pytest.approx(math.log(0.675))  # the whole-frame factor comes first
+    assert points[-1][0] == 0.0 and all(a[0] < b[0] for a, b in zip(points, points[1:]))
+    _, step_small, _ = search._grid((675, 1015))
+    assert step_small > step  # a smaller query tolerates a larger scale error
+
+
+def test_progress_is_reported_through_the_sweep():
+    query = resize(photo(3), 0.7)
+    search, wi, plan = searched(query, 1)
+    seen = []
+    search.search(wi, plan, progress=lambda f, text: seen.append((f, text)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert "scale search: factor" in seen[0][1]
+
+
+def test_the_scale_search_stage_counts_every_position_it_may_score():
+    search = ScaledSearch(np.zeros((240, 320), np.float32), candidates=3, refine_steps=7, decisions=2)
+    implied, scaled = search.stages((120, 160))
+    d, _, points = search._grid((120, 160))
+    coarse = sum((int(240 * math.exp(ls) + 1e-9) - 120 + 1) * (int(320 * math.exp(ls) + 1e-9) - 160 + 1)
+                 for ls, _ in points)
+    window, whole = 17 * 17, search._shifts((120, 160), 1.0)
+    assert d == 1 and scaled.n_positions == coarse + 3 * (7 * window + 2 * whole)
+    assert implied.n_positions == 1  # the whole frame at 0.5, upright (landscape query, landscape sensor)
+    assert SearchPlan((scaled,)).threshold("scale search") == pytest.approx(threshold(ALPHA, scaled.n_positions))
+
+
+# --- one camera decision ------------------------------------------------------------------------------
+def test_a_query_of_the_fingerprints_size_has_only_the_native_stage():
+    cs = CameraSearch(camera(1)[1])
+    plan = cs.plan(SHAPE, n_sigmas=2)
+    assert [s.name for s in plan.active] == ["native"]
+    assert plan.threshold("native") == pytest.approx(threshold(ALPHA, 4))  # 0 and 180 degrees x 2 sigmas
+    got = cs.score([product(photo(1, 2))], n_sigmas=2)
+    assert got.match and got.stage == "native" and got.scale == 1.0
+    assert got.searched == ["native"]
+
+
+def test_camera_search_runs_the_stages_in_order_and_reports_what_was_searched():
+    cs = CameraSearch(camera(2)[1])
+    resized = resize(photo(2, 3), 0.62)
+    got = cs.score([product(resized)])
+    assert got.match and got.stage == "implied scale" and got.searched == ["native", "implied scale"]
+    assert set(got.as_dict()) >= {"scale", "offset", "rotation", "n_positions", "false_alarm"}
+    other = CameraSearch(camera(1)[1]).score([product(resized)])
+    assert not other.match and other.searched == ["native", "implied scale", "scale search"]
+    assert other.text.startswith("no match: native: searched")
+    assert "scale search: searched" in other.text
