@@ -20,7 +20,9 @@ six Dresden cameras (512 x 512 centre crops, 16 natural queries) instead.
 
     .venv/bin/python benchmarks/bench_search.py                      # N = 1, 10, 100, 1000
     .venv/bin/python benchmarks/bench_search.py --sizes 1,10 --queries 6
-    .venv/bin/python benchmarks/bench_search.py --dresden
+    .venv/bin/python benchmarks/bench_search.py --dresden            # or --dresden full
+    .venv/bin/python benchmarks/bench_search.py --sizes 1000 --no-exhaustive --library-file /tmp/lib.npz
+                                                                     # digest timings only, library kept
 
 The digest search here is the plan for ``Attributor`` (docs/scaling.md): pre-select with
 ``fingerprint.digest``, confirm the candidates with the exact PCE at the pre-selected rotations,
@@ -44,8 +46,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fingerprint.attribution import Attributor, ReferenceScore, gray_image  # noqa: E402
-from fingerprint.camera_match import CameraReference as _Camera  # noqa: E402
+from fingerprint.attribution import Attributor  # noqa: E402
+from fingerprint.camera_match import CameraReference, gray_image  # noqa: E402
+from fingerprint.decision import ReferenceScore, decide  # noqa: E402
 from fingerprint.digest import (  # noqa: E402
     DEFAULT_MARGIN,
     DEFAULT_TOP_K,
@@ -145,16 +148,16 @@ def exhaustive(att: Attributor, q: Query):
         WI5 = q.W5 * q.I
         scores = {c.name: c.retry(scores[c.name], q.W5, WI5, q.I, att.retry_sigma, method=att.method,
                                   base=att.pce_threshold) for c in att.cameras}
-    return Attributor._decide(scores, q.label)
+    return decide(scores, q.label)
 
 
-class LazyCamera(_Camera):
+class LazyCamera(CameraReference):
     """A camera whose spectrum is computed (or loaded from the cache) the first time it is scored."""
 
     def __init__(self, name, fingerprint, params, cache: SpectrumCache | None = None, key: str | None = None):
         self.name, self.params = name, params
         self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
-        self.xp, self._K, self._ncc = np, self.K, ncc  # the host attributes of _Camera.__init__
+        self.xp, self._K, self._ncc = np, self.K, ncc  # the host attributes of CameraReference.__init__
         self._cache, self._key = cache, key
 
     @functools.cached_property
@@ -170,8 +173,8 @@ def _fits(K, q, k):
     return np.rot90(q, k).shape == K.shape
 
 
-def restricted_score(cam: _Camera, q: Query, WI, allowed, rotations, base) -> ReferenceScore:
-    """``_Camera.score`` with the PCE computed only at the ``allowed`` rotations; the others are
+def restricted_score(cam: CameraReference, q: Query, WI, allowed, rotations, base) -> ReferenceScore:
+    """``CameraReference.score`` with the PCE computed only at the ``allowed`` rotations; the others are
     non-matches by the digest bound, so the match decision and a match's record are the exhaustive ones."""
     fitting = [k for k in rotations if _fits(cam.K, WI, k)]
     n_total = len(fitting)  # an aligned query: one position per fitting rotation
@@ -233,7 +236,7 @@ def digest_search(cams, index: DigestIndex, q: Query, *, rotations=(0, 1, 2, 3),
             scores[cam.name] = cam.retry(record, q.W5, WI5, q.I, retry, method="pce", base=base)
             n_pce += 1
         n_cand = len(set(sel.candidates.tolist()) | set(sel5.candidates.tolist()))
-    return Attributor._decide(scores, q.label), {"sparse_s": t_sparse, "pce": n_pce, "candidates": n_cand,
+    return decide(scores, q.label), {"sparse_s": t_sparse, "pce": n_pce, "candidates": n_cand,
                                                  "expected_false": sel.expected_false}
 
 
@@ -271,9 +274,16 @@ def summarise_model(pairs, base=60.0, margin=DEFAULT_MARGIN, pce_ratio=PCE_RATIO
             "passing_resid_std": float(resid.std()) if passing.any() else None}
 
 
-def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k, cache_dir, repeat=3) -> dict:
+def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k, cache_dir, repeat=3,
+        compare=True, library_file=None) -> dict:
     big = max(sizes)
-    fps, lib_info = library(big, n_estimated, shape)
+    if library_file and Path(library_file).is_file():
+        with np.load(library_file, allow_pickle=False) as npz:
+            fps, lib_info = list(npz["fps"][:big]), json.loads(str(npz["info"]))
+    else:
+        fps, lib_info = library(big, n_estimated, shape)
+        if library_file:
+            np.savez(library_file, fps=np.stack(fps), info=np.array(json.dumps(lib_info)))
     names = [f"cam{1000 + j:04d}" for j in range(big)]
     t0 = time.perf_counter()
     qs = [Query(lab, im, tr, extract_residual(im), gray_image(im)) for lab, im, tr in queries(shape, n_queries)]
@@ -289,7 +299,7 @@ def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k
     for n in sizes:
         refs = [(names[j], "camera", fps[j], PARAMS) for j in range(n)]
         t0 = time.perf_counter()
-        att = Attributor(refs)
+        att = Attributor(refs) if compare else None
         prep_ex = time.perf_counter() - t0
         t0 = time.perf_counter()
         index = DigestIndex(digests[:n])
@@ -300,7 +310,7 @@ def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k
                "digests_s": digest_s * n, "index_MiB": index.nbytes / 2**20, "queries": []}
         for q in qs:
             t0 = time.perf_counter()
-            ex = exhaustive(att, q)
+            ex = exhaustive(att, q) if compare else None
             t_ex = time.perf_counter() - t0
             t0 = time.perf_counter()
             dg, stats = digest_search(cams, index, q, margin=margin, pce_ratio=pce_ratio, top_k=top_k)
@@ -310,13 +320,14 @@ def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k
                 t0 = time.perf_counter()
                 digest_search(cams, index, q, margin=margin, pce_ratio=pce_ratio, top_k=top_k)
                 again.append(time.perf_counter() - t0)
+            ex = ex or dg  # timing only (--no-exhaustive): nothing to compare with
             same = (ex.decision, ex.best) == (dg.decision, dg.best)
             row["queries"].append({"label": q.label, "exhaustive": [ex.decision, ex.best], "digest": [dg.decision, dg.best],
-                                   "same": same, "same_closest": ex.closest == dg.closest,
+                                   "same": same if compare else None, "same_closest": ex.closest == dg.closest,
                                    "best_pce": ex.scores[ex.closest].pce if ex.closest else None,
                                    "exhaustive_s": t_ex, "digest_s": t_dg, "digest_best_s": min([t_dg] + again),
                                    **stats})
-            if n == big:
+            if n == big and compare:
                 model += model_pairs(index, ex, q, names[:n])
         row["first_query_exhaustive_s"] = prep_ex + row["queries"][0]["exhaustive_s"]
         row["first_query_digest_s"] = prep_dg + row["queries"][0]["digest_s"]
@@ -325,12 +336,13 @@ def run(sizes, n_queries, n_estimated, shape, fraction, margin, pce_ratio, top_k
         row["max_query_digest_s"] = float(max(r["digest_s"] for r in row["queries"]))
         row["per_query_digest_best_s"] = float(np.median([r["digest_best_s"] for r in row["queries"]]))
         row["load_average"] = os.getloadavg()[0]
-        row["all_same"] = all(r["same"] for r in row["queries"])
+        row["all_same"] = all(r["same"] for r in row["queries"]) if compare else None
         out["runs"].append(row)
         del att
         print(_row_line(row), flush=True)
-    out["model"] = summarise_model(model, margin=margin, pce_ratio=pce_ratio)
-    out["spectrum_cache"] = _cache_timing(fps[: min(big, 200)], cache_dir)
+    if compare:
+        out["model"] = summarise_model(model, margin=margin, pce_ratio=pce_ratio)
+        out["spectrum_cache"] = _cache_timing(fps[: min(big, 200)], cache_dir)
     return out
 
 
@@ -362,7 +374,7 @@ def _cache_timing(fps, cache_dir) -> dict:
 
 
 def _row_line(row) -> str:
-    same = sum(r["same"] for r in row["queries"])
+    same = sum(bool(r["same"]) for r in row["queries"])
     cands = np.mean([r["candidates"] for r in row["queries"]])
     pces = np.mean([r["pce"] for r in row["queries"]])
     return (f"N={row['N']:5d}  first query: exhaustive {row['first_query_exhaustive_s']:7.3f} s, digest "
@@ -438,6 +450,9 @@ def main(argv=None) -> int:
     p.add_argument("--dresden", nargs="?", const="512", default=None, metavar="CROP",
                    help="measure the model on Dresden centre crops of this size (default 512; 'full': whole photos) instead")
     p.add_argument("--json", default=None, help="write all numbers to this file")
+    p.add_argument("--no-exhaustive", action="store_true", help="time the digest search only (no decisions compared)")
+    p.add_argument("--library-file", default=None,
+                   help="an .npz of the synthetic fingerprints: read if present, else written after building them")
     args = p.parse_args(argv)
     if args.dresden:
         out = dresden(None if args.dresden == "full" else int(args.dresden), args.fraction, args.margin, args.pce_ratio)
@@ -445,7 +460,7 @@ def main(argv=None) -> int:
         sizes = sorted(int(s) for s in args.sizes.split(","))
         shape = (args.size, args.size)
         out = run(sizes, args.queries, args.estimated, shape, args.fraction, args.margin, args.pce_ratio, args.top_k,
-                  args.cache_dir, args.repeat)
+                  args.cache_dir, args.repeat, not args.no_exhaustive, args.library_file)
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}, indent=1, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))

@@ -94,10 +94,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds) -> dict:
+def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, coarse_min_side: int = 128) -> dict:
     t = time.perf_counter()
     cams = [make_camera(f"sim{i}", 1000 + i, shape=shape) for i in range(n_cameras)]
-    searches = [CameraSearch(build_fingerprint(c.images(8, seed=seed, flat=True))) for c in cams]
+    searches = [CameraSearch(build_fingerprint(c.images(8, seed=seed, flat=True)), coarse_min_side=coarse_min_side)
+                for c in cams]
     print(f"{n_cameras} fingerprints of {shape[0]}x{shape[1]} in {time.perf_counter() - t:.1f} s", flush=True)
     per_query = n_cameras - 1
     n_queries = -(-pairs // per_query)
@@ -160,6 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", default="112x160", help="sensor size HxW of the simulated cameras")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--coarse-min-side", type=int, default=128,
+                    help="coarse sweep at half resolution when the query's shorter side is >= 2x this "
+                         "(default 128, as ScaledSearch; 24 exercises the half-resolution sweep on small sensors)")
     ap.add_argument("--json", help="write the table and every p-value to this file")
     args = ap.parse_args(argv)
     h, w = (int(v) for v in args.shape.lower().split("x"))
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
         print(f"error: kinds must be among {', '.join(KINDS)}, cameras >= 2, pairs >= 1", file=sys.stderr)
         return 2
     t = time.perf_counter()
-    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds)
+    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds, args.coarse_min_side)
     rows = table(results)
     print(f"total {time.perf_counter() - t:.0f} s")
     if args.json:

@@ -1,9 +1,14 @@
 """Experiments for issue 11: generator attribution that keeps its false-alarm rate in the wild.
 
-Run: ``.venv/bin/python benchmarks/gan_trust.py [experiment ...]`` (default: all; each one takes
-seconds to a minute on 2 cores once the residual cache of ``gan_trust_data.py`` exists, which
-itself takes about a minute to fill). Experiments: ``baseline``, ``texture``, ``null``, ``default_null``,
-``loo``, ``crop``, ``resize``, ``jpeg``, ``design``.
+Run: ``.venv/bin/python benchmarks/gan_trust.py [experiment ...]`` (default: all). Experiments:
+``baseline`` (the issue's table), ``null`` (null spread against size and source), ``design`` (D1-D10:
+the decision designs on every condition), ``final`` (D7-D10 only), ``peaks`` (shift-invariant
+spectral peaks, resize factor), ``jpeg`` (compression-matched fingerprints against JPEG bands),
+``module`` (fingerprint.generator_decision reproduces the decisions). The residual cache
+(``gan_trust_data.py``, $GAN_TRUST_CACHE) fills in about a minute; the shift searches of a first
+``design`` run take 15-20 min on 2 shared cores (about 8 CPU minutes) and are memoised on disk
+next to the cache, after which each experiment takes 1-6 minutes. Tables are appended to
+$GAN_TRUST_LOG (default /tmp/progress/gan_trust_tables.md).
 
 What is used for what (the rule of this file)
 ---------------------------------------------
@@ -351,6 +356,24 @@ def exp_baseline():
     say(*table(rows, EVAL_COLS))
 
 
+def _disk_memo(key: tuple, compute):
+    """Memoise in memory and on disk (the residual cache folder): hypothesis searches take minutes."""
+    import pickle
+
+    if key in _memo:
+        return _memo[key]
+    path = os.path.join(data.CACHE, "memo_" + "_".join(str(k) for k in key).replace(":", "-").replace("/", "-")
+                        .replace(" ", "").replace("(", "").replace(")", "").replace(",", "-").replace("'", "") + ".pkl")
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            _memo[key] = pickle.load(fh)
+    else:
+        _memo[key] = compute()
+        with open(path, "wb") as fh:
+            pickle.dump(_memo[key], fh)
+    return _memo[key]
+
+
 def hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...] = ()) -> dict:
     """Scores of every hypothesis for a set/condition against the library: {type: (z0 (n, G), N)}.
 
@@ -359,55 +382,57 @@ def hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...] = ()) ->
     "resize" (the whole image resized: the fingerprint resampled bicubically to the query size).
     """
     jpeg_variants = jpeg_variants if cond.startswith("jpeg") else ()
-    key = ("hyp", set_name, cond, jpeg_variants)
-    if key not in _memo:
-        lib = library()
-        R = whitened(set_name, cond)[0]
-        H, W = lib.F.shape[-2:]
-        h, w = R.shape[-2:]
-        out = {}
-        if (h, w) == (H, W):
-            out["aligned"] = (aligned(R, lib.F).z0, 1)
-            if cond.startswith("jpeg"):
-                for v in jpeg_variants:
-                    out[f"aligned@{v}"] = (aligned(R, library(v).F).z0, 1)
-        elif h <= H and w <= W:
-            S = shift_search(R, lib.F)
-            out["crop"] = (S.z0, S.n_positions)
-            out["resize"] = (aligned(R, resample_fingerprint(lib.F, (h, w), "bicubic")).z0, 1)
-        else:
-            out["aligned"] = (aligned(R, lib.F).z0, 1)
-        _memo[key] = out
-    return _memo[key]
+    return _disk_memo(("hyp", set_name, cond, jpeg_variants), lambda: _hyp_scores(set_name, cond, jpeg_variants))
+
+
+def _hyp_scores(set_name: str, cond: str, jpeg_variants: tuple[str, ...]) -> dict:
+    lib = library()
+    R = whitened(set_name, cond)[0]
+    H, W = lib.F.shape[-2:]
+    h, w = R.shape[-2:]
+    out = {}
+    if (h, w) == (H, W):
+        out["aligned"] = (aligned(R, lib.F).z0, 1)
+        if cond.startswith("jpeg"):
+            for v in jpeg_variants:
+                out[f"aligned@{v}"] = (aligned(R, library(v).F).z0, 1)
+    elif h <= H and w <= W:
+        S = shift_search(R, lib.F)
+        out["crop"] = (S.z0, S.n_positions)
+        out["resize"] = (aligned(R, resample_fingerprint(lib.F, (h, w), "bicubic")).z0, 1)
+    else:
+        out["aligned"] = (aligned(R, lib.F).z0, 1)
+    return out
 
 
 def loo_scores(cond: str, jpeg_variants: tuple[str, ...] = ()) -> dict:
     """Genuine scores by leave-one-out: each ref image (transformed by ``cond``) against its own
     generator's fingerprint built without it, for every hypothesis type. {type: (n_ref,)}"""
     jpeg_variants = jpeg_variants if cond.startswith("jpeg") else ()
-    key = ("loo", cond, jpeg_variants)
-    if key not in _memo:
-        lib = library()
-        R = whitened("ref", cond)[0]
-        H, W = lib.F.shape[-2:]
-        h, w = R.shape[-2:]
-        out: dict = {}
-        for g, name in enumerate(lib.names):
-            idx = np.flatnonzero(lib.ref_labels == name)
-            loo = loo_fingerprints(lib.ref_R[idx])
-            variants = {v: loo_fingerprints(library(v).ref_R[idx]) for v in jpeg_variants} if cond.startswith("jpeg") else {}
-            for j, i in enumerate(idx):
-                r = R[i:i + 1]
-                F1 = loo[j:j + 1]
-                if (h, w) == (H, W):
-                    out.setdefault("aligned", {})[i] = aligned(r, F1).z0[0, 0]
-                    for v, Fv in variants.items():
-                        out.setdefault(f"aligned@{v}", {})[i] = aligned(r, Fv[j:j + 1]).z0[0, 0]
-                else:
-                    out.setdefault("crop", {})[i] = shift_search(r, F1).z0[0, 0]
-                    out.setdefault("resize", {})[i] = aligned(r, resample_fingerprint(F1, (h, w), "bicubic")).z0[0, 0]
-        _memo[key] = {t: np.array([v[i] for i in range(len(R))]) for t, v in out.items()}
-    return _memo[key]
+    return _disk_memo(("loo", cond, jpeg_variants), lambda: _loo_scores(cond, jpeg_variants))
+
+
+def _loo_scores(cond: str, jpeg_variants: tuple[str, ...]) -> dict:
+    lib = library()
+    R = whitened("ref", cond)[0]
+    H, W = lib.F.shape[-2:]
+    h, w = R.shape[-2:]
+    out: dict = {}
+    for g, name in enumerate(lib.names):
+        idx = np.flatnonzero(lib.ref_labels == name)
+        loo = loo_fingerprints(lib.ref_R[idx])
+        variants = {v: loo_fingerprints(library(v).ref_R[idx]) for v in jpeg_variants} if cond.startswith("jpeg") else {}
+        for j, i in enumerate(idx):
+            r = R[i:i + 1]
+            F1 = loo[j:j + 1]
+            if (h, w) == (H, W):
+                out.setdefault("aligned", {})[i] = aligned(r, F1).z0[0, 0]
+                for v, Fv in variants.items():
+                    out.setdefault(f"aligned@{v}", {})[i] = aligned(r, Fv[j:j + 1]).z0[0, 0]
+            else:
+                out.setdefault("crop", {})[i] = shift_search(r, F1).z0[0, 0]
+                out.setdefault("resize", {})[i] = aligned(r, resample_fingerprint(F1, (h, w), "bicubic")).z0[0, 0]
+    return {t: np.array([v[i] for i in range(len(R))]) for t, v in out.items()}
 
 
 def null_pool(cond: str, names: list[str], pools=("simcam", "simisp", "ref"), jpeg_variants=(),
@@ -446,6 +471,24 @@ class Design:
     calibration: str | None = None
     gate: bool = True
     fpr: float = FPR
+    genuine: str = "condition"  # "condition": LOO under the query's transform; "hypothesis": under the hypothesis' own truth
+    jpeg_replace: bool = False  # JPEG queries (known from their quantisation tables): only the compression-matched F
+
+
+def genuine_condition(cond: str, hypothesis: str) -> str:
+    """The reference transform under which ``hypothesis`` is true, at the size nearest the query's.
+
+    aligned: the query's own condition (same size; JPEG queries: the same quality); crop: the crop
+    condition of nearest size; resize: the resize condition of nearest size.
+    """
+    from fingerprint.generator_decision import nearest_size
+
+    if hypothesis.startswith("aligned"):
+        return cond
+    size = whitened("query", cond)[0].shape[-2:]
+    kind = "crop" if hypothesis == "crop" else "resize"
+    options = {whitened("ref", c)[0].shape[-2:]: c for c in data.CONDITIONS if c.startswith(kind)}
+    return options[nearest_size(list(options), tuple(size))]
 
 
 def decide(cond: str, design: Design) -> tuple[dict, dict]:
@@ -464,6 +507,8 @@ def decide(cond: str, design: Design) -> tuple[dict, dict]:
         oks.append((ok, keep))
         sets.append(s)
     types = list(zs[0])
+    if design.jpeg_replace and cond.startswith("jpeg") and design.jpeg_variants:
+        types = [t for t in types if t != "aligned"]
     alpha = design.fpr / len(types)
     G = len(names)
     thr = {t: np.array([threshold_from_null(nulls[t][g], alpha).value for g in range(G)]) for t in types}
@@ -471,9 +516,12 @@ def decide(cond: str, design: Design) -> tuple[dict, dict]:
     sd = {t: np.array([nulls[t][g].std() for g in range(G)]) for t in types}
     low = None
     if design.family_k is not None:
-        loo = loo_scores(cond, design.jpeg_variants)
-        low = {t: np.array([loo[t][lib.ref_labels == n].mean() - design.family_k * loo[t][lib.ref_labels == n].std(ddof=1)
-                            for n in names]) for t in types}
+        low = {}
+        for t in types:
+            c = genuine_condition(cond, t) if design.genuine == "hypothesis" else cond
+            loo = loo_scores(c, design.jpeg_variants)[t]
+            low[t] = np.array([loo[lib.ref_labels == n].mean() - design.family_k * loo[lib.ref_labels == n].std(ddof=1)
+                               for n in names])
     U, P, N, L, K = [], [], [], [], []
     for z, lab, (ok, keep) in zip(zs, labs, oks):
         u = np.max([(z[t][0] - mu[t]) / sd[t] for t in types], 0)
@@ -512,9 +560,217 @@ def exp_design():
                     title="D3: D2 + compression-matched fingerprint (refs re-saved at q90) for JPEG queries")
     evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), calibration="dresden"),
                     title="D4: D3 + calibrate with real photos (Dresden units *_0; evaluated on units *_1)")
+    G = len(library().names)
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), fpr=FPR / G),
+                    title=f"D5: D3 at 1 % false alarms per image (per pair {FPR / G:g}: split over the {G} generators)")
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), fpr=FPR / G, calibration="dresden"),
+                    title="D6: D5 + calibrate with real photos (Dresden units *_0; evaluated on units *_1)")
+    exp_design_final()
 
 
-EXPERIMENTS = {"baseline": exp_baseline, "design": exp_design}
+def exp_design_final():
+    G = len(library().names)
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), fpr=FPR / G, genuine="hypothesis"),
+                    title="D7: D5, genuine range of each hypothesis measured where it is true (crops of refs for "
+                          "'crop', resized refs for 'resize', at the nearest size)")
+    evaluate_design(Design(family_k=2.33, fpr=FPR / G, genuine="hypothesis"),
+                    title="D8: D7 without the compression-matched fingerprint")
+    evaluate_design(Design(family_k=2.33, fpr=FPR / G, genuine="hypothesis", calibration="dresden"),
+                    title="D9: D8 + calibrate with real photos (Dresden units *_0; evaluated on units *_1)")
+    evaluate_design(Design(family_k=2.33, jpeg_variants=("jpeg:90",), jpeg_replace=True, fpr=FPR / G, genuine="hypothesis"),
+                    title="D10: D7, JPEG queries compared with the q90 compression-matched fingerprint only "
+                          "(chosen by the query's quantisation tables, no extra hypothesis)")
+
+
+# ------------------------------------------------------------ shift-invariant spectral peaks
+def power_centred(R: np.ndarray) -> np.ndarray:
+    """Channel-summed power spectrum, fftshifted (zero frequency at the centre): (n, h, w)."""
+    return np.fft.fftshift((np.abs(np.fft.fft2(centred(R))) ** 2).sum(-3), axes=(-2, -1))
+
+
+def peak_templates(lib: Library) -> np.ndarray:
+    """Per generator: mean channel-summed power of its whitened reference residuals minus its
+    median (the flat floor left by whitening), on the fingerprint's frequency grid. (G, H, W)"""
+    T = np.stack([power_centred(lib.ref_R[lib.ref_labels == g]).mean(0) for g in lib.names])
+    return T - np.median(T, axis=(1, 2), keepdims=True)
+
+
+def sample_power(P: np.ndarray, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Query power spectra P (n, h, w) (fftshifted) sampled at the frequencies u / scale of an
+    H x W grid (u in cycles per pixel of the original), bilinear; NaN beyond the query's band."""
+    from scipy import ndimage
+
+    n, h, w = P.shape
+    H, W = shape
+    u = (np.arange(H) - H // 2) / H / scale  # cycles per query pixel
+    v = (np.arange(W) - W // 2) / W / scale
+    rows = u * h + h // 2
+    cols = v * w + w // 2
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    inside = (rr >= 0) & (rr <= h - 1) & (cc >= 0) & (cc <= w - 1)
+    out = np.full((n, H, W), np.nan)
+    for i in range(n):
+        out[i][inside] = ndimage.map_coordinates(P[i], [rr[inside], cc[inside]], order=1)
+    return out
+
+
+def peak_scores(R: np.ndarray, T: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """NCC sqrt(D) between the query's sampled power (minus its median) and every template,
+    over the frequencies inside the query's band. Invariant to shifts of the query. (n, G)"""
+    S = sample_power(power_centred(R), T.shape[1:], scale)
+    out = np.zeros((len(S), len(T)))
+    for i, s in enumerate(S):
+        m = np.isfinite(s)
+        a = s[m] - np.median(s[m])
+        for g in range(len(T)):
+            b = T[g][m] - T[g][m].mean()
+            den = np.linalg.norm(a) * np.linalg.norm(b)
+            out[i, g] = (a - a.mean()) @ b / den * math.sqrt(m.sum()) if den > 0 else 0.0
+    return out
+
+
+def exp_peaks():
+    """Shift-invariant statistic (up-sampling peaks of the power spectrum) against the shift search."""
+    lib = library()
+    T = peak_templates(lib)
+    say("", "## spectral-peak statistic (shift-invariant) vs shift search",
+        "query power sampled on the fingerprint's frequency grid (scale = query/original for resizes), NCC with "
+        "each generator's mean reference power; separation = genuine median / q99 of Dresden+real+unknown")
+    rows = []
+    for cond in ("none", "crop:160", "crop:128", "resize:0.75", "resize:0.5"):
+        R, labels, _, applied = whitened("query", cond)
+        scale = float(cond.split(":")[1]) if cond.startswith("resize") else 1.0
+        z = peak_scores(R, T, scale)
+        Rn = whitened("dresden", cond)[0]
+        zn = np.concatenate([z[[is_negative(lab) for lab in labels]], peak_scores(Rn[::2], T, scale)])
+        gen = np.array([lab in lib.names for lab in labels])
+        truth = np.array([lib.names.index(lab) for lab in labels[gen]])
+        sep = [np.median(z[gen][truth == g, g]) / np.quantile(zn[:, g], 0.99) for g in range(len(lib.names))]
+        rows.append((cond, {"top1": float((z[gen].argmax(1) == truth).mean()),
+                            "separation": " ".join(f"{v:.2f}" for v in sep)}))
+    say(*table(rows, ["top1", "separation"]))
+    # resize factor estimated by the peaks: best of a grid, per genuine query (its generator's template)
+    rows = []
+    grid = np.round(np.arange(0.4, 1.01, 0.02), 2)
+    for cond in ("resize:0.9", "resize:0.75", "resize:0.5"):
+        R, labels, _, _ = whitened("query", cond)
+        gen = np.array([lab in lib.names for lab in labels])
+        Rg, truth = R[gen], np.array([lib.names.index(lab) for lab in labels[gen]])
+        zs = np.stack([peak_scores(Rg, T, s)[np.arange(len(Rg)), truth] for s in grid], 1)
+        found = grid[zs.argmax(1)]
+        true = float(cond.split(":")[1])
+        rows.append((cond, {"median found": f"{np.median(found):.2f}", "within 0.02": float((abs(found - true) <= 0.021).mean()),
+                            "size ratio": f"{R.shape[-1] / 256:.3f}"}))
+    say("", "resize factor from the spectral peaks (grid 0.40-1.00 step 0.02, genuine queries, own template)")
+    say(*table(rows, ["median found", "within 0.02", "size ratio"]))
+
+
+# --------------------------------------------------------------------------------- JPEG bands
+def low_pass(a: np.ndarray, cutoff: float) -> np.ndarray:
+    """Keep the frequencies with |u|, |v| < cutoff cycles per pixel (ideal separable low-pass)."""
+    h, w = a.shape[-2:]
+    u = np.abs(np.fft.fftfreq(h))[:, None]
+    v = np.abs(np.fft.fftfreq(w))[None, :]
+    return np.fft.ifft2(np.fft.fft2(a) * ((u < cutoff) & (v < cutoff))).real.astype(np.float32)
+
+
+def exp_jpeg():
+    """Compression-matched fingerprints against JPEG-surviving (low) bands, on JPEG queries."""
+    lib = library()
+    variants = {"pristine F": lib.F, "F from refs at q90": library("jpeg:90").F, "F from refs at q75": library("jpeg:75").F}
+    rows = []
+    for cond in ("none", "jpeg:90", "jpeg:75"):
+        R, labels, _, _ = whitened("query", cond)
+        Rn = whitened("dresden", cond)[0]
+        gen = np.array([lab in lib.names for lab in labels])
+        truth = np.array([lib.names.index(lab) for lab in labels[gen]])
+        neg = np.array([is_negative(lab) for lab in labels])
+        for vname, F in variants.items():
+            for cutoff in (None, 0.375, 0.25):
+                Fv = F if cutoff is None else low_pass(F, cutoff)
+                Rv = R if cutoff is None else low_pass(R, cutoff)
+                Rnv = Rn if cutoff is None else low_pass(Rn, cutoff)
+                z = z_centre(Rv, Fv)
+                zn = np.concatenate([z[neg], z_centre(Rnv, Fv)])
+                sep = [np.median(z[gen][truth == g, g]) / np.quantile(zn[:, g], 0.99) for g in range(len(lib.names))]
+                rows.append((f"{cond} / {vname}" + ("" if cutoff is None else f" / band < {cutoff}"),
+                             {"top1": float((z[gen].argmax(1) == truth).mean()),
+                              "separation": " ".join(f"{v:.1f}" for v in sep),
+                              "min separation": f"{min(sep):.2f}"}))
+    say("", "## JPEG: compression-matched fingerprints vs JPEG-surviving bands (aligned 256 x 256 queries)",
+        "separation = genuine median / q99 of Dresden + real + unknown-generator scores at the same condition, per generator "
+        + " ".join(lib.names))
+    say(*table(rows, ["top1", "separation", "min separation"]))
+
+
+# ------------------------------------------------------------------------------- null vs size
+def zrpc_centre(R: np.ndarray, F: np.ndarray) -> np.ndarray:
+    h, w = min(R.shape[-2], F.shape[-2]), min(R.shape[-1], F.shape[-1])
+    Fc = centre_crop(F, h, w)
+    return np.stack([zrpc_pair(centre_crop(R, h, w), Fc[g]) for g in range(len(F))], 1)
+
+
+def exp_null():
+    """Null spread against size and source: z0 = NCC sqrt(D) and the channel-coupled random-phase z."""
+    lib = library()
+    conds = ("none", "crop:200", "crop:160", "crop:128", "resize:0.75", "resize:0.5", "jpeg:75")
+    sources = (("simcam", None), ("simisp", None), ("dresden", None), ("query", "real"),
+               ("query", "unknown_pix2pix_day2night"), ("ref", "other"), ("simgen", None), ("flat", None))
+    for stat, fn in (("z0", z_centre), ("zrpc", zrpc_centre)):
+        rows = []
+        for s_name, which in sources:
+            d = {}
+            for cond in conds:
+                if cond not in data.CONDITIONS_OF[s_name]:
+                    continue
+                R, labels, _, _ = whitened(s_name, cond)
+                if which in ("real", "unknown_pix2pix_day2night"):
+                    sel = labels == which
+                else:
+                    sel = np.ones(len(labels), bool)
+                z = np.nan_to_num(fn(R[sel], lib.F))
+                if which == "other":
+                    sds = [z[labels[sel] != n, g].std() for g, n in enumerate(lib.names)]
+                else:
+                    sds = list(z.std(0))
+                d[cond] = f"{np.mean(sds):.2f} ({np.max(sds):.1f})"
+            rows.append((f"{s_name}{'/' + which if which else ''}", d))
+        say("", f"## null spread of {stat} (centred region, no search): mean over generators of the std (max)")
+        say(*table(rows, list(conds)))
+
+
+def exp_module():
+    """fingerprint.generator_decision.decide reproduces the D8 decisions of this file (same inputs)."""
+    from fingerprint.generator_decision import GenuineRange, HypothesisScore, NullModel
+    from fingerprint.generator_decision import decide as module_decide
+
+    lib = library()
+    names = lib.names
+    design = Design(family_k=2.33, fpr=FPR / len(names), genuine="hypothesis")
+    rows = []
+    for cond in data.CONDITIONS:
+        a, th = decide(cond, design)
+        nulls = null_pool(cond, names, design.pools)
+        models = {(n, t): NullModel(n, t, (0, 0), nulls[t][g]) for t in th["types"] for g, n in enumerate(names)}
+        genuine = {(n, t): GenuineRange(n, t, (0, 0), loo_scores(genuine_condition(cond, t))[t][lib.ref_labels == n])
+                   for t in th["types"] for n in names}
+        hs = hyp_scores("query", cond)
+        n_q = len(whitened("query", cond)[1])
+        best = a["u"].argmax(1)[:n_q]
+        passed = a["genuine_like"][np.arange(n_q), best] & a["testable"][:n_q]
+        ok = testable("query", cond)
+        agree = 0
+        for i in range(n_q):
+            scores = [HypothesisScore(n, t, float(hs[t][0][i, g])) for t in th["types"] for g, n in enumerate(names)]
+            dec = module_decide(scores, models, genuine, fpr=design.fpr)
+            agree += ((dec.decision == "match" and ok[i]) == passed[i]) and dec.closest == names[best[i]]
+        rows.append((cond, {"agree": f"{agree}/{n_q}"}))
+    say("", "## fingerprint.generator_decision.decide against this file's D8 decisions (query set)")
+    say(*table(rows, ["agree"]))
+
+
+EXPERIMENTS = {"baseline": exp_baseline, "null": exp_null, "design": exp_design, "final": exp_design_final,
+               "peaks": exp_peaks, "jpeg": exp_jpeg, "module": exp_module}
 
 
 def main(argv: list[str]) -> int:

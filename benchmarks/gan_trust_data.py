@@ -16,6 +16,8 @@ Sets
                saturated scenes (made here, no data)
 - ``simcam``   simulated cameras (``fingerprint.synthetic.make_camera``): 6 cameras x 10 images,
                natural and flat-field scenes, some JPEG-compressed as cameras do
+- ``simisp``   the default null of ``fingerprint.default_null`` (simulated cameras with demosaicing,
+               sharpening and JPEG, on and off the 8 x 8 grid): 96 images
 - ``simgen``   simulated generators (``make_generator``): 4 architectures x 3 seeds, 20 images each;
                seeds of one architecture are siblings (the family problem, without the shared data)
 """
@@ -132,59 +134,14 @@ def simcam_set(n_cameras: int = 6, per_camera: int = 10):
     return images, labels, files
 
 
-def camera_pipeline(image: np.ndarray, quality: int, sharpen: float, offset: tuple[int, int], size: int = SIZE,
-                    subsampling: int = 2):
-    """What a camera does after the sensor: Bayer (RGGB) sampling, bilinear demosaicing, unsharp
-    masking, 8-bit rounding, JPEG at ``quality``; then a size x size crop at ``offset`` (the JPEG
-    grid lands at offset mod 8). ``image`` uint8 RGB, larger than size + offset."""
-    import io
-
-    from PIL import Image
-    from scipy import ndimage
-
-    x = image.astype(np.float64)
-    H, W, _ = x.shape
-    mask = np.zeros((H, W, 3))
-    mask[0::2, 0::2, 0] = 1
-    mask[0::2, 1::2, 1] = 1
-    mask[1::2, 0::2, 1] = 1
-    mask[1::2, 1::2, 2] = 1
-    k_rb = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4.0
-    k_g = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]]) / 4.0
-    out = np.empty_like(x)
-    for c, k in ((0, k_rb), (1, k_g), (2, k_rb)):
-        out[..., c] = ndimage.convolve(x[..., c] * mask[..., c], k, mode="mirror")
-    if sharpen > 0:
-        out = out + sharpen * (out - ndimage.gaussian_filter(out, (1.0, 1.0, 0)))
-    u8 = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality), subsampling=int(subsampling))
-    buf.seek(0)
-    with Image.open(buf) as im:
-        y = np.asarray(im.convert("RGB"))
-    t, l = offset
-    return np.ascontiguousarray(y[t:t + size, l:l + size])
-
-
-def simisp_set(n_cameras: int = 8, per_camera: int = 12):
-    """Simulated cameras with an in-camera pipeline (demosaicing, sharpening, JPEG at camera
-    qualities with 4:4:4, 4:2:2 or 4:2:0 chroma), natural and flat-field scenes in equal numbers,
-    half of the crops on the JPEG grid and half off it: the default null's stand-in for photos."""
-    from fingerprint.synthetic import make_camera
+def simisp_set():
+    """The default null's simulated camera photos (``fingerprint.default_null``): 8 cameras x 12,
+    demosaiced, sharpened, JPEG-compressed at camera qualities, on and off the JPEG grid."""
+    from fingerprint.default_null import default_null_images
 
     images, labels, files = [], [], []
-    rng = np.random.default_rng(SEED + 1)
-    for k in range(n_cameras):
-        cam = make_camera(f"isp{k}", 800 + k, shape=(SIZE + 16, SIZE + 16), prnu_std=0.005 + 0.002 * k)
-        scenes = list(cam.images(per_camera // 2, seed=k)) + list(cam.images(per_camera // 2, seed=k, flat=True))
-        for i, sc in enumerate(scenes):
-            q = int(rng.choice([75, 85, 92, 97]))
-            sharpen = float(rng.choice([0.0, 0.5, 1.0]))
-            sub = int(rng.choice([0, 1, 2]))
-            off = (0, 0) if i % 2 == 0 else (int(rng.integers(1, 16)), int(rng.integers(1, 16)))
-            images.append(camera_pipeline(sc, q, sharpen, off, subsampling=sub))
-            labels.append(f"simisp{k}")
-            files.append(f"simisp{k}/{i}:q{q}:s{sharpen}:sub{sub}:{off[0]}:{off[1]}")
+    for image, desc in default_null_images((SIZE, SIZE), seed=SEED):
+        images.append(image), labels.append("simisp" + desc.split("/")[0][3:]), files.append(desc)
     return images, labels, files
 
 

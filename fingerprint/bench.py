@@ -338,6 +338,22 @@ def run_pipeline_bench(sizes: Sequence[tuple[int, int]], *, references: int = 6,
     return result
 
 
+def _warm_up_jpeg_check(rng) -> None:
+    """Compile the JPEG scan walker (fingerprint/io/jpeg_entropy.py) on a baseline and a progressive file."""
+    import tempfile
+
+    from PIL import Image
+
+    from fingerprint.io import load_image
+
+    pixels = rng.integers(0, 256, (64, 64, 3)).astype("uint8")
+    with tempfile.TemporaryDirectory() as folder:
+        for progressive in (False, True):
+            path = Path(folder) / f"warm-{int(progressive)}.jpg"
+            Image.fromarray(pixels).save(path, quality=90, progressive=progressive)
+            load_image(path)
+
+
 def warm_up() -> float:
     """Run every CPU kernel once on tiny inputs so Numba compiles them into its on-disk cache.
 
@@ -362,4 +378,5 @@ def warm_up() -> float:
         pce(w * 1.0, k)
     with dwt_cpu._PARALLEL_LOCK:  # a second thread's residual runs the serial DWT levels
         extract_residual(rng.integers(0, 256, (640, 640)).astype(np.uint8))
+    _warm_up_jpeg_check(rng)
     return time.perf_counter() - start

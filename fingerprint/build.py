@@ -16,8 +16,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from fingerprint import __version__, interrupt
+from fingerprint.build_quality import BuildQuality
+from fingerprint.calibration import MATCH_FPR, MATCH_Z_MIN, NULL_KEY, threshold_from_null
 from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
-from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import FingerprintParams, generator_residual, new_accumulator
 from fingerprint.io import collect_image_paths, crop_center, iter_images
 from fingerprint.residual import check_image
@@ -74,6 +75,7 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     n_images: int = 0
     created: bool = False
+    quality: BuildQuality | None = None  # the self-check of the images added (build_quality)
 
 
 def resume_reference(lib: Library | None, name: str, kind: str, sigma: float | None):
@@ -106,7 +108,8 @@ def progress_bar(total: int, desc: str, enabled: bool):
 def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Sequence[str | os.PathLike], *,
                     crop: tuple[int, int] | None = None, strict: bool = False, sigma: float | None = None,
                     progress: bool = True, lock_timeout: float = 10.0,
-                    warn: Callable[[str], None] | None = None, backend: str = "auto") -> BuildReport:
+                    warn: Callable[[str], None] | None = None, backend: str = "auto",
+                    max_pixels: int | None = None) -> BuildReport:
     """Add images to reference ``name`` of a library, creating the library or reference as needed.
 
     Parameters
@@ -121,6 +124,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
     warn : called with a one-line message for every skipped image (default: print to stderr).
     backend : "auto", "cpu" or "cuda": where the images' noise residuals are computed (as in
         :func:`build_fingerprint`); the library's sums are the same either way, up to rounding.
+    max_pixels : the decoder's size limit (default ``io.MAX_PIXELS``); an image that does not fit
+        in memory (``MemoryError``) is skipped like a bad file.
 
     Returns
     -------
@@ -149,9 +154,11 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         new_sources: list[tuple[str, str]] = []
         others = generator_scorers(lib, params, exclude=name) if kind == "generator" and lib is not None else []
         null_scores: list[tuple[str, str, float]] = []  # (image sha256, other generator, z)
+        report.quality = quality = BuildQuality(kind)
         with progress_bar(len(files), f"build {name}", progress) as bar:
             # hashed before decoding: a file already counted (or seen earlier in this run) is not read
-            for item in iter_images(files, crop=crop, sha256=True, skip=seen):
+            decode = {} if max_pixels is None else {"max_pixels": max_pixels}
+            for item in iter_images(files, crop=crop, sha256=True, skip=seen, **decode):
                 interrupt.check()
                 bar.update(1)
                 path = str(item.path)
@@ -161,11 +168,12 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                 try:
                     if item.error is not None:
                         raise item.error
-                    residual = acc.add(item.image, name=path)  # its errors name the image by ``name``
+                    residual = quality.add(acc, item.image, path)  # acc.add; errors name the image by ``path``
                     null_scores += [(item.sha256, g.name, g.score(residual).z) for g in others]
-                except (InvalidImageError, ShapeMismatchError) as err:
+                except (InvalidImageError, ShapeMismatchError, MemoryError) as caught:
+                    err = _out_of_memory(path, item.image) if isinstance(caught, MemoryError) else caught
                     if strict:
-                        raise
+                        raise err
                     report.skipped.append((path, str(err)))
                     warn(f"{err}; skipped")
                     continue
@@ -181,12 +189,49 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                                            "build; run the build again to add these images to it")
             if kind == "generator":  # generators another build committed meanwhile: score against them too
                 null_scores += _late_null_scores(generator_scorers(lib, params, exclude=name), new_sources, crop,
-                                                 params)
+                                                 params, decode)
+        if kind == "generator" and name not in lib:  # a new generator: the earlier ones' images against it too
+            null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), decode, warn)
+        quality.finish(acc)  # each added image against the others (build_quality): the quality line
         commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
 
 
-def _late_null_scores(scorers: list, sources: list[tuple[str, str]], crop, params: FingerprintParams) -> list:
+def reverse_null_scores(lib: Library, name: str, params: FingerprintParams, fingerprint: np.ndarray,
+                         decode: dict, warn: Callable[[str], None]) -> list:
+    """(sha256, ``name``, z) of the other generators' source images against the new fingerprint of ``name``.
+
+    A build scores its own images against the generators already present; this scores the other
+    direction, re-reading the earlier generators' source files (each centre-cropped to its own
+    reference's size, checked against its recorded SHA-256), so that the stored non-matching scores,
+    hence the threshold, do not depend on the order in which generators were built. A file missing or
+    changed since is left out, with one warning.
+    """
+    from fingerprint.attribution import generator_scorers
+    from fingerprint.generator_match import GeneratorReference
+
+    new = [GeneratorReference(name, fingerprint, params, None)]
+    out, missing = [], 0
+    for other in generator_scorers(lib, params, exclude=name):
+        info = lib.info(other.name)
+        got = _late_null_scores(new, list(info.sources), tuple(info.shape[:2]), params, decode)
+        missing += len(info.sources) - len(got)
+        out += got
+    if missing:
+        warn(f"{missing} source image(s) of earlier generators are missing or changed: their scores against "
+             f"{name!r} are left out, so the generator threshold depends on the order of builds")
+    return out
+
+
+def _out_of_memory(path: str, image: np.ndarray | None) -> InvalidImageError:
+    """The one-line error about an image that does not fit in the memory left (MemoryError)."""
+    size = f" {image.shape[1]}x{image.shape[0]}" if image is not None else ""
+    return InvalidImageError(f"not enough memory to add this{size} image (MemoryError); free memory or raise "
+                             "the limit (ulimit -v)", path=path)
+
+
+def _late_null_scores(scorers: list, sources: list[tuple[str, str]], crop, params: FingerprintParams,
+                      decode: dict) -> list:
     """(sha256, generator, z) of the images ``sources`` against ``scorers``, the files read again.
 
     Needed only when another build created the library during this one: its generators were not
@@ -196,7 +241,7 @@ def _late_null_scores(scorers: list, sources: list[tuple[str, str]], crop, param
         return []
     wanted = dict((path, sha) for path, sha in sources)
     out = []
-    for item in iter_images(list(wanted), crop=crop, sha256=True):
+    for item in iter_images(list(wanted), crop=crop, sha256=True, **decode):
         if item.error is None and item.sha256 == wanted.get(str(item.path)):
             r = generator_residual(item.image, params)
             out += [(item.sha256, g.name, g.score(r).z) for g in scorers]
@@ -229,9 +274,11 @@ def commit_reference(lib: Library, report: BuildReport, acc, params: Fingerprint
     that they are never counted twice (plain z values are appended unkeyed).
     """
     fp = acc.fingerprint()
-    interrupt.check()  # a Ctrl-C swallowed anywhere before this point stops the write
     shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
-    with lib.transaction():  # one atomic commit: the reference and its calibration scores
+    # A Ctrl-C swallowed anywhere before this point stops the write; one during the commit waits
+    # for it to complete (interrupt.deferred), so the library is written whole or not at all.
+    what = f"reference {report.name!r} ({acc.n_images} image(s)) was written to {lib.path}"
+    with interrupt.deferred(what), lib.transaction():  # one atomic commit: the reference and its scores
         if report.name in lib:
             lib.update(report.name, fingerprint=fp, sums=acc.sums, n_images=acc.n_images, sources_added=new_sources)
         else:
@@ -256,6 +303,11 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
     Each image is scored against every generator of the library; the scores are appended to the
     library's calibration data (one atomic commit), keyed by (image SHA-256, generator): calibrating
     with the same images again adds nothing. Returns the number of scores added.
+
+    Images that cannot be negatives are refused (``warn``, not used): a source image of one of the
+    library's generators (same SHA-256), and an image scoring at or above the library's current
+    threshold at ``calibration.MATCH_FPR`` (and at least ``MATCH_Z_MIN``) against some generator (when
+    the library is calibrated).
     """
     from fingerprint.attribution import generator_scorers
 
@@ -271,6 +323,9 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
             raise InvalidImageError(f"{lib.path}: the library holds no generator to calibrate")
         scorers = {p: generator_scorers(lib, p) for p in generators}
         scores: list[tuple[str, str, float]] = []  # (image sha256, generator, z)
+        own = {sha: i.name for i in lib.infos(with_sources=True) if i.kind == "generator" for _, sha in i.sources}
+        match_z = threshold_from_null(lib.calibration(NULL_KEY), MATCH_FPR).value  # None: not calibrated yet
+        match_z = None if match_z is None else max(match_z, MATCH_Z_MIN)
 
         with progress_bar(len(files), "calibrate", progress) as bar:
             for item in iter_images(files, crop=crop, sha256=True):
@@ -278,13 +333,24 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
                 try:
                     if item.error is not None:
                         raise item.error
+                    if item.sha256 in own:
+                        raise InvalidImageError(f"is a source image of generator {own[item.sha256]!r}, not a "
+                                                "negative", path=str(item.path))
                     image = check_image(item.image, str(item.path))  # refusals name the file
+                    mine = []
                     for params, gens in scorers.items():
                         r = generator_residual(image, params)
-                        scores += [(item.sha256, g.name, g.score(r).z) for g in gens]
+                        mine += [(item.sha256, g.name, g.score(r).z) for g in gens]
+                    best = max(mine, key=lambda s: s[2])
+                    if match_z is not None and best[2] >= match_z:
+                        raise InvalidImageError(f"matches generator {best[1]!r} (z {best[2]:.1f} >= {match_z:.1f}: "
+                                                f"the threshold at {MATCH_FPR:g} false positives per pair, at least "
+                                                f"{MATCH_Z_MIN:g}), not a negative", path=str(item.path))
+                    scores += mine
                 except InvalidImageError as err:
                     warn(f"{err}; skipped")
         if not scores:
             return 0
-        return lib.add_calibration(NULL_KEY, [z for _, _, z in scores], sha256=[h for h, _, _ in scores],
-                                   against=[g for _, g, _ in scores])
+        with interrupt.deferred(f"{len(scores)} calibration score(s) were written to {lib.path}"):
+            return lib.add_calibration(NULL_KEY, [z for _, _, z in scores], sha256=[h for h, _, _ in scores],
+                                       against=[g for _, g, _ in scores])

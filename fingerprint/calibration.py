@@ -15,6 +15,20 @@ generator of the library, e.g. real photos). The threshold for a per-pair false-
 
 so a non-matching image exceeds it for one reference with probability about ``fpr``; an image is
 compared with every generator, so its chance of a false match is at most ``fpr`` times their number.
+
+``ganprint calibrate`` refuses images that cannot be negatives: a source image of a library
+generator (same SHA-256), and one scoring at or above the current threshold at :data:`MATCH_FPR`
+against a generator, and at least :data:`MATCH_Z_MIN` (such images once moved the threshold
+from 7.7 to 64); the z test needs a calibrated library, so the refusal leaves out at most the top
+0.1 % of genuine negatives and does not bend the 1 % threshold. ``ganprint calibration
+LIBRARY`` shows what is stored (:func:`describe_null`).
+
+Build order: a build scores its images against the generators already in the library, never the
+earlier generators' images against the new one (their images are not stored), so after builds of A
+then B the build scores are B's images against A, and after B then A the reverse: the threshold
+depends on the order of builds. ``ganprint calibrate`` with images of no library generator scores
+each image against *every* current generator, so a calibration done after the builds is the same
+whatever their order.
 """
 
 from __future__ import annotations
@@ -27,8 +41,10 @@ from scipy.special import ndtri
 NULL_KEY = "generator_null_z"
 DEFAULT_FPR = 0.01  # per (image, generator) pair
 MIN_NULL_SCORES = 20  # fewer non-matching scores than this: no calibrated threshold
+MATCH_FPR = 1e-3  # calibrate: an image at or above the threshold at this rate matches a generator, refused
+MATCH_Z_MIN = 6.0  # ... and at or above this z (1e-9 of a N(0, 1) null), whatever the stored scores say
 
-__all__ = ["DEFAULT_FPR", "MIN_NULL_SCORES", "NULL_KEY", "GeneratorThreshold", "threshold_from_null"]
+__all__ = ["DEFAULT_FPR", "MATCH_FPR", "MATCH_Z_MIN", "MIN_NULL_SCORES", "NULL_KEY", "GeneratorThreshold", "describe_null", "threshold_from_null"]
 
 
 @dataclass(frozen=True)
@@ -58,5 +74,22 @@ def threshold_from_null(null: np.ndarray, fpr: float = DEFAULT_FPR) -> Generator
         return GeneratorThreshold(None, fpr, int(null.size), "uncalibrated")
     empirical = float(np.quantile(null, 1 - fpr))
     normal = float(null.mean() + ndtri(1 - fpr) * null.std(ddof=1))
-    return GeneratorThreshold(max(empirical, normal), fpr, int(null.size),
-                              "normal fit" if normal >= empirical else "empirical quantile")
+    # Floor: for a query unrelated to the generator, z = NCC*sqrt(D) is ~N(0, 1) when the residual
+    # is white; a stored null that sits lower (generators anti-correlated with each other, a few
+    # scores) says nothing about an unrelated real photo, so the threshold never goes below the
+    # N(0, 1) quantile at the same rate (2.33 at 1 %).
+    theory = float(ndtri(1 - fpr))
+    value, source = max((empirical, "empirical quantile"), (normal, "normal fit"), (theory, "N(0, 1) floor"))
+    return GeneratorThreshold(value, fpr, int(null.size), source)
+
+
+def describe_null(null: np.ndarray, fprs: tuple[float, ...] = (DEFAULT_FPR, MATCH_FPR)) -> list[str]:
+    """Lines describing stored non-matching z scores: how many, their spread, the thresholds at ``fprs``."""
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if null.size == 0:
+        return ["non-matching generator scores: none"]
+    q = np.quantile(null, [0.0, 0.5, 0.99, 1.0])
+    lines = [f"non-matching generator scores: {null.size}; z min {q[0]:.2f}, median {q[1]:.2f}, "
+             f"99th percentile {q[2]:.2f}, max {q[3]:.2f}"]
+    return lines + [f"threshold at {f:g}: {threshold_from_null(null, f).describe()}" for f in fprs]

@@ -29,7 +29,7 @@ from fingerprint.error_budget import ALPHA, SearchPlan, Stage
 from fingerprint.scaled_search import DEFAULT_MIN_SCALE, ScaledSearch
 from fingerprint.scores import ReferenceSpectrum
 
-__all__ = ["DEFAULT_WEIGHTS", "CameraDecision", "CameraSearch", "STAGES"]
+__all__ = ["DEFAULT_WEIGHTS", "CameraDecision", "CameraSearch", "STAGES", "decide_cameras", "merge"]
 
 STAGES = ("native", "implied scale", "scale search")
 
@@ -200,3 +200,43 @@ class CameraSearch:
         text = ("match: " if match else "no match: ") + plan.describe() + "; best " + best
         return CameraDecision(pce, scale, offset, rot, name, n_total, thr, fa, match, si, searched, text, seconds,
                               by_stage=dict(found))
+
+
+def merge(a: CameraDecision | None, b: CameraDecision | None) -> CameraDecision | None:
+    """One camera's decision over two passes: the one with the smaller false-alarm probability,
+    with the stages of both in ``searched``."""
+    if a is None or b is None:
+        return a if b is None else b
+    best = a if a.false_alarm <= b.false_alarm else b
+    best.searched = list(dict.fromkeys(a.searched + b.searched))
+    return best
+
+
+def decide_cameras(searches: dict[str, CameraSearch], wi2: np.ndarray,
+                   second: Callable[[], np.ndarray] | None = None, *, exhaustive: bool = False,
+                   progress: Callable[[str, float, str], None] | None = None) -> dict[str, CameraDecision]:
+    """Score one query against every camera the way an attribution should, cheapest stages first.
+
+    1. native (first residual) and implied scale, every camera;
+    2. if no camera matched and ``second`` is given: the native stage with the second residual
+       (``second()``, e.g. ``W * I`` at sigma 5, computed only then);
+    3. if still no camera matched: the scale search, camera by camera, until one matches.
+
+    Every camera's plan counts the second residual from the start (``n_sigmas=2``), so a
+    decision does not depend on whether the passes ran; a camera skipped by an earlier match
+    lists only the stages it ran in ``searched``. ``exhaustive`` runs every pass for every camera.
+    ``progress(camera, fraction, text)`` follows the scale search.
+    """
+    n_sigmas = 2 if second is not None else 1
+    dec = {c: s.score([wi2], n_sigmas=n_sigmas, stages=("native", "implied scale")) for c, s in searches.items()}
+    matched = lambda: any(d.match for d in dec.values())  # noqa: E731
+    if second is not None and (exhaustive or not matched()):
+        wi5 = second()
+        for c, s in searches.items():
+            dec[c] = merge(dec[c], s.score([wi2, wi5], stages=("native",), native_residuals=(1,)))
+    for c, s in searches.items():
+        if not exhaustive and matched():
+            break
+        report = (lambda f, text, c=c: progress(c, f, text)) if progress is not None else None
+        dec[c] = merge(dec[c], s.score([wi2], n_sigmas=n_sigmas, stages=("scale search",), progress=report))
+    return dec

@@ -29,6 +29,7 @@ from fingerprint.cli_args import (  # argument types; parse_crop and CropSizeErr
     _sigma,
     _sizes,
     add_backend_option,
+    add_maintenance_commands,
     backend_error,
     parse_crop,
 )
@@ -58,10 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--sigma", type=_sigma,
                    help="estimator noise std in grey levels, 0.1 to 100 (default 3 for cameras, 5 for generators)")
     b.add_argument("--strict", action="store_true", help="stop at the first bad image instead of skipping it")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--quiet", action="store_true", help="no progress bar, no quality line (outlier warnings remain)")
     b.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders (searched recursively, files chosen by content) or glob patterns")
     b.add_argument("--no-recursive", action="store_true", help="do not search sub-folders of folders")
+    b.add_argument("--max-pixels", type=_count, metavar="N",
+                   help="refuse images of more than N pixels, from their header (default 200000000)")
     add_backend_option(b)
     # --- distributed (fingerprint/distributed.py) ---
     b.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
@@ -90,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
     a.add_argument("--strict", action="store_true", help="stop at the first bad image")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--max-pixels", type=_count, metavar="N",
+                   help="refuse images of more than N pixels, from their header (default 200000000)")
     add_backend_option(a)
     # --- distributed (fingerprint/distributed.py) ---
     a.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
@@ -106,19 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("library")
     ls.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per reference")
 
-    rm = sub.add_parser("remove", help="remove a reference")
+    rm = sub.add_parser("remove", help="remove a reference, or (--image) one source image from it")
     rm.add_argument("library")
     rm.add_argument("name")
+    rm.add_argument("--image", metavar="PATH|SHA256", help="take only this image out of the reference: its "
+                    "contribution is subtracted from the sums (exact); a SHA-256 needs its recorded file unchanged")
+    add_maintenance_commands(sub)  # sources, calibration
 
     rn = sub.add_parser("rename", help="rename a reference")
     rn.add_argument("library")
     rn.add_argument("old")
     rn.add_argument("new")
 
-    ex = sub.add_parser("export", help="write a reference's fingerprint to a .npy file")
+    ex = sub.add_parser("export", help="write a reference's fingerprint to a .npy file, or the whole library to one .h5 file")
     ex.add_argument("library")
-    ex.add_argument("name")
-    ex.add_argument("out", metavar="OUT.npy")
+    ex.add_argument("name", nargs="?", help="the reference (omit it to export the whole library)")
+    ex.add_argument("out", metavar="OUT.npy|OUT.h5")
+
+    up = sub.add_parser("upgrade", help="write a library of an older schema in the current one (atomically)")
+    up.add_argument("library")
 
     ev = sub.add_parser("evaluate", help="accuracy, confusion, ROC AUC and EER on labelled queries",
                         epilog="exit status 1 when a query file could not be read (the report is still printed)")
@@ -223,13 +234,16 @@ def cmd_build(args) -> int:
                                               progress=not args.quiet, warn=_warn, backend=args.backend)
     else:
         rep = build_reference(args.library, args.name, args.kind, files, crop=args.crop, strict=args.strict,
-                              sigma=args.sigma, progress=not args.quiet, warn=_warn, backend=args.backend)
+                              sigma=args.sigma, progress=not args.quiet, warn=_warn, backend=args.backend,
+                              max_pixels=args.max_pixels)
     verb = "created" if rep.created else "updated"
     if not rep.added:
         print(f"{printable(args.name)}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
     else:
         print(f"{printable(args.name)}: {verb} {args.kind} fingerprint from {len(rep.added)} new image(s), "
               f"{rep.n_images} in total" + (f"; {len(rep.skipped)} skipped" if rep.skipped else ""))
+    for line in rep.quality.lines(show=_shown)[1 if args.quiet else 0:] if rep.quality and rep.added else ():
+        print(f"ganprint: {line}", file=sys.stderr)  # the self-check (build_quality) on stderr
     if args.kind == "generator" and rep.added:
         print(f"generator threshold: {describe_generator_threshold(_generator_threshold(args.library))}")
     for path, why in skipped:
@@ -261,7 +275,7 @@ def cmd_attribute(args) -> int:
             client = stack.enter_context(connect(args.scheduler))
             items = attribute_distributed(args.library, files, client=client, **options)
         else:
-            items = attribute_paths(args.library, files, **options)
+            items = attribute_paths(args.library, files, max_pixels=args.max_pixels, **options)
         failed = _print_attributions(_after_library(items, errors), args, skipped)
     return EXIT_ERROR if failed or damaged else EXIT_OK
 
@@ -342,12 +356,14 @@ def cmd_calibrate(args) -> int:
     from fingerprint.cli_text import describe_generator_threshold, left_out
 
     files, _, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=True)
-    n = calibrate_with_negatives(args.library, files, crop=args.crop, progress=not args.quiet, warn=_warn)
+    refused: list[str] = []  # images that cannot be negatives (a generator's own) and unreadable ones: exit 1
+    n = calibrate_with_negatives(args.library, files, crop=args.crop, progress=not args.quiet,
+                                 warn=lambda msg: (refused.append(msg), _warn(msg)))
     att = load_attributor(args.library)
     print(f"added {n} non-matching score(s); generator threshold: {describe_generator_threshold(att.generator_threshold)}")
     for path, why in skipped:
         print(left_out(path, why))
-    return EXIT_OK
+    return EXIT_ERROR if refused else EXIT_OK
 
 
 def cmd_list(args) -> int:
@@ -378,9 +394,33 @@ def cmd_remove(args) -> int:
     from fingerprint import __version__
     from reference_db import Library
 
+    if args.image is not None:
+        from fingerprint.maintenance import remove_image
+
+        done = remove_image(args.library, args.name, args.image)
+        print(f"removed {_shown(done.path)} ({done.sha256}) from {_shown(args.name)}; {done.n_images} image(s) left")
+        return EXIT_OK
     with Library(args.library, "r+", version=__version__) as lib:
         lib.remove(args.name)
     print(f"removed {_shown(args.name)}")
+    return EXIT_OK
+
+
+def cmd_sources(args) -> int:
+    from fingerprint.cli_text import dumps
+    from fingerprint.maintenance import list_sources
+
+    for path, sha in list_sources(args.library, args.name):
+        print(dumps({"path": path, "sha256": sha}) if args.json else f"{sha}\t{_shown(path)}")
+    return EXIT_OK
+
+
+def cmd_calibration(args) -> int:
+    from fingerprint.calibration import NULL_KEY, describe_null
+    from reference_db import Library
+
+    with Library(args.library, "r") as lib:
+        print("\n".join(describe_null(lib.calibration(NULL_KEY))))
     return EXIT_OK
 
 
@@ -398,11 +438,32 @@ def cmd_export(args) -> int:
     from reference_db import Library
 
     out = Path(args.out)
+    if args.name is None:  # the whole library, one self-contained file (schema 1)
+        if out.suffix != ".h5":
+            raise ValueError(f"{out}: a whole library is exported to a new .h5 file (or give a reference name)")
+        with Library(args.library, "r") as lib:
+            left_out = lib.export(out)
+        for name, reason in left_out.items():
+            _warn(f"{args.library}: damaged reference {name!r} left out of {out}: {reason}")
+        print(f"{_shown(args.library)}: exported to {_shown(out)} (one file)")
+        return EXIT_ERROR if left_out else EXIT_OK
     if out.suffix != ".npy":
         raise ValueError(f"{out}: the output file must end in .npy")
     with Library(args.library, "r") as lib:  # atomic, no symlink followed, never over a library
         fp = lib.export_fingerprint(args.name, out)
     print(f"{_shown(args.name)}: fingerprint {'x'.join(map(str, fp.shape))} float32 written to {_shown(out)}")
+    return EXIT_OK
+
+
+def cmd_upgrade(args) -> int:
+    from fingerprint import __version__
+    from reference_db import SCHEMA_VERSION, Library
+
+    with Library(args.library, "r+", version=__version__) as lib:
+        old = lib.schema_version
+        done = lib.upgrade()
+    print(f"{_shown(args.library)}: schema {old} -> {SCHEMA_VERSION}" if done else
+          f"{_shown(args.library)}: schema {old} already; nothing to do")
     return EXIT_OK
 
 
@@ -470,26 +531,42 @@ def cmd_report(args) -> int:  # --- forensic report and tamper localisation ---
 
 
 COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "attribute": cmd_attribute, "list": cmd_list, "remove": cmd_remove,
-            "rename": cmd_rename, "export": cmd_export, "evaluate": cmd_evaluate, "bench": cmd_bench,
-            "demo": cmd_demo, "localize": cmd_localize, "report": cmd_report}
+            "rename": cmd_rename, "export": cmd_export, "upgrade": cmd_upgrade, "evaluate": cmd_evaluate, "bench": cmd_bench,
+            "demo": cmd_demo, "localize": cmd_localize, "report": cmd_report, "sources": cmd_sources,
+            "calibration": cmd_calibration}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
+    if argv is not None:  # called from Python (tests): SIGINT is left as the command leaves it
+        return _main(argv)
+    try:
+        return _main(None)
+    finally:  # the program itself: a Ctrl-C after the command has ended changes nothing
+        from fingerprint import interrupt
+
+        interrupt.settle()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = _parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
-    problem = backend_error(args)  # --backend cuda without a usable device: a usage error, one line
+    from fingerprint import interrupt
+
+    interrupt.install()  # from here on a Ctrl-C is one line (see fingerprint/interrupt.py)
+    try:
+        problem = backend_error(args)  # --backend cuda without a usable device: a usage error, one line
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
     if problem:
         _err(problem)
         return EXIT_USAGE
     debug = args.debug
-    from fingerprint import interrupt
-
-    interrupt.install()
     if not debug:  # Pillow warns about damaged files (TIFF tags) before io reports them in one line
         warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     try:
@@ -498,7 +575,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        _err("interrupted; any library being written is as it was before this command")
+        done = interrupt.written()
+        if done:  # the Ctrl-C came during a commit, which completed: say what was written
+            _err(f"interrupted after the commit completed: {'; '.join(done)}")
+        else:
+            _err("interrupted; any library being written is as it was before this command")
         return EXIT_INTERRUPTED
     except (GanprintError, LibraryError, ValueError, OSError) as err:
         if isinstance(err, BrokenPipeError) and stdout_closed():

@@ -20,8 +20,8 @@ import re
 
 from kernels.spec import SIGMA_RANGE
 
-__all__ = ["ATTRIBUTE_EPILOG", "BACKEND_CHOICES", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError",
-           "add_backend_option", "backend_error", "parse_crop"]
+__all__ = ["ATTRIBUTE_EPILOG", "BACKEND_CHOICES", "CALIBRATION_EPILOG", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError",
+           "add_backend_option", "add_maintenance_commands", "backend_error", "parse_crop"]
 
 
 class CropSizeError(argparse.ArgumentTypeError, ValueError):
@@ -132,6 +132,33 @@ def backend_error(args: argparse.Namespace) -> str | None:
 
     usable, reason = cuda_status()
     return None if usable else f"--backend cuda: {reason}; use --backend cpu or auto"
+
+
+CALIBRATION_EPILOG = """\
+what is stored: z = NCC*sqrt(D) of images against generators they do not come from, keyed by
+(image SHA-256, generator). A generator build adds its images against the generators present and,
+re-reading their recorded source files, their images against the new one, so the threshold does
+not depend on the order of builds (a warning says when source files are missing).
+'ganprint calibrate' adds images of no library generator against every generator; it refuses a
+source image of a library generator and an image at or above the threshold at 0.001 per pair
+(and z >= 6) against one.
+Resetting the stored scores is not available yet (the library has no call to delete them)
+"""
+
+
+def add_maintenance_commands(sub) -> None:
+    """The ``sources`` and ``calibration`` sub-commands (inspection of a reference and of the calibration)."""
+    so = sub.add_parser("sources", help="list the source images counted in a reference (file and SHA-256)",
+                        description="One line per image counted in the reference, in the order added: its SHA-256, "
+                                    "a tab, the file name recorded at build time. Take one out with "
+                                    "'ganprint remove LIBRARY NAME --image PATH|SHA256'.")
+    so.add_argument("library")
+    so.add_argument("name")
+    so.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
+    cb = sub.add_parser("calibration", help="show the library's generator calibration (non-matching scores, "
+                        "thresholds)", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CALIBRATION_EPILOG)
+    cb.add_argument("library")
+    cb.add_argument("--show", action="store_true", help="show the stored scores and thresholds (the default)")
 
 
 def _ncc_threshold_removed(text: str) -> float:

@@ -36,9 +36,12 @@ synthetic cameras and on Dresden (benchmarks/bench_search.py, docs/scaling.md).
 
 The digest size trades the sparse pass (R x n entries) against that false-candidate rate: for a
 white Gaussian ``K`` the strongest fraction f of pixels carries ``r^2 = 2 (q phi(q) + Q(q))`` of its
-energy (``q = Phi^-1(1 - f/2)``): f = 0.05 gives r = 0.53, 0.10 gives 0.66, 0.15 gives 0.75,
-0.20 gives 0.81. At ``tau = 60``, m = 5 the bound is 1.4 (8 % of non-matches kept) for f = 0.10,
-2.5 (0.7 %) for f = 0.15, 3.3 (0.05 %) for f = 0.20: :data:`DIGEST_FRACTION` = 0.15.
+energy (``q = Phi^-1(1 - f/2)``): f = 0.10 gives r = 0.66, 0.15 gives 0.75, 0.20 gives 0.81, 0.25
+gives 0.85 (estimated fingerprints: about 0.01 more). At ``tau = 60``, ``lambda_hi = 1.25``, m = 5
+the bound is 0.85 (20 % of non-matching pairs kept) for f = 0.10, 1.85 (3.2 %) for 0.15, 2.62
+(0.44 %) for 0.20 and 3.27 (0.054 %) for 0.25: with 1000 references and 4 rotations, about 2
+false pairs per query at :data:`DIGEST_FRACTION` = 0.25, 18 at 0.20 (measured:
+benchmarks/bench_search.py, docs/scaling.md).
 
 References
 ----------
@@ -74,7 +77,7 @@ __all__ = [
     "preselect",
 ]
 
-DIGEST_FRACTION = 0.2
+DIGEST_FRACTION = 0.25
 """Default digest size as a fraction of the fingerprint's pixels (module doc: the trade-off)."""
 
 DEFAULT_MARGIN = 5.0
@@ -84,7 +87,11 @@ DEFAULT_TOP_K = 2
 """References confirmed whatever their sparse score (the best ones, by their best rotation)."""
 
 PCE_RATIO = 1.25
-"""Upper bound ``lambda_hi`` of ``PCE / z_full^2`` used by the bound (largest measured: 1.08, Dresden; docs/scaling.md)."""
+"""Upper bound ``lambda_hi`` of ``PCE / z_full^2`` used by the bound.
+
+Measured over pairs with PCE >= 20: 0.96-1.00 on synthetic cameras, 0.67-1.08 on Dresden 512 x 512
+crops, 0.70-1.17 on full-size Dresden photos (docs/scaling.md). A true ratio above it lowers the
+effective margin: at 1.5 by about one of the margin's standard deviations."""
 
 ROTATIONS = (0, 1, 2, 3)
 
@@ -136,7 +143,7 @@ def make_digest(K: np.ndarray, n: int | None = None) -> Digest:
     K : ndarray of float, shape (H, W)
         A camera fingerprint (finite values).
     n : int, optional
-        Pixels kept, 1 <= n <= H * W; default :func:`digest_size` (15 % of the pixels).
+        Pixels kept, 1 <= n <= H * W; default :func:`digest_size` (25 % of the pixels).
 
     Returns
     -------

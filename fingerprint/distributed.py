@@ -339,7 +339,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
 
     from fingerprint import __version__
     from fingerprint.attribution import generator_scorers
-    from fingerprint.build import BuildReport, commit_reference, progress_bar, nothing_to_write, resume_reference
+    from fingerprint.build import (BuildReport, commit_reference, nothing_to_write, progress_bar, resume_reference,
+                                    reverse_null_scores)
     from fingerprint.io import collect_image_paths
     from reference_db import Library
 
@@ -440,6 +441,8 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         acc.merge(total.accumulator())  # stored sums (if any) + the new images
         new_sources = [(r.path, r.sha) for r in added]
         null_scores = [s for r in added for s in r.null_scores]
+        if kind == "generator" and name not in lib:  # as build_reference: earlier generators' images against it
+            null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), {}, warn)
         commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
     return report
 

@@ -51,7 +51,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import scipy.special
 
 __all__ = [
@@ -263,6 +262,8 @@ class Stage:
         if self.scales > 1:
             parts.append(_plural(self.scales, "scale"))
         most = max(self.shifts)
+        if most == 1:
+            return " × ".join(parts + ["1 position"])
         shifts = _plural(most, "shift") if most < 10_000 else f"{_count(most)} shifts"
         parts.append(shifts if min(self.shifts) == most else f"≤ {shifts}")
         text = " × ".join(parts)
@@ -284,7 +285,7 @@ class SearchPlan:
     >>> round(plan.threshold("native"), 2), plan.n_positions
     (62.73, 4)
     >>> plan.describe()
-    'searched 2 rotations × 2 sigmas × 1 shift: threshold 62.7'
+    'searched 2 rotations × 2 sigmas × 1 position: threshold 62.7'
     """
 
     stages: tuple[Stage, ...]

@@ -277,12 +277,13 @@ class GeneratorAccumulator(_Accumulator):
             self.sums = {"sum": np.zeros(r.shape, dtype=np.float32)}
             if self.params.shrink:
                 self.sums["power"] = np.zeros((r.shape[0], r.shape[1], r.shape[2] // 2 + 1), dtype=np.float32)
-        for c in range(r.shape[0]):
-            _accumulate(r[c], self.sums["sum"][c])
-        if self.params.shrink:
+        power = None
+        if self.params.shrink:  # computed before any sum changes: a MemoryError here leaves the sums as they were
             y = _half_spectrum(r)
             power = (y.real**2 + y.imag**2).astype(np.float32)
-            for c in range(r.shape[0]):
+        for c in range(r.shape[0]):
+            _accumulate(r[c], self.sums["sum"][c])
+            if power is not None:
                 _accumulate(power[c], self.sums["power"][c])
         self.n_images += 1
         return r

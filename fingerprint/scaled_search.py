@@ -5,8 +5,9 @@ own pixel grid: query pixel ``(y, x)`` sits on the sensor at ``((y + 0.5) / s - 
 (x + 0.5) / s - 0.5)`` (pixel centres, the convention of Pillow, OpenCV and every image editor);
 a crop after the resize shifts that grid by an integer ``(oy, ox)`` of resized pixels. For each
 candidate factor the fingerprint ``K`` is resampled onto that grid
-(``fingerprint.resample.resample_fingerprint``, "fingerprint down") and the existing crop search (``fingerprint.scores.ReferenceSpectrum``, FFT
-cross-correlation of ``W * I`` with the resampled ``K``) finds the offset [1]_.
+(``fingerprint.resample.resample_fingerprint``, "fingerprint down") and the existing crop search
+(``fingerprint.scores.ReferenceSpectrum``, FFT cross-correlation of ``W * I`` with the resampled
+``K``) finds the offset [1]_.
 
 Two stages, both scored against thresholds fixed before any score is seen
 (``fingerprint.error_budget``):
@@ -16,25 +17,27 @@ Two stages, both scored against thresholds fixed before any score is seen
     ``w / W`` agree to one pixel of rounding): one aligned position per rotation.
 ``scale search``
     Factors from 1 down to ``max(min_scale, h / H, w / W)`` (below that the query would cover
-    more than the sensor), coarse to fine:
+    more than the sensor), on a fine log grid of step ``FINE_TOLERANCE / extent`` (extent: the
+    query's longer side) fixed before any score, coarse to fine:
 
-    1. a sweep at 1/``coarse`` resolution on a log grid of step ``COARSE_TOLERANCE / (query
-       extent / coarse)``, smallest factor first, scoring the query and the query turned by 180
-       degrees from one FFT (``surface_stats.coarse_stats``);
-    2. each of the ``candidates`` best coarse peaks is refined: a golden-section search, within
-       one coarse step, of the phase-free energy (``surface_stats.Peak``) of full-resolution
-       windows around the position the coarse peak predicts (``refine_steps`` windows);
-    3. the ``decisions`` best factors of each refinement are scored over every shift of the
-       whole resampled fingerprint; the best integer-shift PCE of these decides.
+    1. a sweep at 1/``coarse`` resolution over every ``r``-th fine point, smallest factor first,
+       scoring the query and the query turned by 180 degrees from one FFT
+       (``surface_stats.coarse_stats``);
+    2. each of the ``candidates`` best coarse peaks is refined: at the fine points within ``r``
+       of it, full-resolution windows around the position the coarse peak predicts rank the
+       points by the phase-free energy of their peak (``surface_stats.Peak``), and the
+       ``decisions`` best are scored over every shift of the whole resampled fingerprint;
+    3. the best integer-shift PCE of the full-resolution surfaces decides (at full-resolution
+       sweeps, ``coarse == 1`` or small queries, the sweep's surfaces are among them).
 
-    The stage's threshold counts every position it may score, the selection included: the
-    coarse sweep's shifts at every factor (a peak picked as the best of a sweep is as extreme
-    as the best of the sweep; counting only the deciding surfaces made the measured false-alarm
-    rate 4-6 times the stated one, ``benchmarks/camera_false_alarm.py``), the windows and the
-    deciding surfaces.
-
-    A coarse peak above a loose level (false-alarm rate 1e-3 over the sweep) is refined as soon as
-    the sweep has passed it, and a refined match ends the search.
+    Every deciding surface lies on the fine grid, so the stage's threshold counts every shift of
+    every fine point: the best of a subset of a fixed set of positions, whatever picked the
+    subset, reaches the threshold with at most the stage's rate. Counting only the surfaces
+    scored is not valid: a refinement climbs the sweep's best noise peak, and with that count the
+    measured false-alarm rate was 1.0-2.7 times the stated one and grew as the rate fell
+    (``benchmarks/camera_false_alarm.py``). A coarse peak above a loose level (false-alarm rate
+    1e-3 over the sweep) is refined as soon as the sweep has passed it, and a match ends the
+    search.
 
 Why these choices (measured on the 16 Dresden photos, ``benchmarks/camera_scaled.py``):
 
@@ -48,7 +51,7 @@ Why these choices (measured on the 16 Dresden photos, ``benchmarks/camera_scaled
   misregistration at the query's edges), and it has one lobe per integer shift, since the
   misregistration at the query's centre passes through half pixels as the factor changes; the
   3 x 3 energy around the peak has one smooth lobe (0.75 of its value at u = 1, 0.5 at u = 2),
-  hence the refinement's guide. At half resolution the PCE keeps 30-90 % of its full-resolution
+  hence the refinement's ranking. At half resolution the PCE keeps 30-90 % of its full-resolution
   value and a median 0.8-1.1 (10th percentile 0.53) at u = 0.8-1.2, which makes the coarse
   sweep cheap and still selective.
 
@@ -84,16 +87,19 @@ __all__ = [
 DEFAULT_MIN_SCALE = 0.3
 """Smallest resize factor searched (Goljan and Fridrich 2008 search down to about 0.3)."""
 
-COARSE_TOLERANCE = 2.0
-"""Coarse log-scale step times the coarse query extent (pixels). Midway between grid points the
-scale error is 1.0 / extent at half resolution: the coarse PCE keeps a median 0.8-1.1 and a
-10th percentile 0.53 of its value at the true factor (Dresden, ``benchmarks/camera_scaled.py
---peak-width``), enough for the true peak to stand out of the sweep's noise."""
+FINE_TOLERANCE = 1.0
+"""Step of the fine grid of factors, in log scale, times the query's longer side (pixels): the
+grid on which every deciding surface lies. Midway between its points the scale error is 0.5 /
+extent, where the PCE keeps a median 0.71 (10th percentile 0.58) of its value at the true factor
+(Dresden, ``benchmarks/camera_scaled.py --peak-width``); the threshold counts all its points."""
 
-_LOG_STEP = 1e-4  # coarse grids are multiples of this log-scale step, so queries share templates
-_STEP_LADDER = sorted({m << i for i in range(24) for m in (1, 3)})  # 1, 2, 3, 4, 6, 8, 12, ...: <= 1.5x too fine
+COARSE_TOLERANCE = 2.0
+"""Coarse step times the coarse query extent: the sweep at 1/d resolution visits every
+``round(COARSE_TOLERANCE * d / FINE_TOLERANCE)``-th fine point. Midway between coarse points the
+scale error is 1.0 / extent at half resolution, where the coarse PCE keeps a median 0.8-1.1 and a
+10th percentile 0.53 of its value at the true factor, enough for the true peak to stand out."""
+
 _BAND = math.log(1.06)  # coarse templates of factors within 6 % share one padded size (one query FFT)
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 _WINDOW_MARGIN = 8  # pixels around the predicted position in the refinement's windows
 
 
@@ -106,7 +112,7 @@ class ScaledMatch:
     stage : str
         ``"implied scale"`` or ``"scale search"``.
     pce : float
-        Best full-resolution PCE (``-inf`` when nothing could be scored).
+        Best full-resolution PCE.
     scale : float
         Resize factor (resized pixels per sensor pixel) of the best position.
     offset : (int, int)
@@ -114,17 +120,19 @@ class ScaledMatch:
     rotation : int
         Degrees: ``np.rot90(query, rotation // 90)`` is what matched.
     n_positions : int
-        Positions the stage searched at full resolution (each a PCE candidate).
+        Positions scored at full resolution (the plan's stage counts every one it may score).
     threshold : float
-        PCE the best position had to reach (fixed in advance for its number of shifts).
+        PCE the best position had to reach (the stage's, fixed by the plan).
     false_alarm : float
         Per-decision false-alarm probability of ``pce`` under the plan (adjusted p-value).
     match : bool
         ``false_alarm <= plan.alpha``, i.e. ``pce >= threshold``.
     scales_tried : int
-        Factors scored (coarse and fine).
+        Surfaces scored (coarse, windows and whole).
     seconds : float
         Wall time of the stage.
+    shifts : int
+        Shifts of the surface that holds the best position.
     """
 
     stage: str
@@ -149,16 +157,15 @@ class ScaledMatch:
 @dataclass
 class _Candidate:
     pce: float  # coarse PCE
-    log_scale: float  # ln of the factor
+    index: int  # point of the fine grid
     k: int  # quarter turns
-    step: float  # coarse log-scale step of its sweep
     offset: tuple[int, int] = (0, 0)  # coarse offset of the peak (pixels at 1/d)
     d: int = 1  # coarse resolution divisor
 
 
 @dataclass
 class _Cache:
-    """Coarse templates by (resolution, grid index), first come first kept, up to ``limit`` bytes."""
+    """Coarse templates by (resolution, ln factor), first come first kept, up to ``limit`` bytes."""
 
     limit: int
     items: dict = field(default_factory=dict)
@@ -177,22 +184,6 @@ class _Cache:
             self.items[key] = item
             self.used += item.spectrum.nbytes
         return item
-
-
-def _vertex(points: list[tuple[float, float]]) -> float | None:
-    """Abscissa of the parabola's vertex through the best point and its two neighbours, or None."""
-    if len(points) < 3:
-        return None
-    i = max(range(len(points)), key=lambda j: points[j][1])
-    i = min(max(i, 1), len(points) - 2)
-    (x0, y0), (x1, y1), (x2, y2) = points[i - 1: i + 2]
-    den = (x0 - x1) * (x0 - x2) * (x1 - x2)
-    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den if den else 0.0
-    if not a < 0:
-        return None  # not a maximum
-    b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / den
-    x = -b / (2 * a)
-    return x if x0 <= x <= x2 and all(abs(x - p) > 1e-12 for p, _ in points) else None
 
 
 class ScaledSearch:
@@ -217,8 +208,6 @@ class ScaledSearch:
         Resolution divisor of the coarse sweep (default 2; 1 for queries under 256 pixels).
     candidates : int
         Coarse peaks refined at full resolution (default 3).
-    refine_steps : int
-        Full-resolution windows per refined peak (golden-section search, default 7); they guide.
     decisions : int
         Whole full-resolution surfaces scored per refined peak (default 2).
     coarse_min_side : int
@@ -237,15 +226,15 @@ class ScaledSearch:
 
     def __init__(self, fingerprint: np.ndarray, *, min_scale: float = DEFAULT_MIN_SCALE,
                  rotations: tuple[int, ...] = (0, 1, 3), orientation: str = "sensor", coarse: int = 2,
-                 candidates: int = 3, refine_steps: int = 7, decisions: int = 2, coarse_min_side: int = 128,
+                 candidates: int = 3, decisions: int = 2, coarse_min_side: int = 128,
                  cache_bytes: int = 256 << 20):
         k = np.ascontiguousarray(fingerprint, dtype=np.float32)
         if k.ndim != 2:
             raise ValueError(f"fingerprint must be 2-D (H, W), got shape {k.shape}")
         if not 0.0 < min_scale <= 1.0:
             raise ValueError(f"min_scale must be in (0, 1], got {min_scale!r}")
-        if coarse < 1 or candidates < 1 or decisions < 1 or refine_steps < 3:
-            raise ValueError("coarse, candidates and decisions must be >= 1, refine_steps >= 3")
+        if coarse < 1 or candidates < 1 or decisions < 1:
+            raise ValueError("coarse, candidates and decisions must be >= 1")
         if orientation not in ("sensor", "any"):
             raise ValueError(f"orientation must be 'sensor' or 'any', got {orientation!r}")
         self.K = k
@@ -254,7 +243,6 @@ class ScaledSearch:
         self.orientation = orientation
         self.coarse = int(coarse)
         self.candidates = int(candidates)
-        self.refine_steps = int(refine_steps)
         self.decisions = int(decisions)
         self.coarse_min_side = int(coarse_min_side)
         self.cache = _Cache(int(cache_bytes))
@@ -280,27 +268,27 @@ class ScaledSearch:
     def _level(self, shape: tuple[int, int]) -> int:
         return self.coarse if min(shape) // self.coarse >= self.coarse_min_side else 1
 
-    def _grid(self, shape: tuple[int, int]) -> tuple[int, float, list[tuple[float, tuple]]]:
-        """Coarse sweep of a query of ``shape``: (level d, log step, [(ln factor, cache key)]), smallest first.
+    def _grid(self, shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:
+        """(coarse level d, coarse stride r, fine grid) for a query of ``shape``.
 
-        Factors ``exp(-m * step)`` for ``m = 0, 1, ...`` down to the smallest factor at which the
-        query fits, which is added as the first point (a whole frame resized lies exactly there).
-        ``step = COARSE_TOLERANCE * d / max(shape)`` rounded down to 1, 1.5, 2, 3, 4, 6, ... times
-        1e-4, so that queries of similar size share the cached spectra.
+        The fine grid holds ``ln`` factors from the smallest at which the query fits (a whole
+        frame resized lies exactly there) up to 0, step ``FINE_TOLERANCE / max(shape)``; the coarse
+        sweep visits every ``r``-th point and the last one.
         """
         rng = self._range(shape)
         if rng is None:
-            return 1, _LOG_STEP, []
+            return 1, 1, np.zeros(0)
         d = self._level(shape)
-        wanted = COARSE_TOLERANCE / (max(shape) / d) / _LOG_STEP
-        mult = max(m for m in _STEP_LADDER if m <= max(wanted, 1.0))
-        step = mult * _LOG_STEP
+        step = FINE_TOLERANCE / max(shape)
         lo = math.log(rng[0])
-        m_max = int(math.floor(-lo / step + 1e-9))
-        points = [(-m * step, (d, m * mult)) for m in range(m_max, -1, -1)]
-        if points[0][0] - lo > 0.25 * step:
-            points.insert(0, (lo, (d, "lo", round(lo, 12))))
-        return d, step, points
+        fine = lo + step * np.arange(int(math.floor(-lo / step + 1e-9)) + 1)
+        if fine[-1] < -0.25 * step:
+            fine = np.append(fine, 0.0)
+        return d, max(1, int(round(COARSE_TOLERANCE * d / FINE_TOLERANCE))), fine
+
+    @staticmethod
+    def _coarse_points(n: int, r: int) -> list[int]:
+        return sorted(set(range(0, n, r)) | {n - 1}) if n else []
 
     def _shifts(self, shape: tuple[int, int], scale: float) -> int:
         """Shifts of a query of ``shape`` in the (fast-padded) fingerprint at ``scale``."""
@@ -325,31 +313,25 @@ class ScaledSearch:
         """The two stages this search may run for a query of ``query_shape``, with their positions.
 
         ``implied scale``: one position per rotation whose shape is a resized whole frame.
-        ``scale search``: every position it may score, selection included (a peak picked from a
-        sweep is the best of the sweep, so the sweep's positions count): the coarse sweep's
-        shifts at every factor and rotation, then per refined peak ``refine_steps`` windows of
-        ``(2 * 8 + 1)**2`` shifts and ``decisions`` whole surfaces of at most the shifts at factor 1.
+        ``scale search``: every shift of every point of the fine grid, per rotation. Whatever the
+        coarse sweep and the refinement pick, every surface that decides is one of these, so the
+        best of them reaches the threshold with at most the stage's rate (a maximum over a subset).
         """
         turns = self._turns(query_shape)
         implied = [k for k in turns if self._implied_scale(self._turned(query_shape, k)) is not None]
         fits = [k for k in turns if self._range(self._turned(query_shape, k)) is not None]
-        coarse: list[int] = []
+        shifts: list[int] = []
+        n_fine = n_coarse = 0
         for k in fits:
             shape = self._turned(query_shape, k)
-            d, _, points = self._grid(shape)
-            hd, wd = shape[0] // d, shape[1] // d
-            for log_scale, _ in points:
-                th, tw = resized_shape((self.K.shape[0] // d, self.K.shape[1] // d), math.exp(log_scale))
-                coarse.append(max(th - hd + 1, 1) * max(tw - wd + 1, 1))
-        bound = max((self._shifts(self._turned(query_shape, k), 1.0) for k in fits), default=0)
-        window = (2 * _WINDOW_MARGIN + 1) ** 2
-        refine = ([window] * self.refine_steps + [bound] * self.decisions) * self.candidates if fits else []
-        n_coarse = len(coarse) // max(len(fits), 1) if fits else 0
+            _, r, fine = self._grid(shape)
+            shifts += [self._shifts(shape, math.exp(x)) for x in fine]
+            n_fine = max(n_fine, len(fine))
+            n_coarse = max(n_coarse, len(self._coarse_points(len(fine), r)))
         return [
             Stage("implied scale", (1,) * len(implied), rotations=len(implied), scales=1, weight=weights[0]),
-            Stage("scale search", tuple(coarse + refine), rotations=len(fits),
-                  scales=n_coarse + self.candidates * (self.refine_steps + self.decisions) if fits else 0,
-                  weight=weights[1], coarse_scales=n_coarse),
+            Stage("scale search", tuple(shifts), rotations=len(fits), scales=n_fine, weight=weights[1],
+                  coarse_scales=n_coarse),
         ]
 
     # --- scoring ---------------------------------------------------------------------------------
@@ -406,40 +388,50 @@ class ScaledSearch:
                progress: Callable[[float, str], None] | None = None) -> ScaledMatch | None:
         """Stage ``scale search`` for the query product ``WI = W * I`` (float32, (h, w)).
 
-        Returns the best refined (full-resolution) result, or None when the query fits at no
-        factor and rotation. ``progress(fraction, text)`` is called after every coarse factor.
+        Returns the best full-resolution surface on the fine grid, or None when the query fits at
+        no factor and rotation. ``progress(fraction, text)`` is called after every coarse factor.
         """
         t0 = time.perf_counter()
         name = "scale search"
+        thr = plan.threshold(name)
         turns = [k for k in self._turns(WI.shape) if self._range(self._turned(WI.shape, k)) is not None]
-        sweeps = []  # (base turn b in {0, 1}, turns {b, b+2} searched, level, step, points)
+        sweeps = []  # (base turn b in {0, 1}, turns {b, b+2} searched, level, stride, fine grid)
         for b in (0, 1):
             ks = [k for k in turns if k % 2 == b]
             if ks:
                 sweeps.append((b, ks) + self._grid(self._turned(WI.shape, b)))
         if not sweeps:
             return None
-        total = sum(len(sw[4]) for sw in sweeps)
+        total = sum(len(self._coarse_points(len(sw[4]), sw[3])) for sw in sweeps)
         widest = max(self._shifts(self._turned(WI.shape, sw[0]), 1.0) for sw in sweeps)
-        clear = threshold(1e-3, total * 2 * widest)  # a coarse PCE this high is refined at once
+        clear = threshold(1e-3, total * 2 * widest)  # a coarse peak this high is refined at once
         queries = {k: np.ascontiguousarray(np.rot90(WI, k)) for k in turns}
-        refined: list[ScaledMatch] = []
-        state = {"tried": 0, "positions": 0}
+        fines = {k: sw[4] for sw in sweeps for k in sw[1]}
+        strides = {k: sw[3] for sw in sweeps for k in sw[1]}
+        state = {"tried": 0, "positions": 0, "best": None, "refined": []}
 
-        def refine(cand: _Candidate) -> ScaledMatch:
-            got = self._refine(queries[cand.k], cand, plan, name, state)
-            refined.append(got)
-            return got
+        def decide(k: int, index: int, res: Peak) -> None:
+            """Keep the best surface of the fine grid scored at full resolution."""
+            state["positions"] += res.n_positions
+            best = state["best"]
+            if best is None or res.pce > best[2].pce:
+                state["best"] = (k, index, res)
+
+        def refine(cand: _Candidate) -> bool:
+            state["refined"].append(cand)
+            self._refine(queries[cand.k], cand, fines[cand.k], strides[cand.k], decide, state)
+            return state["best"] is not None and state["best"][2].pce >= thr
 
         coarse: list[_Candidate] = []
         done = 0
-        for b, ks, d, step, points in sweeps:
+        for b, ks, d, r, fine in sweeps:
             qd = downsample(queries[b], d)
             qd = qd - np.float32(qd.mean())
             spec_q: dict[tuple, np.ndarray] = {}
             pending: _Candidate | None = None  # a clear coarse peak, refined once the sweep is past it
-            for log_scale, key in points:  # smallest factor first: a crop of a resize lies near it
-                t = self.cache.get(key, lambda: self._coarse_template(log_scale, d))
+            for i in self._coarse_points(len(fine), r):  # smallest factor first: a crop of a resize lies near it
+                log_scale = float(fine[i])
+                t = self.cache.get((d, round(log_scale, 10)), lambda: self._coarse_template(log_scale, d))
                 state["tried"] += 1
                 done += 1
                 here: list[_Candidate] = []
@@ -448,53 +440,53 @@ class ScaledSearch:
                     if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors
                         spec_q = {(t.padded, q.shape): scipy.fft.rfft2(q, s=t.padded, workers=-1)}
                     stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
-                    here = [_Candidate(st.pce, log_scale, kk, step, st.offset, d)
-                            for st, kk in zip(stats, [b, b + 2]) if kk in ks]
+                    for st, kk in zip(stats, [b, b + 2]):
+                        if kk in ks:
+                            here.append(_Candidate(st.pce, i, kk, st.offset, d))
+                            if d == 1:  # a full-resolution surface of the fine grid: it decides too
+                                decide(kk, i, st)
                 coarse += here
                 top = max(here, key=lambda c: c.pce, default=None)
                 if pending is not None and (top is None or top.pce < pending.pce):
-                    got = refine(pending)
+                    matched = refine(pending)
                     pending = None
-                    if got.match:
-                        return self._finish(got, state, t0)
-                if top is not None and top.pce >= clear and len(refined) < self.candidates and (
+                    if matched:
+                        return self._finish(state, fines, plan, t0)
+                if top is not None and top.pce >= clear and len(state["refined"]) < self.candidates and (
                         pending is None or top.pce >= pending.pce):
                     pending = top
                 if progress is not None:
                     progress(done / total, f"scale search: factor {math.exp(log_scale):.4f} ({done}/{total})")
-            if pending is not None:
-                got = refine(pending)
-                if got.match:
-                    return self._finish(got, state, t0)
-        for cand in self._peaks(coarse, skip=[(r.rotation // 90, math.log(r.scale)) for r in refined]):
-            if len(refined) >= self.candidates:
+            if pending is not None and refine(pending):
+                return self._finish(state, fines, plan, t0)
+        for cand in self._peaks(coarse, strides, skip=state["refined"]):
+            if len(state["refined"]) >= self.candidates:
                 break
-            if refine(cand).match:
+            if refine(cand):
                 break
-        best = min(refined, key=lambda r: (r.false_alarm, -r.pce)) if refined else None
-        return self._finish(best, state, t0) if best is not None else None
+        return self._finish(state, fines, plan, t0)
 
-    def _peaks(self, coarse: list[_Candidate], skip: list) -> list[_Candidate]:
+    def _peaks(self, coarse: list[_Candidate], strides: dict, skip: list) -> list[_Candidate]:
         """Coarse peaks, best first, at least two coarse steps apart (per rotation)."""
         chosen: list[_Candidate] = []
         taken = list(skip)
         for cand in sorted(coarse, key=lambda c: -c.pce):
-            if any(k == cand.k and abs(ls - cand.log_scale) < 2.0 * cand.step for k, ls in taken):
+            if any(t.k == cand.k and abs(t.index - cand.index) < 2 * strides[cand.k] for t in taken):
                 continue
             chosen.append(cand)
-            taken.append((cand.k, cand.log_scale))
+            taken.append(cand)
             if len(chosen) >= self.candidates:
                 break
         return chosen
 
-    def _window_stats(self, q: np.ndarray, log_scale: float, cand: _Candidate) -> Peak | None:
+    def _window_stats(self, q: np.ndarray, log_scale: float, cand: _Candidate, coarse_scale: float) -> Peak | None:
         """Full-resolution correlation of ``q`` with a window of the resampled fingerprint around the
         position the coarse peak predicts (``_WINDOW_MARGIN`` pixels of slack); offsets are in the
-        whole resampled fingerprint. Guides the refinement only."""
+        whole resampled fingerprint. Its shifts are a subset of that factor's surface."""
         s = math.exp(log_scale)
         th, tw = resized_shape(self.K.shape, s)
         h, w = q.shape
-        ratio = s / math.exp(cand.log_scale)
+        ratio = s / coarse_scale
         top = []
         for o, n, big in ((cand.offset[0], h, th), (cand.offset[1], w, tw)):
             centre = ((o + 0.5) * cand.d - 0.5) * ratio  # the coarse offset at full resolution, at this factor
@@ -507,60 +499,34 @@ class ScaledSearch:
         got = peak_stats(c, (slice(0, wh - h + 1), slice(0, ww - w + 1)))
         return Peak(got.pce, got.energy, (got.offset[0] + y0, got.offset[1] + x0), got.n_positions)
 
-    def _refine(self, q: np.ndarray, cand: _Candidate, plan: SearchPlan, name: str, state: dict) -> ScaledMatch:
-        """Refine one coarse peak; the best PCE of ``decisions`` whole full-resolution surfaces decides.
+    def _refine(self, q: np.ndarray, cand: _Candidate, fine: np.ndarray, r: int, decide, state: dict) -> None:
+        """Score the fine-grid points within ``r`` of a coarse peak.
 
-        A golden-section search of the phase-free ``energy`` of full-resolution windows around the
-        predicted position (one smooth lobe) within one coarse step of ``cand``, then the vertex of
-        the parabola through the best three factors (``refine_steps`` windows in all); the
-        ``decisions`` factors with the highest energy are then scored over every shift of the
-        whole resampled fingerprint.
+        Full-resolution windows around the predicted position at each point rank them by the
+        phase-free ``energy`` (one smooth lobe, where the integer-shift PCE has one lobe per shift);
+        the ``decisions`` best are then scored over every shift of the whole resampled fingerprint.
+        Every surface scored lies on the fine grid, and is passed to ``decide``.
         """
-        lo = math.log(self._range(q.shape)[0])
-        a, b = max(cand.log_scale - cand.step, lo), min(cand.log_scale + cand.step, 0.0)
-        seen: dict[float, Peak | None] = {}
-
-        def f(x: float) -> float:
-            if x not in seen:
-                seen[x] = self._window_stats(q, x, cand)
-                state["tried"] += 1
-            return -math.inf if seen[x] is None else seen[x].energy
-
-        f(min(max(cand.log_scale, a), b))  # the coarse peak itself
-        x1, x2 = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
-        f1, f2 = f(x1), f(x2)
-        for _ in range(self.refine_steps - 4):
-            if f1 >= f2:
-                b, x2, f2 = x2, x1, f1
-                x1 = b - _GOLDEN * (b - a)
-                f1 = f(x1)
-            else:
-                a, x1, f1 = x1, x2, f2
-                x2 = a + _GOLDEN * (b - a)
-                f2 = f(x2)
-        vertex = _vertex(sorted((x, r.energy) for x, r in seen.items() if r is not None))
-        if vertex is not None and lo <= vertex <= 0.0:
-            f(vertex)
-        guided = sorted((x for x, r in seen.items() if r is not None), key=lambda x: -seen[x].energy)
-        decided = []
-        for x in guided[: self.decisions] or [cand.log_scale]:
-            res = self._full_stats(q, x)
+        coarse_scale = math.exp(fine[cand.index])
+        lo, hi = max(cand.index - r, 0), min(cand.index + r, len(fine) - 1)
+        ranked = []
+        for j in range(lo, hi + 1):
+            win = self._window_stats(q, float(fine[j]), cand, coarse_scale)
+            state["tried"] += 1
+            if win is not None:
+                ranked.append((win.energy, j))
+        for _, j in sorted(ranked, reverse=True)[: self.decisions]:
+            res = self._full_stats(q, float(fine[j]))
             state["tried"] += 1
             if res is not None:
-                state["positions"] += res.n_positions
-                decided.append((x, res))
-        if not decided:
-            return ScaledMatch(name, -math.inf, math.exp(cand.log_scale), (0, 0), 90 * cand.k, 0, math.inf, 1.0,
-                               False)
-        x_best, res = max(decided, key=lambda xr: xr[1].pce)
-        thr = plan.threshold(name)
-        fa = plan.false_alarm(name, res.pce)
-        return ScaledMatch(name, res.pce, math.exp(x_best), res.offset, 90 * cand.k, res.n_positions, thr, fa,
-                           bool(res.pce >= thr), shifts=res.n_positions)
+                decide(cand.k, j, res)
 
-    @staticmethod
-    def _finish(best: ScaledMatch, state: dict, t0: float) -> ScaledMatch:
-        best.scales_tried = state["tried"]
-        best.n_positions = state["positions"]
-        best.seconds = time.perf_counter() - t0
-        return best
+    def _finish(self, state: dict, fines: dict, plan: SearchPlan, t0: float) -> ScaledMatch | None:
+        name = "scale search"
+        if state["best"] is None:
+            return None
+        k, index, res = state["best"]
+        thr = plan.threshold(name)
+        return ScaledMatch(name, res.pce, math.exp(fines[k][index]), res.offset, 90 * k, state["positions"], thr,
+                           plan.false_alarm(name, res.pce), bool(res.pce >= thr), scales_tried=state["tried"],
+                           seconds=time.perf_counter() - t0, shifts=res.n_positions)

@@ -23,7 +23,7 @@ import h5py
 from .errors import LibraryError, LibraryLockedError, LibraryPermissionError, LibraryWriteError
 
 __all__ = [
-    "acquire_lock", "begin_copy", "can_write", "commit_copy", "copy_file", "create_exclusive", "discard",
+    "acquire_lock", "can_write", "copy_file", "create_exclusive",
     "file_kind", "fsync", "fsync_dir", "fsync_path", "keep_mode_and_owner", "new_temp", "open_h5", "publish_new",
     "remove_quietly", "remove_stale_temps", "replace", "temp_path", "write_error", "write_new_file",
 ]
@@ -175,55 +175,7 @@ def remove_stale_temps(real: str) -> None:
                     remove_quietly(entry.path)
 
 
-# ---- copy-on-write --------------------------------------------------------------------------------
-
-def begin_copy(real: str) -> tuple[str, h5py.File]:
-    """Copy the file ``real`` to a new temporary file beside it and open the copy for writing.
-
-    Returns ``(temporary path, open h5py.File)``. On any failure the temporary file is removed and
-    the error propagates.
-    """
-    file_mode = stat.S_IMODE(os.stat(real).st_mode)
-    tmp, fd = new_temp(real)
-    try:
-        try:
-            copy_file(real, fd)
-            os.fchmod(fd, file_mode | stat.S_IRUSR | stat.S_IWUSR)
-        finally:
-            os.close(fd)
-        return tmp, open_h5(tmp, "r+")
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-
-
-def discard(tmp: str | None, h5: h5py.File | None) -> None:
-    """Close ``h5`` (errors ignored) and remove the temporary file ``tmp``."""
-    if h5 is not None:
-        with contextlib.suppress(Exception):
-            h5.close()
-    remove_quietly(tmp)
-
-
-def commit_copy(tmp: str, h5: h5py.File, real: str) -> None:
-    """Flush, close and fsync the modified copy ``tmp``, rename it onto ``real``, fsync the directory.
-
-    The copy gets the permission bits and owner of ``real`` first. On a failure before the rename
-    the copy is discarded and the error propagates (``real`` is unchanged); a failure of the final
-    directory fsync is ignored (the commit has happened).
-    """
-    try:
-        h5.flush()
-        h5.close()
-        keep_mode_and_owner(tmp, os.stat(real))
-        fsync_path(tmp)
-        replace(tmp, real)
-    except BaseException:
-        discard(tmp, h5)
-        raise
-    with contextlib.suppress(OSError):  # committed already; only durability is at stake
-        fsync_dir(os.path.dirname(real))
-
+# ---- new files ------------------------------------------------------------------------------------
 
 def publish_new(tmp: str, real: str) -> bool:
     """Give the complete, fsynced file ``tmp`` the name ``real`` unless ``real`` exists; fsync the directory.

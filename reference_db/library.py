@@ -1,32 +1,30 @@
-"""``Library``: the HDF5 reference library of ganprint, with atomic copy-on-write updates.
+"""``Library``: the HDF5 reference library of ganprint, with atomic commits whose cost is what changed.
 
-One HDF5 file holds every reference (see ``reference_db/schema.py`` and ``docs/reference_db.md``).
-HDF5 is not crash-safe when modified in place, so a write never touches the library file: it copies
-the file to a temporary file in the same directory, modifies the copy, flushes and fsyncs it, and
-``os.replace``-s it onto the library path (then fsyncs the directory). A crash at any instant leaves
-the library as it was before the write or as it is after. Writers exclude each other with an
-exclusive ``flock`` on the sidecar file ``PATH.lock``, held from open to ``close()``; the kernel drops
-it when a process dies, so a lock is never stale. Readers take no lock.
+The user names one path, the index; every reference is an HDF5 file of its own in the folder
+``PATH.d`` beside it (``reference_db/schema.py``, ``docs/reference_db.md``). HDF5 is not crash-safe
+when modified in place, so a write never modifies a file that the index names: it writes new data
+files, then a new index, fsyncs them and renames the index into place (``store.commit``). A crash at
+any instant leaves the library as it was before the write or as it is after. Writers exclude each
+other with an exclusive ``flock`` on the sidecar file ``PATH.lock``, held from open to ``close()``;
+the kernel drops it when a process dies, so a lock is never stale. Readers take no lock on it.
 
 The pieces live apart: ``durable`` (temporary files, fsync, replace, the lock), ``validate``
 (arguments and files), ``records`` (``ReferenceInfo``, ``Reference``), ``groups`` (one reference
-as an HDF5 group) and ``reading`` (the read API); this module composes them.
+as an HDF5 group), ``store`` (index, data files, snapshots, commits) and ``reading`` (the read
+API); this module composes them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
-import math
-import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
 
-from . import durable, groups, schema, validate
+from . import durable, groups, schema, store, validate
 from .errors import (
     DamagedReferenceError,
     LibraryClosedError,
@@ -45,25 +43,18 @@ __all__ = ["MODES", "Library", "Reference", "ReferenceInfo"]
 MODES = ("r", "r+", "a", "w-", "x")
 
 
-@dataclasses.dataclass
-class _Transaction:
-    tmp: str | None = None
-    h5: h5py.File | None = None
-    failed: bool = False
-
-
 class Library(LibraryReader):
-    """The reference library: one HDF5 file of camera and generator fingerprints.
+    """The reference library of camera and generator fingerprints: an index file, one file per reference.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The library file (conventionally ``*.h5``).
+        The library (its index, conventionally ``*.h5``; the data files go in ``PATH.d/``).
     mode : str, optional
         As in h5py, read-only by default:
 
         ========  ================================================================
-        ``"r"``   read only, the file must exist (default); takes no lock
+        ``"r"``   read only, the file must exist (default); takes no write lock
         ``"r+"``  read and write, the file must exist
         ``"a"``   read and write, create the file if it does not exist
         ``"w-"``  create the file, fail if a file exists there (``"x"`` is the same)
@@ -98,9 +89,10 @@ class Library(LibraryReader):
 
     Notes
     -----
-    Every mutating call (`add`, `update`, `remove`, `rename`) is one atomic commit: a copy of the
-    file is modified, fsynced and renamed onto ``path``. Inside ``with lib.transaction():`` the
-    writes are committed once, at the end, or not at all if the block raises. A writer holds the
+    Every mutating call (`add`, `update`, `remove`, `rename`, `add_calibration`) is one atomic
+    commit: the new or changed references are written to new files, fsynced, and a new index is
+    renamed onto ``path``. Inside ``with lib.transaction():`` the writes are committed once, at the
+    end, or not at all if the block raises. A writer holds the
     lock on ``PATH.lock`` from open to `close`, so a read-modify-write (``get`` then ``update``)
     cannot lose another writer's update; open for writing only while you write. A reader (``"r"``)
     sees the library as it was when opened, never a half-written file; reopen to see later writes.
@@ -128,17 +120,12 @@ class Library(LibraryReader):
         version: str = "0.1.0",
         clock: Callable[[], datetime.datetime] | None = None,
     ) -> None:
-        self._h5: h5py.File | None = None
+        self._snap: store.Snapshot | None = None
         self._lock_fd: int | None = None
-        self._txn: _Transaction | None = None
+        self._txn: store.Draft | None = None
         self._closed = True
-        if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError(
-                f"invalid mode {mode!r}: use one of {', '.join(map(repr, MODES))} "
-                "('r' read only, 'r+' read/write, 'a' read/write or create, 'w-'/'x' create)")
-        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, numbers.Real) \
-                or math.isnan(lock_timeout) or lock_timeout < 0:
-            raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+        validate.check_mode(mode, MODES)
+        validate.check_lock_timeout(lock_timeout)
         self._path = os.path.abspath(os.fspath(path))
         self._real = os.path.realpath(self._path)
         self._dir = os.path.dirname(self._real)
@@ -148,7 +135,7 @@ class Library(LibraryReader):
         self._clock = clock if clock is not None else utc_now
         try:
             if mode == "r":
-                self._h5 = self._open_existing()
+                self._snap = self._open_snapshot(pin=True)
             else:
                 self._open_for_writing()
         except BaseException:
@@ -167,7 +154,7 @@ class Library(LibraryReader):
             raise LibraryExistsError(f"{self._path} already exists (mode {self._mode!r} creates a new "
                                      "library and never overwrites; use mode 'r+' or 'a' to open it)")
         if exists:
-            self._open_existing().close()  # refuse non-libraries before anything is created
+            validate.open_checked(self._real, self._path, self._version).close()  # refuse non-libraries first
         if not os.path.isdir(self._dir):
             raise LibraryNotFoundError(f"cannot create {self._path}: directory {self._dir} does not exist")
         if not durable.can_write(self._dir):
@@ -184,38 +171,23 @@ class Library(LibraryReader):
             if self._mode in ("w-", "x"):
                 raise LibraryExistsError(f"{self._path} already exists (created by another process "
                                          f"while waiting for the lock; mode {self._mode!r} never overwrites)")
-            self._h5 = self._open_existing()
         else:
             self._create()
-            self._h5 = self._open_existing()
+        self._snap = self._open_snapshot(pin=False)
+        store.collect_garbage(self._snap)  # what a killed writer left
 
-    def _open_existing(self) -> h5py.File:
-        """Open the current library file read-only after checking that it is a readable library."""
-        return validate.open_checked(self._real, self._path, self._version)
+    def _open_snapshot(self, *, pin: bool) -> store.Snapshot:
+        """The committed state, open for reading (a reader pins the data files it may read)."""
+        return store.Snapshot(self._real, self._path, self._version, pin=pin)
 
     def _create(self) -> None:
         try:
-            tmp, fd = durable.new_temp(self._real)
-            os.close(fd)
+            store.create_index(self._real, iso(self._clock()), self._version)
+        except FileExistsError:
+            raise LibraryExistsError(f"{self._path} appeared while it was being created; it was not overwritten") \
+                from None
         except OSError as err:
             raise self._write_error(err, creating=True) from err
-        try:
-            with durable.open_h5(tmp, "w", fs_strategy="fsm", fs_persist=True, fs_threshold=1) as f:
-                f.attrs[schema.ATTR_FORMAT] = schema.FORMAT_MARKER
-                f.attrs[schema.ATTR_SCHEMA_VERSION] = np.int64(schema.SCHEMA_VERSION)
-                f.attrs[schema.ATTR_CREATED] = iso(self._clock())
-                f.attrs[schema.ATTR_GANPRINT_VERSION] = self._version
-                f.create_group(schema.REFERENCES)
-            durable.fsync_path(tmp)
-            if not durable.publish_new(tmp, self._real):
-                raise LibraryExistsError(f"{self._path} appeared while it was being created; "
-                                         "it was not overwritten")
-        except LibraryError:
-            raise
-        except OSError as err:
-            raise self._write_error(err, creating=True) from err
-        finally:
-            durable.remove_quietly(tmp)
 
     # ---- lock and errors ---------------------------------------------------------------------------
 
@@ -226,55 +198,53 @@ class Library(LibraryReader):
     def _write_error(self, err: OSError, *, creating: bool = False) -> LibraryError:
         return durable.write_error(err, self._path, creating=creating)
 
-    # ---- copy-on-write ----------------------------------------------------------------------------
+    # ---- drafts and commits -------------------------------------------------------------------------
 
-    def _begin(self) -> tuple[str, h5py.File]:
-        """Copy the library to a new temporary file and open the copy for writing."""
+    def _commit(self, draft: store.Draft) -> None:
+        """Commit ``draft`` (or discard it on failure), then read the new snapshot and collect garbage."""
         try:
-            return durable.begin_copy(self._real)
-        except OSError as err:
-            raise self._write_error(err) from err
-
-    def _commit(self, tmp: str, h5: h5py.File) -> None:
-        """Flush, fsync and rename the modified copy onto the library path, then reopen it."""
+            store.commit(draft, self._version)
+        except BaseException as err:
+            draft.discard()
+            if isinstance(err, OSError) and not isinstance(err, LibraryError):
+                raise self._write_error(err) from err
+            raise
+        old, self._snap = self._snap, None
         try:
-            durable.commit_copy(tmp, h5, self._real)
-        except OSError as err:
-            raise self._write_error(err) from err
-        old, self._h5 = self._h5, None
-        if old is not None:
-            with contextlib.suppress(Exception):
+            self._snap = store.Snapshot(self._real, self._path, self._version, pin=False, after=draft)
+        finally:
+            if old is not None:
                 old.close()
-        self._h5 = self._open_existing()
+        store.collect_garbage(self._snap, committed=draft)
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[h5py.File]:
-        """The file to modify: the open transaction's copy, or a fresh copy committed on exit."""
+    def _writing(self) -> Iterator[store.Draft]:
+        """The draft to write into: the open transaction's, or a fresh one committed on exit."""
         self._check_writable()
+        assert self._snap is not None
         txn = self._txn
         if txn is not None:
             if txn.failed:
                 raise LibraryError(f"an earlier write in this transaction on {self._path} failed; leave "
                                    "the transaction block (nothing will be committed)")
-            if txn.h5 is None:
-                txn.tmp, txn.h5 = self._begin()
             try:
-                yield txn.h5
+                yield txn
             except BaseException as err:
                 txn.failed = True
                 if isinstance(err, OSError) and not isinstance(err, LibraryError):
                     raise self._write_error(err) from err
                 raise
             return
-        tmp, h5 = self._begin()
+        draft = store.Draft(self._snap)
         try:
-            yield h5
+            yield draft
         except BaseException as err:
-            durable.discard(tmp, h5)
+            draft.discard()
             if isinstance(err, OSError) and not isinstance(err, LibraryError):
                 raise self._write_error(err) from err
             raise
-        self._commit(tmp, h5)
+        if draft.changed:
+            self._commit(draft)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Library]:
@@ -307,24 +277,25 @@ class Library(LibraryReader):
         if self._txn is not None:
             raise RuntimeError(f"a transaction is already open on {self._path}; "
                                "nested transactions are not supported")
-        txn = self._txn = _Transaction()
+        assert self._snap is not None
+        txn = self._txn = store.Draft(self._snap)
         try:
             yield self
         except BaseException:
             self._txn = None
-            durable.discard(txn.tmp, txn.h5)
+            txn.discard()
             raise
         self._txn = None
         if self._closed:
-            durable.discard(txn.tmp, txn.h5)
+            txn.discard()
             raise LibraryClosedError(f"the library {self._path} was closed inside a transaction; "
                                      "nothing was committed")
         if txn.failed:
-            durable.discard(txn.tmp, txn.h5)
+            txn.discard()
             raise LibraryError(f"a write inside the transaction on {self._path} failed; nothing was "
                                "committed and the library is unchanged")
-        if txn.h5 is not None and txn.tmp is not None:
-            self._commit(txn.tmp, txn.h5)
+        if txn.changed:
+            self._commit(txn)
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -349,22 +320,32 @@ class Library(LibraryReader):
             raise LibraryPermissionError(f"the library {self._path} was opened read-only (mode 'r'); "
                                          "open it with mode 'r+' or 'a' to write")
 
-    def _file(self) -> h5py.File:
+    @property
+    def schema_version(self) -> int:
+        """The schema of the committed library: 1 (one file, written as 2 from the first write) or 2."""
         self._check_open()
-        if self._txn is not None and self._txn.h5 is not None:
-            return self._txn.h5
-        assert self._h5 is not None
-        return self._h5
+        assert self._snap is not None
+        return self._snap.schema
+
+    def _state(self) -> store.Snapshot | store.Draft:
+        self._check_open()
+        assert self._snap is not None
+        return self._txn if self._txn is not None else self._snap
+
+    def _snapshot_file(self) -> h5py.File:
+        assert self._snap is not None and self._snap.h5 is not None
+        return self._snap.h5
+
+    def _created(self) -> str:
+        assert self._snap is not None
+        return self._snap.created
 
     def _release(self) -> None:
         if self._txn is not None:
-            durable.discard(self._txn.tmp, self._txn.h5)
-            self._txn.h5 = None
-            self._txn.tmp = None
-        if self._h5 is not None:
-            with contextlib.suppress(Exception):
-                self._h5.close()
-            self._h5 = None
+            self._txn.discard()
+        if self._snap is not None:
+            self._snap.close()
+            self._snap = None
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # releases the flock
@@ -459,10 +440,10 @@ class Library(LibraryReader):
                 f"{old.n_images} images, shape {old.shape} vs new {kind}, {n} images, shape {shape_}); "
                 "use update() to add images, or remove() or rename() it first")
         now = iso(self._clock())
-        with self._writing() as f:
-            groups.write_reference(f[schema.REFERENCES].create_group(name), kind=kind, fingerprint=fp,
-                                   sums=sums_, n_images=n, shape=shape_, params=params_, sources=sources_,
-                                   now=now, version=self._version)
+        with self._writing() as draft:
+            draft.put_reference(name, lambda g: groups.write_reference(
+                g, kind=kind, fingerprint=fp, sums=sums_, n_images=n, shape=shape_, params=params_, sources=sources_,
+                now=now, version=self._version))
 
     def update(
         self,
@@ -511,16 +492,22 @@ class Library(LibraryReader):
         n = validate.check_count(n_images)
         added = validate.check_sources(sources_added)
         old = self._read_info(name, with_sources=True)
-        with self._reading(name):
-            stored_shapes = groups.sum_shapes(self._group(name))
+        with self._group(name) as g:
+            meta = groups.read_meta(g)
         where = f"reference {name!r} in {self._path}"
-        validate.check_update(where, old, stored_shapes, fingerprint=fp, sums=sums_, n_images=n, added=added,
+        validate.check_update(where, old, meta["sum_shapes"], fingerprint=fp, sums=sums_, n_images=n, added=added,
                               kind=kind, shape=shape, params=params)
         validate.check_arrays(where, old.kind, old.shape, fp, sums_)
+        sums_ = {k: v.astype(meta["sum_dtypes"][k], copy=False) for k, v in sums_.items()}  # stored dtypes kept
         now = iso(self._clock())
-        with self._writing() as f:
-            groups.write_update(f[schema.REFERENCES][name], fingerprint=fp, sums=sums_, n_images=n, added=added,
-                                now=now, version=self._version)
+
+        def fill(g: h5py.Group) -> None:  # a new data file: the stored record with the new totals
+            groups.write_reference(g, kind=old.kind, fingerprint=fp, sums=sums_, n_images=n, shape=old.shape,
+                                   params=old.params, sources=[*old.sources, *added], now=now, version=self._version)
+            g.attrs[schema.ATTR_CREATED] = old.created
+
+        with self._writing() as draft:
+            draft.put_reference(name, fill)
 
     def add_calibration(self, key: str, values: Iterable[float], *, sha256: Iterable[str] | None = None,
                         against: Iterable[str] | None = None) -> int:
@@ -544,8 +531,8 @@ class Library(LibraryReader):
             keys = [(schema.check_sha256(s), schema.check_name(r)) for s, r in zip(sha256, against, strict=True)]
             if len(keys) != values.size:
                 raise ValueError(f"{len(keys)} (sha256, reference) keys for {values.size} calibration values")
-        with self._calibration_reading(key):
-            stored = groups.calibration_keys(self._file(), key)  # also checks the stored layout
+        with self._calibration(key) as f:
+            stored = groups.calibration_keys(f, key) if f is not None else set()  # also checks the layout
         if keys is not None:
             keep = []
             for i, k in enumerate(keys):
@@ -555,7 +542,7 @@ class Library(LibraryReader):
             values, keys = values[keep], [keys[i] for i in keep]
         if values.size == 0:
             return 0
-        with self._writing() as f:
+        with self._writing() as draft, draft.calibration_file() as f:
             groups.append_calibration(f, key, values, keys)
         return int(values.size)
 
@@ -569,8 +556,8 @@ class Library(LibraryReader):
         """
         self._check_writable()
         self._check_exists(name)
-        with self._writing() as f:
-            del f[schema.REFERENCES][name]
+        with self._writing() as draft:
+            draft.remove(name)
 
     def rename(self, old: str, new: str) -> None:
         """Rename a reference; renaming to the same name does nothing.
@@ -592,5 +579,18 @@ class Library(LibraryReader):
         if self._has(new):
             raise ReferenceExistsError(f"cannot rename {old!r} to {new!r} in {self._path}: a reference "
                                        f"{new!r} exists already; remove it first")
-        with self._writing() as f:
-            f[schema.REFERENCES].move(old, new)
+        with self._writing() as draft:
+            draft.rename(old, new)
+
+    def upgrade(self) -> bool:
+        """Write a schema 1 library as schema 2 now (one atomic commit); False if it is schema 2 already.
+
+        Any write does this too; a library written as schema 2 cannot be read by a ganprint that
+        knows only schema 1.
+        """
+        self._check_writable()
+        if self.schema_version >= schema.SCHEMA_VERSION:
+            return False
+        with self._writing() as draft:
+            draft.changed = True
+        return True

@@ -1,7 +1,7 @@
 """The read API of a library: names, metadata, fingerprints, sums and calibration of one snapshot.
 
-``LibraryReader`` reads the HDF5 file that its subclass's ``_file()`` returns (for ``Library``:
-the committed file, or the copy that an open transaction is modifying). Nothing it returns comes
+``LibraryReader`` reads the places (``store.Place``) that its subclass's ``_state()`` returns (for
+``Library``: the snapshot it opened, or the draft of its open transaction). Nothing it returns comes
 from a damaged reference: a reference whose data cannot be read, whose shapes or dtypes disagree
 with the schema, or whose fingerprint or sums hold NaN or inf raises `DamagedReferenceError`
 (naming the library, the reference and the problem) instead, and `infos` lists it as damaged.
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from . import durable, groups, schema, validate
+from . import durable, groups, schema, store, validate
 from .errors import (
     DamagedReferenceError,
     LibraryClosedError,
@@ -44,26 +44,33 @@ class LibraryReader:
     _real: str
     _closed: bool
 
-    def _file(self) -> h5py.File:
-        """The open HDF5 file to read (raises ``LibraryClosedError`` once closed)."""
+    def _state(self) -> store.Snapshot | store.Draft:
+        """The state to read: its ``places`` and ``calibration`` (raises ``LibraryClosedError`` once closed)."""
         raise NotImplementedError
+
+    def _snapshot_file(self) -> h5py.File:
+        """The open index (or schema 1 file) of the snapshot, which schema 1 places point into."""
+        raise NotImplementedError
+
+    def _created(self) -> str:
+        """When the library was created (ISO 8601 UTC)."""
+        raise NotImplementedError
+
+    _version: str
 
     def _check_open(self) -> None:
         if self._closed:
             raise LibraryClosedError(f"the library {self._path} is closed")
 
-    def _refs(self) -> h5py.Group:
-        return self._file()[schema.REFERENCES]
-
     # ---- names ------------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
         """Sorted names of the references (damaged ones included)."""
-        return sorted(self._refs().keys())
+        return sorted(self._state().places)
 
     def _has(self, name: str) -> bool:
-        """Whether a link ``name`` exists (a dangling one counts: it names a damaged reference)."""
-        return self._refs().get(name, getlink=True) is not None
+        """Whether an entry ``name`` exists (a dangling one counts: it names a damaged reference)."""
+        return name in self._state().places
 
     def __contains__(self, name: object) -> bool:
         try:
@@ -73,7 +80,7 @@ class LibraryReader:
         return self._has(name)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self._refs())
+        return len(self._state().places)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -111,24 +118,23 @@ class LibraryReader:
             yield
         except LibraryError:
             raise
+        except store.Unreadable as err:
+            raise self._damaged(name, str(err)) from None
         except Exception as err:
             detail = " ".join(str(err).split()) or type(err).__name__
             raise self._damaged(name, f"its data cannot be read ({type(err).__name__}: {detail})") from None
 
-    def _group(self, name: str) -> h5py.Group:
-        """The group of reference ``name``; a dangling link or a non-group is damage."""
+    @contextlib.contextmanager
+    def _group(self, name: str) -> Iterator[h5py.Group]:
+        """The group of reference ``name``, open while the block runs; what cannot be read is damage."""
         self._check_exists(name)
-        with self._reading(name):
-            obj = self._refs().get(name)
-        if not isinstance(obj, h5py.Group):
-            link = self._refs().get(name, getlink=True)
-            what = f"a dangling {type(link).__name__}" if obj is None else f"a {type(obj).__name__}"
-            raise self._damaged(name, f"it is {what}, not a reference group")
-        return obj
+        with self._reading(name), store.open_group(self._snapshot_file(), self._state().places[name]) as obj:
+            if not isinstance(obj, h5py.Group):
+                raise store.Unreadable(f"it is a {type(obj).__name__}, not a reference group")
+            yield obj
 
     def _read_info(self, name: str, *, with_sources: bool) -> ReferenceInfo:
-        g = self._group(name)
-        with self._reading(name):
+        with self._group(name) as g:
             info = groups.read_info(g, name, with_sources=with_sources)
             problem = validate.record_problem(info, **groups.read_meta(g))
         if problem:
@@ -137,8 +143,8 @@ class LibraryReader:
 
     def _read(self, name: str, *, with_sums: bool) -> Reference:
         info = self._read_info(name, with_sources=True)
-        with self._reading(name):
-            fingerprint, sums = groups.read_arrays(self._group(name), with_sums=with_sums)
+        with self._group(name) as g:
+            fingerprint, sums = groups.read_arrays(g, with_sums=with_sums)
         arrays = [("its fingerprint", fingerprint), *((f"its running sum {k!r}", v) for k, v in sorted(sums.items()))]
         for what, arr in arrays:
             problem = validate.nonfinite_problem(what, arr)
@@ -276,6 +282,43 @@ class LibraryReader:
             raise exc from err
         return fingerprint
 
+    def export(self, out: str | os.PathLike[str]) -> dict[str, str]:
+        """Write the library as one self-contained file ``out`` (schema 1); never overwrites a file.
+
+        Every reference is copied as a group of ``/references`` (exact HDF5 copies), with the
+        calibration data: a file for any ganprint, or for plain h5py without the folder. Damaged
+        references are left out: returns ``{name: reason}`` of those.
+
+        Raises
+        ------
+        LibraryExistsError
+            A file exists at ``out``.
+        """
+        out = os.path.abspath(os.fspath(out))
+        if os.path.lexists(out):
+            raise LibraryExistsError(f"refusing to overwrite {out}: export writes a new file only")
+        state = self._state()
+        damaged = {i.name: i.damaged for i in self.infos(verify=True) if i.damaged}
+        places = {k: v for k, v in state.places.items() if k not in damaged}
+        try:
+            tmp, fd = durable.new_temp(out, 0o666)
+            os.close(fd)
+        except OSError as err:
+            raise durable.write_error(err, out, creating=True) from err
+        try:
+            store.export_single_file(tmp, self._snapshot_file(), places, state.calibration, self._created(),
+                                     self._version)
+            durable.fsync_path(tmp)
+            if not durable.publish_new(tmp, out):
+                raise LibraryExistsError(f"refusing to overwrite {out}: it appeared during the export")
+        except OSError as err:
+            if isinstance(err, LibraryError):
+                raise
+            raise durable.write_error(err, out, creating=True) from err
+        finally:
+            durable.remove_quietly(tmp)
+        return damaged
+
     def calibration(self, key: str) -> np.ndarray:
         """Calibration values stored under ``key`` (float64, 1-D; empty when there are none).
 
@@ -285,13 +328,15 @@ class LibraryReader:
             The calibration data does not have the schema's layout (damaged).
         """
         schema.check_name(key)
-        with self._calibration_reading(key):
-            return groups.read_calibration(self._file(), key)
+        with self._calibration(key) as f:
+            return groups.read_calibration(f, key) if f is not None else np.zeros(0, dtype=np.float64)
 
     @contextlib.contextmanager
-    def _calibration_reading(self, key: str) -> Iterator[None]:
+    def _calibration(self, key: str) -> Iterator[h5py.File | None]:
+        """The file of the calibration groups (None: none yet); damage raises `NotALibraryError`."""
         try:
-            yield
+            with store.open_calibration(self._snapshot_file(), self._state().calibration) as f:
+                yield f
         except LibraryError:
             raise
         except Exception as err:

@@ -1,14 +1,18 @@
 """Layout of a ganprint reference library: the only module that spells HDF5 paths and attribute names.
 
-The layout, schema version 1 (``docs/reference_db.md`` documents every item with its dtype and shape)::
+Schema version 2 (``docs/reference_db.md`` documents every item with its dtype and shape): the path
+the user names is a small **index** file; each reference lives in its own HDF5 file in the folder
+``PATH.d`` beside it, the calibration data in one more, and the index links them::
 
-    /                                   root group
+    PATH (the index)                    root group
         @format            str          FORMAT_MARKER, "ganprint-reference-library"
-        @schema_version    int64        SCHEMA_VERSION
-        @created           str          ISO 8601 UTC, when the library file was created
-        @ganprint_version  str          the ganprint that created the file
-    /references/                        one subgroup per reference; the subgroup's name is the reference name
-        <name>/
+        @schema_version    int64        SCHEMA_VERSION (2)
+        @created           str          ISO 8601 UTC, when the library was created
+        @ganprint_version  str          the ganprint that wrote the index
+        /references/<name>              external link to (FOLDER/ref-<32 hex>.h5, "/")
+        /calibration                    optional: external link to (FOLDER/cal-<32 hex>.h5, "/calibration")
+        /calibration_sources            optional: external link to (the same file, "/calibration_sources")
+    FOLDER/ref-<32 hex>.h5, root group: one reference
             @kind              str      "camera" or "generator"
             @n_images          int64    images counted in the sums
             @image_shape       int64 (ndim,)  shape of every source image, e.g. (H, W, 3)
@@ -22,26 +26,39 @@ The layout, schema version 1 (``docs/reference_db.md`` documents every item with
             params/            group with one attribute per parameter (int64, float64, bool, str)
             sources/file_name  str (variable-length UTF-8), shape (n_sources,)
             sources/sha256     bytes (fixed-length ASCII, 64), shape (n_sources,), lowercase hex
-    /calibration/                       optional: decision calibration data of the whole library
-        <key>              float64 (n,) resizable, e.g. "generator_null_z": z = NCC*sqrt(D) of images against
-                                        fingerprints of other sources (non-matching pairs)
-    /calibration_sources/               optional: what each calibration value was computed from
-        <key>/sha256       bytes (S64) (m,), m <= n: SHA-256 of the image of value i ("" if not recorded)
-        <key>/reference    str (m,): the reference it was scored against ("" if not recorded);
-                                        values m..n-1 were written without these (older ganprint)
+    FOLDER/cal-<32 hex>.h5
+        /calibration/<key>  float64 (n,) resizable, e.g. "generator_null_z": z = NCC*sqrt(D) of images
+                            against fingerprints of other sources (non-matching pairs)
+        /calibration_sources/<key>/sha256     bytes (S64) (m,), m <= n: SHA-256 of the image of value i
+        /calibration_sources/<key>/reference  str (m,): the reference it was scored against
+                            ("" if not recorded; values m..n-1 were written without them)
 
-Changing anything above is a new ``SCHEMA_VERSION``.
+A data file is never modified once the index names it: a changed reference is a new file, and
+files that no index names are garbage. Schema version 1 is one file: the index's root attributes,
+``/references/<name>`` the reference groups themselves (members as above), ``/calibration`` and
+``/calibration_sources`` groups in the same file; it is read, and written as version 2 from the
+first write on. Changing anything above is a new ``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Final
 
 #: Value of the root attribute ``format``: what makes an HDF5 file a ganprint library.
 FORMAT_MARKER: Final = "ganprint-reference-library"
 #: The layout version written by this module; files with a larger one are refused.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: The single-file layout: still read, and written by ``Library.export``.
+SINGLE_FILE_VERSION: Final = 1
+
+#: The folder of data files is the index path plus this suffix (``refs.h5`` -> ``refs.h5.d``).
+FOLDER_SUFFIX: Final = ".d"
+#: Names of the data files in the folder: a prefix, 32 random hex digits, ``.h5``.
+REFERENCE_FILE_PREFIX: Final = "ref-"
+CALIBRATION_FILE_PREFIX: Final = "cal-"
+DATA_FILE_RE: Final = re.compile(r"^(ref|cal)-[0-9a-f]{32}\.h5$")
 
 # Root attributes.
 ATTR_FORMAT: Final = "format"
@@ -94,6 +111,11 @@ SHA256_DTYPE: Final = "S64"
 SOURCES_CHUNK: Final = 256
 
 _SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+def data_file_name(prefix: str) -> str:
+    """A fresh data file name, e.g. ``ref-1f0c...e2.h5`` (128 random bits: never used before)."""
+    return f"{prefix}{secrets.token_hex(16)}.h5"
 
 
 def check_name(name: object, *, what: str = "reference name") -> str:

@@ -30,7 +30,7 @@ from .records import ParamValue, ReferenceInfo
 
 __all__ = [
     "as_fingerprint", "as_sums", "check_arrays", "check_count", "check_file_header", "check_kind",
-    "check_params", "check_root", "check_shape", "check_sources", "check_update", "layout_problem",
+    "check_lock_timeout", "check_mode", "check_params", "check_root", "check_shape", "check_sources", "check_update", "layout_problem",
     "nonfinite_problem", "open_checked", "param_value", "record_problem", "text",
 ]
 
@@ -38,6 +38,21 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 # ---- arguments of writes ----------------------------------------------------------------------------
+
+def check_mode(mode: object, modes: tuple[str, ...]) -> str:
+    """``mode`` if it is one of ``modes`` (those of ``Library``), else ``ValueError`` naming them."""
+    if not isinstance(mode, str) or mode not in modes:
+        raise ValueError(f"invalid mode {mode!r}: use one of {', '.join(map(repr, modes))} "
+                         "('r' read only, 'r+' read/write, 'a' read/write or create, 'w-'/'x' create)")
+    return mode
+
+
+def check_lock_timeout(seconds: object) -> float:
+    """``seconds`` as a float >= 0 (``math.inf`` allowed), else ``ValueError``."""
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {seconds!r}")
+    return float(seconds)
+
 
 def check_kind(kind: object) -> str:
     """``kind`` if it is one of ``schema.KINDS``, else ``ValueError``."""

@@ -122,9 +122,17 @@ def test_library_round_trip_with_generators_and_cameras(tmp_path):
         Image.fromarray(im).save(cdir / f"{i}.png")
     build_reference(lib, "camZ", "camera", [cdir], progress=False)
     queries = [next(g.images(1, seed=5)) for g in gens] + [next(cam.images(1, seed=5))]
-    # 12 non-matching scores from the builds (g1's images against g0): too few to calibrate
-    uncalibrated = attribute(queries[0], lib)[0]
-    assert uncalibrated.decision == "unknown" and "uncalibrated" in uncalibrated.scores["g0"].note
+    # the two builds store 24 non-matching scores (each generator's images against the other, in
+    # both directions, whatever the build order): enough to calibrate
+    from fingerprint.calibration import NULL_KEY, threshold_from_null
+    from reference_db import Library
+
+    with Library(lib) as opened:
+        null = opened.calibration(NULL_KEY)
+    assert len(null) == 24
+    first = attribute(queries[0], lib)[0]
+    assert first.best == "g0"
+    assert threshold_from_null(null).value >= 2.3263  # never below the N(0, 1) quantile at 1 %
     negatives = tmp_path / "negatives"
     negatives.mkdir()
     for i, im in enumerate(make_generator("n", "nearest_conv", 8, out_size=128).images(10, seed=1)):
@@ -208,3 +216,18 @@ def test_one_default_per_kind():
     assert FingerprintParams(kind="generator").sigma == 5.0 and FingerprintParams().sigma == 3.0
     assert FingerprintParams(kind="generator", whiten=False).whiten is False
     assert default_params("generator", sigma=None, shrink=False) == FingerprintParams(kind="generator", shrink=False)
+
+
+def test_generator_threshold_never_falls_below_the_normal_quantile():
+    """Generators anti-correlated with each other give a null far below 0; an unrelated photo
+    (z ~ N(0, 1)) must still not pass: the threshold is floored at the N(0, 1) quantile."""
+    from scipy.special import ndtri
+
+    from fingerprint.calibration import threshold_from_null
+
+    null = np.random.default_rng(0).normal(-6.8, 1.0, 40)
+    for fpr in (0.01, 0.001):
+        t = threshold_from_null(null, fpr)
+        assert t.value == pytest.approx(float(ndtri(1 - fpr))) and t.source == "N(0, 1) floor"
+    high = np.random.default_rng(1).normal(3.0, 2.0, 200)
+    assert threshold_from_null(high, 0.01).value > 3.0 + 2.0 * 2.0  # a higher null still raises it

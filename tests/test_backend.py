@@ -31,6 +31,7 @@ from fingerprint.synthetic import make_camera, make_generator
 from kernels import _backend
 from kernels._backend import AUTO_MIN_PIXELS, cuda_status, resolve_backend
 from reference_db import Library
+from test_reliability import copy_library
 
 SHAPE = (64, 80)
 no_cuda = pytest.mark.skipif(cuda_status()[0], reason="a CUDA device is usable here: these tests need none")
@@ -153,7 +154,7 @@ def test_api_cuda_raises_backend_unavailable(library, tmp_path, rng):
 def test_build_reference_cuda_leaves_the_library_unchanged(library, tmp_path):
     lib, queries = library
     copy = tmp_path / "refs.h5"
-    copy.write_bytes(Path(lib).read_bytes())
+    copy_library(lib, copy)
     before = _sha(copy)
     for target in (copy, tmp_path / "new.h5"):
         with pytest.raises(BackendUnavailableError):

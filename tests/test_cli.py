@@ -20,6 +20,7 @@ import reference_db.durable as library_module
 from fingerprint.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, main
 from fingerprint.errors import LibraryNotFoundError
 from test_reliability import (  # noqa: F401 - fixtures
+    copy_library,
     BAD,
     CASES,
     ERR,
@@ -269,11 +270,10 @@ def test_read_only_location(capsys, library_copy, small_library, monkeypatch, tm
 def test_disk_full(capsys, library_copy, monkeypatch, tmp_path):
     before = sha256_of(library_copy)
 
-    def full(src, dst_fd):
-        os.write(dst_fd, b"\0" * 100)
+    def full(fd):  # the disk fills while a commit makes its new files durable
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(library_module, "copy_file", full)
+    monkeypatch.setattr(library_module, "fsync", full)
     images = noise_pngs(tmp_path / "imgs", 2, seed=1, size=SIZE)
     for args in (["build", library_copy, "--name", "camC", "--kind", "camera", "--quiet", images],
                  ["remove", library_copy, "camA"]):
@@ -351,7 +351,7 @@ def test_installed_ganprint_batch(small_library, case_dir, tmp_path):
     assert "decompression-bomb" in assert_one_line(proc.stderr, bad)
 
     lib2 = tmp_path / "refs.h5"
-    shutil.copyfile(library, lib2)
+    copy_library(library, lib2)
     proc = run_ganprint("build", lib2, "--name", "camA", "--kind", "camera", "--quiet", "--strict",
                         case_dir / "text.jpg")
     assert proc.returncode == 1 and proc.stdout == ""

@@ -22,6 +22,7 @@ from PIL import Image
 
 from fingerprint.cli import EXIT_ERROR, EXIT_OK, EXIT_PIPE, main
 from test_reliability import ganprint_command
+from test_reliability import copy_library
 
 SIDE = 192  # fingerprints are SIDE x SIDE
 CROP_AT = (20, 30)  # row, column of the cropped query inside the sensor
@@ -88,7 +89,7 @@ def one_generator_library(case, tmp_path_factory):
     """camA + camB + the single generator gen1: its threshold is uncalibrated."""
     library, samples, _ = case
     lib = tmp_path_factory.mktemp("onegen") / "lib.h5"
-    shutil.copyfile(library, lib)
+    copy_library(library, lib)
     code = main(["build", str(lib), "--name", "gen1", "--kind", "generator", "--quiet", str(samples)])
     assert code == EXIT_OK
     return lib
@@ -141,7 +142,7 @@ def test_no_recursive_reports_the_sub_folder(capsys, case):
 def test_build_reports_the_uncalibrated_generator_threshold(capsys, case, tmp_path):
     library, samples, _ = case
     lib = tmp_path / "lib.h5"
-    shutil.copyfile(library, lib)
+    copy_library(library, lib)
     code, out, err = cli(capsys, "build", lib, "--name", "gen1", "--kind", "generator", "--quiet", samples)
     assert code == EXIT_OK
     line = out.splitlines()[1]

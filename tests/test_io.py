@@ -451,6 +451,143 @@ def test_jpeg_with_trailing_bytes_after_end_marker_is_fine(tmp_path):
     assert img.shape == (48, 64, 3)
 
 
+_JPEG_VARIANTS = {
+    "baseline": {},
+    "progressive": {"progressive": True},
+    "optimized": {"optimize": True},
+    "4:4:4": {"subsampling": 0},
+    "4:2:2 q100": {"subsampling": 1, "quality": 100},
+    "restart markers": {"restart_marker_blocks": 3},
+    "progressive restarts": {"progressive": True, "restart_marker_rows": 1},
+    "gray": {"mode": "L"},
+    "gray progressive": {"mode": "L", "progressive": True},
+    "cmyk": {"mode": "CMYK"},
+}
+
+
+def _jpeg_variant(name: str, shape=(61, 83)) -> bytes:
+    kwargs = dict(_JPEG_VARIANTS[name])
+    mode = kwargs.pop("mode", "RGB")
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    rgb = np.stack([x * 3, y * 4, (x + y) * 2], -1) + _rng(7).integers(-30, 30, (*shape, 3))
+    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **({"quality": 90} | kwargs))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("variant", sorted(_JPEG_VARIANTS))
+def test_every_complete_jpeg_variant_loads(tmp_path, variant):
+    path = _write(tmp_path / "ok.jpg", _jpeg_variant(variant))
+    np.testing.assert_array_equal(load_image(path), np.asarray(Image.open(path).convert(
+        "RGB" if variant == "cmyk" else Image.open(path).mode)))
+
+
+@pytest.mark.parametrize("keep", [0.15, 0.4, 0.7, 0.9, 0.97])
+@pytest.mark.parametrize("variant", sorted(_JPEG_VARIANTS))
+def test_truncated_jpeg_padded_with_end_marker_is_refused(tmp_path, variant, keep):
+    """A JPEG cut short and given an end-of-image marker: Pillow loads it with grey (or blurred)
+    rows and no error; the scan walk finds the missing data, whatever the file ends with."""
+    data = _jpeg_variant(variant)
+    cut = data[: int(len(data) * keep)]
+    for ending in (b"\xff\xd9", b"\xff\xd9" + b"\x00" * 64, b"\x00" * 10 + b"\xff\xd9"):
+        path = _write(tmp_path / "cut.jpg", cut + ending)
+        _assert_refused(path, "truncated")
+
+
+def test_progressive_jpeg_with_whole_scans_missing_is_refused(tmp_path):
+    """Cut exactly before a later scan (a clean scan boundary) and closed: coefficients never refined."""
+    data = _jpeg_variant("progressive")
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC4, 0xDA)]
+    last_scan = max(i for i in starts if data[i + 1] == 0xDA)
+    boundary = max(i for i in starts if i <= last_scan and (data[i + 1] == 0xC4 or i == last_scan))
+    _assert_refused(_write(tmp_path / "cut.jpg", data[:boundary] + b"\xff\xd9"), "truncated", "progressive")
+
+
+def test_jpeg_whose_header_claims_240_megapixels_is_refused_before_decoding(tmp_path):
+    """A 4 KB JPEG whose frame header says 15000 x 16000 took 14 GB and two minutes: its scan holds
+    data for a few blocks only, so it is refused from the walk, without allocating the image."""
+    data = bytearray(_jpeg_bytes(shape=(16, 16, 3)))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, 15000, 16000)
+    assert len(data) < 4096
+    path = _write(tmp_path / "bomb.jpg", bytes(data))
+    tracemalloc.start()
+    try:
+        _assert_refused(path, "truncated", max_pixels=300_000_000)  # above the size limit's default
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    _assert_refused(path, "exceeds")  # and the default limit refuses it from the header anyway
+
+
+def test_corrupt_huffman_data_is_refused(tmp_path):
+    data = bytearray(_jpeg_variant("baseline"))
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    data[start : start + 40] = b"\xff\x00" * 20  # all-ones bits: no Huffman code of 16 ones
+    _assert_refused(_write(tmp_path / "bad.jpg", bytes(data)), "corrupt", "huffman")
+
+
+def test_missing_restart_marker_is_refused(tmp_path):
+    data = _jpeg_variant("restart markers")
+    rst = data.index(b"\xff\xd1")
+    bad = data[:rst] + b"\xff\xd5" + data[rst + 2 :]  # out of sequence
+    _assert_refused(_write(tmp_path / "bad.jpg", bad), "restart")
+
+
+def test_mpo_first_image_is_walked_not_the_trailer(tmp_path):
+    """Data after the first image's end-of-image marker (a second picture, cut) does not matter."""
+    first = _jpeg_variant("baseline")
+    second = _jpeg_variant("progressive")
+    path = _write(tmp_path / "two.jpg", first + second[: len(second) // 2])
+    assert load_image(path).shape == (61, 83, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths that are not regular files
+# ----------------------------------------------------------------------------------------------
+
+_NOT_REGULAR = """
+import json, os, sys
+from fingerprint.io import file_sha256, iter_images, load_image
+from fingerprint.errors import InvalidImageError
+out = {}
+for name, call in (("load_image", lambda p: load_image(p)), ("file_sha256", lambda p: file_sha256(p)),
+                   ("iter_images", lambda p: next(iter_images([p], sha256=True)).error.problem)):
+    try:
+        out[name] = "returned " + str(call(sys.argv[1]))
+    except InvalidImageError as err:
+        out[name] = "refused " + err.problem
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_fifo_or_device_is_refused_without_blocking(tmp_path, kind):
+    """A FIFO with no writer blocks an ordinary open() forever: each entry point refuses it at once.
+    Run in a subprocess with a timeout, so that a regression fails instead of hanging the suite."""
+    import json
+    import subprocess
+    import sys
+
+    if kind == "fifo":
+        path = tmp_path / "pipe.png"
+        os.mkfifo(path)
+    else:
+        path = Path(os.devnull)
+    proc = subprocess.run([sys.executable, "-c", _NOT_REGULAR, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    word = "fifo" if kind == "fifo" else "device"
+    for name in ("load_image", "file_sha256"):
+        assert out[name].startswith("refused") and word in out[name].lower(), out
+    assert word in out["iter_images"].lower(), out
+
+
 def test_load_truncated_images_flag_is_never_used(tmp_path, monkeypatch):
     path = _write(tmp_path / "ok.jpg", _jpeg_bytes())
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
@@ -838,7 +975,7 @@ def test_io_package_imports_one_way():
 
     import fingerprint.io as package
 
-    order = ["integrity", "metadata", "hashing", "paths", "crop", "decode", "images"]
+    order = ["integrity", "metadata", "hashing", "paths", "crop", "jpeg_entropy", "jpeg_scan", "tiff", "decode", "images"]
     folder = Path(package.__file__).parent
     assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order + ["__init__"])
     for k, name in enumerate(order):

@@ -278,11 +278,17 @@ class TestRoundTrip:
         exec(snippet, namespace)
         assert namespace["n_images"] == 2 and namespace["fingerprint"].shape == (6, 5)
 
-    def test_plain_h5py_reads_fingerprint(self, lib_path):
-        # The five lines of docs/reference_db.md.
+    @pytest.mark.parametrize("layout", ["index", "single_file"])
+    def test_plain_h5py_reads_fingerprint(self, lib_path, tmp_path, monkeypatch, layout):
+        # The five lines of docs/reference_db.md, from another working directory.
+        if layout == "single_file":
+            with Library(lib_path) as lib:
+                lib.export(tmp_path / "single.h5")
+            lib_path = tmp_path / "single.h5"
+        monkeypatch.chdir("/")
         with h5py.File(lib_path, "r") as f:
             assert f.attrs["format"] == "ganprint-reference-library"
-            assert f.attrs["schema_version"] == 1
+            assert f.attrs["schema_version"] == (2 if layout == "index" else 1)
             ref = f["references/cam1"]
             fingerprint = ref["fingerprint"][()]
             n, kind = int(ref.attrs["n_images"]), ref.attrs["kind"]
@@ -295,11 +301,14 @@ class TestRoundTrip:
 
     def test_no_pickle_no_object_references(self, lib_path):
         kinds = set()
-        with h5py.File(lib_path, "r") as f:
-            f.visititems(lambda _, obj: kinds.add(obj.dtype.kind) if isinstance(obj, h5py.Dataset) else None)
-            f.visititems(lambda _, obj: [kinds.add(np.asarray(v).dtype.kind) for v in obj.attrs.values()])
-        assert kinds <= {"f", "i", "S", "O", "U", "b"}
-        assert b"pickle" not in lib_path.read_bytes()
+        files = [lib_path, *Path(f"{lib_path}.d").iterdir()]
+        assert len(files) == 2  # the index and one reference file
+        for path in files:
+            with h5py.File(path, "r") as f:
+                f.visititems(lambda _, obj: kinds.add(obj.dtype.kind) if isinstance(obj, h5py.Dataset) else None)
+                f.visititems(lambda _, obj: [kinds.add(np.asarray(v).dtype.kind) for v in obj.attrs.values()])
+            assert b"pickle" not in path.read_bytes()
+        assert "f" in kinds and kinds <= {"f", "i", "S", "O", "U", "b"}
 
     def test_update(self, lib_path):
         times = iter([datetime.datetime(2025, 2, 1, tzinfo=datetime.timezone.utc)])
@@ -440,13 +449,18 @@ class TestRoundTrip:
         assert [i.n_sources for i in infos] == [1, 2] and all(i.sources == [] for i in infos)
 
     def test_removing_reclaims_space(self, tmp_path):
+        def size(path):  # the index and its folder of data files
+            return path.stat().st_size + sum(p.stat().st_size for p in Path(f"{path}.d").iterdir())
+
         path = make_library(tmp_path / "x.h5", big=camera_kwargs(h=200, w=200))
-        size = path.stat().st_size
+        before = size(path)
         for _ in range(3):
             with Library(path, "r+") as lib:
                 lib.remove("big")
                 lib.add("big", **camera_kwargs(h=200, w=200))
-        assert path.stat().st_size < 1.2 * size
+                lib.update("big", fingerprint=np.zeros((200, 200)), sums=camera_kwargs(h=200, w=200)["sums"],
+                           n_images=lib.info("big").n_images + 1, sources_added=[])
+        assert size(path) < 1.2 * before and len(data_files(path)) == 1
 
     def test_symlink_stays_a_symlink(self, tmp_path):
         real = make_library(tmp_path / "real.h5", cam1=camera_kwargs())
@@ -523,19 +537,26 @@ def _enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _copy_then_enospc(src, dst_fd):
-    os.write(dst_fd, Path(src).read_bytes()[:100])
+def _write_then_enospc(g, **kwargs):
+    """A reference file half written when the disk fills up."""
+    g.create_dataset("fingerprint", data=kwargs["fingerprint"])
     _enospc()
 
 
+def data_files(library: Path) -> list[str]:
+    """The data files in the folder of ``library`` (schema 2)."""
+    folder = Path(f"{library}.d")
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
 class TestWriteFailures:
-    @pytest.mark.parametrize("where, patch", [("copy_file", _copy_then_enospc), ("fsync", _enospc),
+    @pytest.mark.parametrize("where, patch", [("write_reference", _write_then_enospc), ("fsync", _enospc),
                                               ("replace", _enospc)])
     @pytest.mark.parametrize("in_transaction", [False, True])
     def test_disk_full_leaves_library_unchanged(self, lib_path, monkeypatch, where, patch, in_transaction):
-        before = lib_path.read_bytes()
+        before, files = lib_path.read_bytes(), data_files(lib_path)
         with Library(lib_path, "r+") as lib:
-            monkeypatch.setattr(durable_module, where, patch)
+            monkeypatch.setattr(groups_module if where == "write_reference" else durable_module, where, patch)
             with pytest.raises(LibraryWriteError, match="No space left.*unchanged") as info:
                 if in_transaction:
                     with lib.transaction():
@@ -544,7 +565,7 @@ class TestWriteFailures:
                 else:
                     lib.add("cam2", **camera_kwargs())
             assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
-            assert lib_path.read_bytes() == before
+            assert lib_path.read_bytes() == before and data_files(lib_path) == files  # nothing left behind
             assert temp_files(lib_path.parent) == []
             assert lib.names() == ["cam1"]
             monkeypatch.undo()
@@ -583,11 +604,11 @@ class TestWriteFailures:
     def test_permission_denied_during_write(self, lib_path, monkeypatch):
         before = lib_path.read_bytes()
 
-        def denied(src, dst_fd):
+        def denied(path, mode=0o600):
             raise PermissionError(errno.EROFS, os.strerror(errno.EROFS))
 
         with Library(lib_path, "r+") as lib:
-            monkeypatch.setattr(durable_module, "copy_file", denied)
+            monkeypatch.setattr(durable_module, "create_exclusive", denied)
             with pytest.raises(LibraryPermissionError, match="unchanged"):
                 lib.remove("cam1")
         assert lib_path.read_bytes() == before and temp_files(lib_path.parent) == []
@@ -736,6 +757,14 @@ def _check_consistent(path: Path) -> int:
     return v
 
 
+def _named_files(index: Path) -> list[str]:
+    """The data files that the index ``index`` links to (read with plain h5py)."""
+    with h5py.File(index, "r") as f:
+        found = [f["references"].get(n, getlink=True) for n in f["references"]]
+        found.append(f.get("calibration", getlink=True))
+    return sorted({link.filename.split("/")[-1] for link in found if isinstance(link, h5py.ExternalLink)})
+
+
 def _crash_loop(tmp_path: Path, kills: int) -> None:
     path = tmp_path / "crash.h5"
     with Library(path, "x") as lib:
@@ -766,6 +795,7 @@ def _crash_loop(tmp_path: Path, kills: int) -> None:
         with Library(path, "r+", lock_timeout=2) as lib:
             _writer_step(lib)
         assert temp_files(tmp_path) == []  # the writer removed any temporary file of the killed one
+        assert data_files(path) == _named_files(path)  # and every data file no index names
         last = _check_consistent(path)
     assert last > kills  # the writers made progress
 

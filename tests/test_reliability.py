@@ -46,6 +46,7 @@ from fingerprint.io import MAX_PIXELS
 from fingerprint.residual import MIN_SIZE
 from reference_db import Library
 import reference_db.durable as durable_module
+import reference_db.groups as groups_module
 
 try:  # hypothesis is a test dependency; the fuzz tests skip without it
     from hypothesis import HealthCheck, given, settings
@@ -286,11 +287,20 @@ def small_library(tmp_path_factory):
     return build_small_library(tmp_path_factory.mktemp("library"))
 
 
+def copy_library(src, dst) -> Path:
+    """Copy a library: its index and the folder of data files beside it (``cp`` of the index alone
+    leaves its references without their files). Links name the folder after the source's name."""
+    src, dst = Path(src), Path(dst)
+    shutil.copyfile(src, dst)
+    folder = Path(f"{src}.d")
+    if folder.is_dir():
+        shutil.copytree(folder, dst.parent / folder.name, dirs_exist_ok=True)
+    return dst
+
+
 @pytest.fixture
 def library_copy(small_library, tmp_path) -> Path:
-    dst = tmp_path / "refs.h5"
-    shutil.copyfile(small_library[0], dst)
-    return dst
+    return copy_library(small_library[0], tmp_path / "refs.h5")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -407,7 +417,7 @@ def test_decompression_bomb_is_refused_before_allocation(case_dir, tmp_path):
     small.write_bytes(png_bytes(2000, 2000))
     with pytest.raises(InvalidImageError, match=f"{small}.*exceeds the limit of 1000000 pixels"):
         load_image(small, max_pixels=1_000_000)
-    assert MAX_PIXELS == 250_000_000
+    assert MAX_PIXELS == 200_000_000  # 200 megapixels: the largest camera sensors fit
 
 
 def test_build_batch_skips_bad_files_unless_strict(small_library, case_dir, tmp_path):
@@ -546,12 +556,13 @@ def test_disk_full_leaves_library_unchanged(library_copy, small_library, monkeyp
     def enospc(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def half_copy_then_full(src, dst_fd):  # some bytes reach the disk, then it is full
-        os.write(dst_fd, Path(src).read_bytes()[:1000])
+    def half_written_then_full(g, **kwargs):  # part of the new reference file reaches the disk, then it is full
+        g.create_dataset("fingerprint", data=kwargs["fingerprint"])
         enospc()
 
+    folder = sorted(Path(f"{library_copy}.d").iterdir())
     if stage == "copy":
-        monkeypatch.setattr(durable_module, "copy_file", half_copy_then_full)
+        monkeypatch.setattr(groups_module, "write_reference", half_written_then_full)
     elif stage == "fsync":
         monkeypatch.setattr(durable_module, "fsync", enospc)
     else:
@@ -562,7 +573,7 @@ def test_disk_full_leaves_library_unchanged(library_copy, small_library, monkeyp
     assert info.value.errno == errno.ENOSPC
     assert str(library_copy) in str(info.value) and "unchanged" in str(info.value)
     assert (snapshot(library_copy), sha256_of(library_copy)) == before
-    assert not temp_files(library_copy)
+    assert not temp_files(library_copy) and sorted(Path(f"{library_copy}.d").iterdir()) == folder
     monkeypatch.undo()  # the disk has space again: the next write works (the lock was released)
     report = build_reference(library_copy, "camC", "camera", [new], progress=False, lock_timeout=0)
     assert report.created and set(snapshot(library_copy)) == {"camA", "camB", "camC"}
@@ -644,7 +655,7 @@ def _wait_for_lock_holder(library: Path, pid: int, timeout: float = 60) -> None:
 @pytest.mark.parametrize("delay", [0.0, 0.15])
 def test_sigint_during_build(small_library, tmp_path, delay):
     library = tmp_path / "refs.h5"
-    shutil.copyfile(small_library[0], library)
+    copy_library(small_library[0], library)
     images = noise_pngs(tmp_path / "many", 150, seed=3)
     before = sha256_of(library)
     proc = subprocess.Popen([*ganprint_command(), "build", str(library), "--name", "camC", "--kind", "camera",
@@ -663,6 +674,81 @@ def test_sigint_during_build(small_library, tmp_path, delay):
     assert sha256_of(library) == before and not temp_files(library)
     with Library(library, "r+", lock_timeout=0) as lib:  # the lock went with the process
         assert lib.names() == ["camA", "camB"]
+
+
+# A ``ganprint`` whose library commit gets Ctrl-C: ``how`` = "finalizer" delivers one SIGINT while a
+# finalizer runs (Python then prints "Exception ignored" and goes on), "burst" three SIGINTs 1 ms apart.
+_INTERRUPTED_COMMIT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import reference_db.store as store
+    from fingerprint import cli
+    how = sys.argv[1]
+    real = store.commit
+
+    class Finalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal handler runs here, inside a finalizer
+
+    def burst():
+        for _ in range(3):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.001)
+
+    def commit_copy(*args, **kwargs):
+        if how == "finalizer":
+            Finalizer()
+        else:
+            threading.Thread(target=burst).start()
+            time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    store.commit = commit_copy
+    sys.exit(cli.main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.parametrize("how", ["finalizer", "burst"])
+def test_sigint_during_the_commit_completes_it_and_says_so(small_library, tmp_path, how):
+    """Ctrl-C while a build commits: the commit completes, the one line says so, exit code 130.
+    (It used to print "Exception ignored ... KeyboardInterrupt" and exit 0, library written.)"""
+    library = tmp_path / "refs.h5"
+    copy_library(small_library[0], library)
+    images = noise_pngs(tmp_path / "imgs", 3, seed=5)
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_COMMIT, how, "build", str(library), "--name", "camC",
+                           "--kind", "camera", "--quiet", str(images)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Exception ignored" not in proc.stderr
+    line = assert_one_line(proc.stderr, "camC", library)
+    assert line.startswith("ganprint: error: interrupted after the commit completed") and "written" in line
+    assert not temp_files(library)
+    with Library(library, "r+", lock_timeout=0) as lib:
+        assert lib.names() == ["camA", "camB", "camC"] and lib.get("camC").n_images == 3
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
+def test_three_sigints_1ms_apart_give_one_line(small_library, tmp_path, delay):
+    """Three Ctrl-C 1 ms apart during a build used to print a traceback (the second one raised while
+    the first unwound): now one line, exit 130, and the library as it was."""
+    library = tmp_path / "refs.h5"
+    copy_library(small_library[0], library)
+    images = noise_pngs(tmp_path / "many", 150, seed=3)
+    before = sha256_of(library)
+    proc = subprocess.Popen([*ganprint_command(), "build", str(library), "--name", "camC", "--kind", "camera",
+                             "--quiet", str(images)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_lock_holder(library, proc.pid)
+        time.sleep(delay)
+        for _ in range(3):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.001)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert assert_one_line(err).startswith("ganprint: error: interrupted")
+    assert sha256_of(library) == before and not temp_files(library)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -721,7 +807,7 @@ def test_readers_while_a_writer_writes(tmp_path):
 
 def test_attribute_while_ganprint_build_writes(small_library, tmp_path):
     library = tmp_path / "refs.h5"
-    shutil.copyfile(small_library[0], library)
+    copy_library(small_library[0], library)
     query = small_library[1]["camB"][0]
     proc = subprocess.Popen([*ganprint_command(), "build", str(library), "--name", "camC", "--kind", "camera",
                              "--quiet", str(noise_pngs(tmp_path / "imgs", 12, seed=4))],
@@ -933,6 +1019,43 @@ def test_a_swallowed_interrupt_still_stops_the_build(tmp_path, small_library):
         with pytest.raises(KeyboardInterrupt):
             build_reference(library, "camC", "camera", files["camA"], progress=False)
         assert not library.exists()
+    finally:
+        interrupt._interrupted.clear()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_interrupt_handler_raises_once_then_absorbs_and_defers_commits(monkeypatch):
+    """The handler's rules (fingerprint/interrupt.py): the first SIGINT raises, repeats within
+    GRACE_S are only recorded, a later one raises again; inside deferred() nothing raises until
+    the block has completed and recorded what it wrote."""
+    import signal
+
+    from fingerprint import interrupt
+
+    clock = [100.0]
+    monkeypatch.setattr(interrupt.time, "monotonic", lambda: clock[0])
+    interrupt.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupt._handler(signal.SIGINT, None)
+        interrupt._handler(signal.SIGINT, None)  # 1 ms later: absorbed, no second KeyboardInterrupt
+        clock[0] += interrupt.GRACE_S + 0.1
+        with pytest.raises(KeyboardInterrupt):
+            interrupt._handler(signal.SIGINT, None)  # much later: a stuck command can still be stopped
+
+        interrupt.install()
+        with pytest.raises(KeyboardInterrupt):
+            with interrupt.deferred("the thing"):
+                interrupt._handler(signal.SIGINT, None)  # during the commit: recorded only
+                completed = True
+        assert completed and interrupt.written() == ["the thing"]
+
+        interrupt.install()
+        interrupt._interrupted.set()  # a SIGINT before the commit: the block does not run
+        with pytest.raises(KeyboardInterrupt):
+            with interrupt.deferred("never"):
+                raise AssertionError("the commit ran after a Ctrl-C")
+        assert interrupt.written() == []
     finally:
         interrupt._interrupted.clear()
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -178,15 +178,17 @@ def test_a_query_that_fits_nowhere_searches_nothing():
     assert search.search(big, plan) is None and search.implied(big, plan) is None
 
 
-def test_coarse_grid_follows_the_query_size_and_includes_the_smallest_factor():
+def test_grids_follow_the_query_size_and_start_at_the_smallest_factor():
     search = ScaledSearch(np.zeros((2000, 3008), np.float32))
-    d, step, points = search._grid((1350, 2030))
-    assert d == 2
-    assert 2.0 / (2030 / 2) / 1.5 <= step <= 2.0 / (2030 / 2)  # the ladder is at most 1.5x finer
-    assert points[0][0] == pytest.approx(math.log(0.675))  # the whole-frame factor comes first
-    assert points[-1][0] == 0.0 and all(a[0] < b[0] for a, b in zip(points, points[1:]))
-    _, step_small, _ = search._grid((675, 1015))
-    assert step_small > step  # a smaller query tolerates a larger scale error
+    d, r, fine = search._grid((1350, 2030))
+    assert d == 2 and r == 4  # the coarse sweep: every 4th fine point at half resolution
+    assert fine[0] == pytest.approx(math.log(0.675))  # the whole-frame factor comes first
+    assert fine[-1] == 0.0 and np.all(np.diff(fine) > 0)
+    assert np.diff(fine)[:-1] == pytest.approx(1.0 / 2030)
+    points = search._coarse_points(len(fine), r)
+    assert points[0] == 0 and points[-1] == len(fine) - 1 and np.all(np.diff(points) <= r)
+    _, _, fine_small = search._grid((675, 1015))
+    assert np.diff(fine_small)[0] > np.diff(fine)[0]  # a smaller query tolerates a larger scale error
 
 
 def test_progress_is_reported_through_the_sweep():
@@ -199,16 +201,14 @@ def test_progress_is_reported_through_the_sweep():
     assert "scale search: factor" in seen[0][1]
 
 
-def test_the_scale_search_stage_counts_every_position_it_may_score():
-    search = ScaledSearch(np.zeros((240, 320), np.float32), candidates=3, refine_steps=7, decisions=2)
+def test_the_scale_search_stage_counts_every_shift_of_the_fine_grid():
+    search = ScaledSearch(np.zeros((240, 320), np.float32))
     implied, scaled = search.stages((120, 160))
-    d, _, points = search._grid((120, 160))
-    coarse = sum((int(240 * math.exp(ls) + 1e-9) - 120 + 1) * (int(320 * math.exp(ls) + 1e-9) - 160 + 1)
-                 for ls, _ in points)
-    window, whole = 17 * 17, search._shifts((120, 160), 1.0)
-    assert d == 1 and scaled.n_positions == coarse + 3 * (7 * window + 2 * whole)
+    _, _, fine = search._grid((120, 160))
+    want = sum(search._shifts((120, 160), math.exp(x)) for x in fine)
+    assert scaled.n_positions == want and scaled.scales == len(fine)
     assert implied.n_positions == 1  # the whole frame at 0.5, upright (landscape query, landscape sensor)
-    assert SearchPlan((scaled,)).threshold("scale search") == pytest.approx(threshold(ALPHA, scaled.n_positions))
+    assert SearchPlan((scaled,)).threshold("scale search") == pytest.approx(threshold(ALPHA, want))
 
 
 # --- one camera decision ------------------------------------------------------------------------------
@@ -232,3 +232,18 @@ def test_camera_search_runs_the_stages_in_order_and_reports_what_was_searched():
     assert not other.match and other.searched == ["native", "implied scale", "scale search"]
     assert other.text.startswith("no match: native: searched")
     assert "scale search: searched" in other.text
+
+
+def test_decide_cameras_runs_the_cheap_stages_first_and_stops_at_a_match():
+    from fingerprint.camera_search import decide_cameras
+
+    searches = {"a": CameraSearch(camera(1)[1]), "b": CameraSearch(camera(2)[1])}
+    resized = resize(photo(2, 4), 0.8)
+    asked = []
+    dec = decide_cameras(searches, product(resized), lambda: asked.append(1) or product(resized))
+    assert dec["b"].match and not dec["a"].match
+    assert asked == []  # the sigma-5 residual is computed only when nothing matched
+    assert "scale search" not in dec["a"].searched  # a match elsewhere spares the expensive stage
+    plan = searches["a"].plan(resized.shape[:2], 2)  # the plan counts the second residual from the start
+    assert dec["a"].stage in ("native", "implied scale")
+    assert dec["a"].threshold == pytest.approx(plan.threshold(dec["a"].stage))

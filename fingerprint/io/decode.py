@@ -1,4 +1,4 @@
-"""Decoding: image file in, stored pixels out (Pillow, with ``tifffile`` for 16-bit colour TIFF).
+"""Decoding: image file in, stored pixels out (Pillow for JPEG, PNG, BMP, WebP; tifffile for TIFF).
 
 Every refusal is an :class:`~fingerprint.errors.InvalidImageError` about the file (``.path`` set,
 message ``"<path>: <problem>"``, one line), so the CLI catches one family.
@@ -11,28 +11,32 @@ Decisions
 ---------
 - Formats: JPEG (and MPO, a multi-picture JPEG), PNG, TIFF, BMP and WebP. Anything else, Pillow's
   exotic formats included (EPS would even start Ghostscript), is refused as "not a supported image".
-- TIFF: Pillow rotates TIFFs by their Orientation tag while loading; that is undone (an exact
-  permutation of pixels), so TIFFs come back as stored like every other format.
+- Only regular files are opened, and a FIFO or a device is refused before anything could block
+  on it (:func:`~fingerprint.io.integrity.open_regular_file`).
+- TIFF is read by :mod:`fingerprint.io.tiff` (tifffile), one exact rule per layout: planar
+  configuration 2, WhiteIsZero, 12-bit, signed, CMYK 16-bit, palette (see its table). Pillow is
+  not exact for TIFF (16-bit colour and CMYK cut to 8 bits, 16-bit planar read as garbage, 16-bit
+  WhiteIsZero not inverted, signed -1 read as 255) and never decodes one here. TIFF orientation is
+  reported and not applied, as for every format.
 - Multi-frame files (multi-page TIFF, MPO, animated PNG or WebP): the first frame is decoded.
-- 16-bit colour PNG and TIFF: Pillow opens them as 8-bit ``"RGB"`` (it keeps only the high byte).
+- 16-bit colour PNG: Pillow opens it as 8-bit ``"RGB"`` (it keeps only the high byte).
   :func:`load_image` decodes the file a second time with the opposite byte order, which yields the
-  low bytes, and recombines them into exact ``uint16`` values. Where that is not possible (a layout
-  Pillow has no unpacker for) it uses ``tifffile`` if installed, and otherwise refuses the file
-  rather than silently dropping 8 bits.
-- Floating-point images (Pillow mode ``"F"``, e.g. 32-bit float TIFF) are refused: their scale
-  ([0, 1]? [0, 255]? [0, 65535]?) is a guess, and the result would no longer be the stored pixels.
-  The message says whether the file holds NaN or infinite values, and the value range otherwise.
+  low bytes, and recombines them into exact ``uint16`` values.
 - 32-bit integer images (mode ``"I"``) are returned as ``uint16`` when every value is in
   [0, 65535], and refused otherwise.
 - Palette images become RGB; alpha channels are dropped; CMYK becomes RGB with Pillow's
   conversion (not colour-managed); 1-bit images become ``uint8`` 0/255.
 - Truncation is never papered over: ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` must stay ``False``
-  (checked on every call), JPEGs must end their last scan with an end-of-image marker, and PNGs
-  must reach their ``IEND`` chunk with every chunk's CRC correct (:mod:`fingerprint.io.integrity`).
+  (checked on every call); a JPEG's every scan must hold coded data for all of its blocks, however
+  the file ends (:mod:`fingerprint.io.jpeg_scan`: a file cut short and padded with an end-of-image
+  marker is caught before decoding); PNGs must reach their ``IEND`` chunk with every chunk's CRC
+  correct (:mod:`fingerprint.io.integrity`); a TIFF's strips must lie inside the file.
 - Decompression bombs: the pixel count in the header is checked against ``max_pixels`` before a
-  single pixel is allocated (default :data:`MAX_PIXELS`). Pillow's own, smaller limit
-  (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 megapixels with a warning, 179 with an error) is
+  single pixel is allocated (default :data:`MAX_PIXELS`, 200 megapixels). Pillow's own, smaller
+  limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 megapixels with a warning, 179 with an error) is
   lifted while a header is parsed, under a lock, so that ``max_pixels`` alone decides.
+- Memory: an image that does not fit in the memory left (``MemoryError`` while decoding, e.g. under
+  ``ulimit -v``) is refused like a bad file, naming its size, so that a batch goes on.
 - Small images are not refused here (the residual stage decides the minimum size).
 """
 
@@ -50,19 +54,23 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fingerprint.errors import InvalidImageError
-from fingerprint.io.integrity import check_jpeg_end, check_png_chunks, check_regular_file
-from fingerprint.io.metadata import ImageInfo, read_exif, read_jpeg_quality, tiff_orientation, undo_tiff_orientation
+from fingerprint.io.integrity import check_png_chunks, open_regular_file
+from fingerprint.io.jpeg_scan import JpegDataError, check_jpeg_scans
+from fingerprint.io.metadata import ImageInfo, read_exif, read_jpeg_quality
+from fingerprint.io.tiff import read_tiff
 
 __all__ = ["MAX_PIXELS", "load_image"]
 
-#: Default largest image accepted by :func:`load_image`, in pixels (width × height): 250
-#: megapixels, about 16 000 × 15 600. A 100 MP medium-format photo fits with room to spare; a
-#: decoded RGB image of this size takes 750 MB as ``uint8`` and 1.5 GB as ``uint16``.
-MAX_PIXELS: int = 250_000_000
+#: Default largest image accepted by :func:`load_image`, in pixels (width × height): 200
+#: megapixels, about 16 300 × 12 250. The largest camera sensors (150 MP medium format) fit; a
+#: decoded RGB image of this size takes 600 MB as ``uint8`` and 1.2 GB as ``uint16``.
+MAX_PIXELS: int = 200_000_000
 
-# Pillow format names that load_image decodes (MPO: multi-picture JPEG, opened by the JPEG plugin).
-_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP")
+# Pillow format names that load_image decodes with Pillow (MPO: multi-picture JPEG, opened by the
+# JPEG plugin). TIFF goes to fingerprint.io.tiff.
+_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "BMP", "WEBP")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 _pillow_limit_lock = threading.Lock()
 
@@ -100,13 +108,8 @@ def _open(fh: Any) -> ImageFile.ImageFile:
 
 
 def _load(img: Image.Image) -> None:
-    """Decode the pixels of an opened image (Pillow's pixel limit lifted for large TIFFs)."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if img.format == "TIFF" and limit is not None and img.width * img.height > limit:
-        with _pillow_pixel_limit_lifted():
-            img.load()
-    else:
-        img.load()
+    """Decode the pixels of an opened image (Pillow checks its pixel limit when opening only)."""
+    img.load()
 
 
 def _tile_rawmode(tile: Any) -> str | None:
@@ -185,25 +188,6 @@ def _decode_wide_colour(fh: Any, img: ImageFile.ImageFile) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _decode_with_tifffile(path: pathlib.Path) -> np.ndarray:
-    """Read a TIFF with ``tifffile`` (optional dependency), first page, samples last."""
-    import tifffile  # noqa: PLC0415 (optional dependency)
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        data = page.asarray()
-        if data.ndim == 3 and getattr(page, "planarconfig", 1) == 2:  # separate planes: (S, H, W)
-            data = np.moveaxis(data, 0, -1)
-    if data.dtype not in (np.uint8, np.uint16) or data.ndim not in (2, 3):
-        raise NotImplementedError(f"tifffile returned {data.dtype} {data.shape}")
-    if data.ndim == 3:
-        if data.shape[2] == 2:
-            data = data[..., 0]
-        elif data.shape[2] >= 3:
-            data = data[..., :3]
-    return np.ascontiguousarray(data.astype(data.dtype.newbyteorder("="), copy=False))
-
-
 def _decode(fh: Any, img: ImageFile.ImageFile, path: pathlib.Path) -> tuple[np.ndarray, int]:
     """Decode an opened image into (uint8 or uint16 array, stored bits per sample)."""
     mode = img.mode
@@ -211,17 +195,8 @@ def _decode(fh: Any, img: ImageFile.ImageFile, path: pathlib.Path) -> tuple[np.n
         try:
             return _decode_wide_colour(fh, img), 16
         except NotImplementedError:
-            pass
-        if img.format == "TIFF":
-            try:
-                return _decode_with_tifffile(path), 16
-            except ImportError:
-                pass
-        raise _fail(
-            path,
-            f"16-bit colour {img.format} with a sample layout Pillow cannot read exactly; "
-            "install tifffile (pip install tifffile) for TIFF, or convert the file",
-        )
+            raise _fail(path, f"16-bit colour {img.format} with a sample layout that cannot be read "
+                              "exactly; convert the file") from None
 
     if mode.startswith("I;16"):  # 16-bit gray, any byte order
         _load(img)
@@ -240,20 +215,6 @@ def _decode(fh: Any, img: ImageFile.ImageFile, path: pathlib.Path) -> tuple[np.n
                 "convert to 8- or 16-bit unsigned integers first",
             )
         return arr.astype(np.uint16), 32
-    if mode == "F":
-        _load(img)
-        arr = np.asarray(img)
-        finite = np.isfinite(arr)
-        if not finite.all():
-            n_bad = int(arr.size - np.count_nonzero(finite))
-            raise _fail(path, f"floating-point image contains {n_bad} NaN or infinite values")
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        raise _fail(
-            path,
-            f"floating-point pixels (range [{lo:g}, {hi:g}]) are not supported: the scale is "
-            "ambiguous; convert to 8- or 16-bit unsigned integers first",
-        )
-
     _load(img)
     if mode == "L":
         return np.asarray(img), 8
@@ -295,13 +256,14 @@ def load_image(
     Parameters
     ----------
     path : str or os.PathLike
-        A JPEG, PNG, TIFF, BMP or WebP file (the content decides, not the name).
+        A JPEG, PNG, TIFF, BMP or WebP file (the content decides, not the name); only a regular
+        file is opened.
     return_metadata : bool, optional
         Also return an :class:`ImageInfo` (format, mode, size, bit depth, EXIF orientation, make,
         model, JPEG quality). Default False.
     max_pixels : int, optional
         Largest width × height accepted, checked from the header before any pixel memory is
-        allocated (decompression-bomb guard). Default :data:`MAX_PIXELS` (250 000 000).
+        allocated (decompression-bomb guard). Default :data:`MAX_PIXELS` (200 000 000).
 
     Returns
     -------
@@ -318,14 +280,15 @@ def load_image(
     ------
     InvalidImageError
         About the file (``.path`` set), one line, ``"<path>: <problem>"``: no such file, a
-        directory, empty file, not a supported image, truncated or corrupt data, more than
-        ``max_pixels`` pixels, floating-point or out-of-range 32-bit pixels, an unsupported mode.
+        directory, a FIFO or device, empty file, not a supported image, truncated or corrupt data,
+        more than ``max_pixels`` pixels, floating-point, negative or out-of-range 32-bit pixels, an
+        unsupported mode or TIFF layout, not enough memory to decode it.
 
     Notes
     -----
-    Only the first frame of a multi-frame file is decoded. 16-bit colour PNG and TIFF are decoded
-    exactly (Pillow alone would keep 8 bits); floating-point images are refused because their
-    scale is ambiguous. See the module docstring for the reasons behind each rule.
+    Only the first frame of a multi-frame file is decoded. 16-bit colour PNG and every TIFF layout
+    are decoded exactly (Pillow alone would keep 8 bits); floating-point images are refused because
+    their scale is ambiguous. See the module docstring for the reasons behind each rule.
 
     Examples
     --------
@@ -345,44 +308,50 @@ def load_image(
         )
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    size = check_regular_file(path)
+    fh, size = open_regular_file(path)
+    width = height = 0
+    quality = None
     try:
-        with open(path, "rb") as fh:
-            with _open(fh) as img:
-                width, height = img.size
-                if width < 1 or height < 1:
-                    raise _fail(path, f"image header gives an empty size {width}x{height}")
-                if width * height > max_pixels:
-                    raise _fail(
-                        path,
-                        f"image of {width}x{height} = {width * height} pixels exceeds the limit "
-                        f"of {max_pixels} pixels (decompression-bomb guard; raise max_pixels "
-                        "if the file is genuine)",
-                    )
-                fmt = img.format or "unknown"
-                mode = img.mode
-                if fmt in _JPEG_FORMATS:
-                    check_jpeg_end(fh, size, path)
-                elif fmt == "PNG":
-                    check_png_chunks(fh, size, path)
-                stored_orientation = tiff_orientation(img) if fmt == "TIFF" else None
-                arr, bit_depth = _decode(fh, img, path)
-                if stored_orientation is not None:
-                    arr = undo_tiff_orientation(img, stored_orientation, arr)
-                orientation, make, model = (
-                    read_exif(img) if return_metadata else (None, None, None)
-                )
-                quality = read_jpeg_quality(img) if return_metadata and fmt in _JPEG_FORMATS else None
-                if fmt == "TIFF":
-                    orientation = stored_orientation
+        with fh:
+            if fh.read(4) in _TIFF_SIGNATURES:
+                tiff = read_tiff(fh, size, path, max_pixels)
+                fmt, mode, arr, bit_depth = "TIFF", tiff.mode, tiff.pixels, tiff.bit_depth
+                orientation, make, model = tiff.orientation, tiff.make, tiff.model
+            else:
+                with _open(fh) as img:
+                    width, height = img.size
+                    if width < 1 or height < 1:
+                        raise _fail(path, f"image header gives an empty size {width}x{height}")
+                    if width * height > max_pixels:
+                        raise _fail(
+                            path,
+                            f"image of {width}x{height} = {width * height} pixels exceeds the limit "
+                            f"of {max_pixels} pixels (decompression-bomb guard; raise max_pixels "
+                            "if the file is genuine)",
+                        )
+                    fmt = img.format or "unknown"
+                    mode = img.mode
+                    if fmt in _JPEG_FORMATS:
+                        fh.seek(0)
+                        check_jpeg_scans(fh.read())
+                    elif fmt == "PNG":
+                        check_png_chunks(fh, size, path)
+                    arr, bit_depth = _decode(fh, img, path)
+                    orientation, make, model = read_exif(img) if return_metadata else (None, None, None)
+                    if return_metadata and fmt in _JPEG_FORMATS:
+                        quality = read_jpeg_quality(img)
     except InvalidImageError:
         raise
+    except JpegDataError as err:
+        raise _fail(path, str(err)) from None
     except UnidentifiedImageError:
         raise _fail(
             path, "not a supported image (unknown format; expected JPEG, PNG, TIFF, BMP or WebP)"
         ) from None
     except MemoryError:
-        raise
+        size_text = f" of {width}x{height} pixels" if width else ""
+        raise _fail(path, f"not enough memory to decode this image{size_text} (MemoryError); "
+                          "free memory or raise the limit (ulimit -v) to read it") from None
     except OSError as err:
         text = str(err)
         if "truncated" in text:

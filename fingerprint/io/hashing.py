@@ -7,6 +7,7 @@ import os
 import pathlib
 
 from fingerprint.errors import InvalidImageError
+from fingerprint.io.integrity import open_regular_file
 
 __all__ = ["file_sha256"]
 
@@ -29,8 +30,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     Raises
     ------
     InvalidImageError
-        The file does not exist, is a directory, or cannot be read (``.path`` set; one line
-        naming the file).
+        The file does not exist, is a directory, is not a regular file (a FIFO or a device is
+        refused without being opened for a blocking read), or cannot be read (``.path`` set; one
+        line naming the file).
 
     Examples
     --------
@@ -41,15 +43,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
     """
     path = pathlib.Path(path)
-    if not path.exists():
-        raise InvalidImageError("no such file", path=path)
     if path.is_dir():
         raise InvalidImageError("is a directory, not a file", path=path)
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
+    fh, _ = open_regular_file(path, allow_empty=True)
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with fh:
             while n := fh.readinto(buf):
                 digest.update(view[:n])
     except OSError as err:

@@ -1,10 +1,11 @@
 """The file loop: every command that reads image files reads them through :func:`iter_images`.
 
 For each path, in order: (optionally) its SHA-256, its pixels (:func:`~fingerprint.io.load_image`),
-(optionally) a centre crop (:func:`~fingerprint.io.crop_center`). What goes wrong with one file is
-not raised but yielded, as an :class:`~fingerprint.errors.InvalidImageError` about that file
-(``.path`` set, message ``"<path>: <problem>"`` on one line), so the caller decides whether to
-skip it (warn and go on) or to stop (strict mode: ``raise item.error``).
+(optionally) a centre crop (:func:`~fingerprint.io.crop_center`). What goes wrong with one file
+(a ``MemoryError`` included: an image too large for the memory left) is not raised but yielded,
+as an :class:`~fingerprint.errors.InvalidImageError` about that file (``.path`` set, message
+``"<path>: <problem>"`` on one line), so the caller decides whether to skip it (warn and go on)
+or to stop (strict mode: ``raise item.error``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def _load_one(path: pathlib.Path, crop: tuple[int, int] | None, max_pixels: int,
         return LoadedImage(path, error=_about(err, path), sha256=digest)
     except OSError as err:  # load_image and file_sha256 translate their own; anything left over
         problem = f"cannot read ({err.strerror or err})"
+        return LoadedImage(path, error=InvalidImageError(problem, path=path), sha256=digest)
+    except MemoryError:  # load_image translates its own; this one came from hashing or cropping
+        problem = "not enough memory to read this image (MemoryError)"
         return LoadedImage(path, error=InvalidImageError(problem, path=path), sha256=digest)
     return LoadedImage(path, image=image, sha256=digest)
 

@@ -1,72 +1,71 @@
 """Integrity checks on image files, before and beside decoding: nothing is papered over.
 
-- :func:`check_regular_file`: the path is an existing, non-empty regular file (its size in bytes).
-- :func:`check_jpeg_end`: a JPEG ends its last scan with an end-of-image marker (truncation).
+- :func:`open_regular_file`: open a path for reading only if it is a regular, non-empty file. A
+  FIFO, a socket or a device is refused **before** anything could block on it: the file is opened
+  with ``O_NONBLOCK`` (so opening a FIFO without a writer returns at once) and checked with
+  ``fstat`` on the open descriptor (so nothing can be swapped in between a check and the open).
 - :func:`check_png_chunks`: every PNG chunk's CRC-32 matches and the file reaches ``IEND``
   (truncation and bit flips, which Pillow does not check in image data chunks).
 
+JPEG completeness (every scan's coded data present) is :mod:`fingerprint.io.jpeg_scan`'s.
 Each check raises :class:`~fingerprint.errors.InvalidImageError` about the file (``.path`` set,
 message ``"<path>: <problem>"``).
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
+import stat
 import zlib
 from typing import BinaryIO
 
 from fingerprint.errors import InvalidImageError
 
-__all__ = ["check_jpeg_end", "check_png_chunks", "check_regular_file"]
+__all__ = ["check_png_chunks", "open_regular_file"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _CHUNK = 1 << 20  # bytes per read when walking PNG chunks
-_JPEG_TAIL = 1 << 16  # bytes at the end of a JPEG searched for its end-of-image marker
-_JPEG_EOI = b"\xff\xd9"
-_JPEG_SOS = b"\xff\xda"
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
 
 
-def check_regular_file(path: pathlib.Path) -> int:
-    """Return the size of ``path`` in bytes, or raise InvalidImageError saying why it is no file."""
+def open_regular_file(path: str | os.PathLike[str], *, allow_empty: bool = False) -> tuple[BinaryIO, int]:
+    """Open ``path`` for binary reading if it is a regular file: (file object, size in bytes).
+
+    Raises InvalidImageError saying why not: no such file, a directory, a FIFO, socket or device
+    (refused without blocking and without reading a byte), unreadable, or empty (unless
+    ``allow_empty``). The caller closes the file.
+    """
+    path = pathlib.Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        st = path.stat()
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise InvalidImageError("no such file", path=path) from None
     except NotADirectoryError:
         raise InvalidImageError("no such file (a parent is not a folder)", path=path) from None
+    except IsADirectoryError:
+        raise InvalidImageError("is a directory, not an image file", path=path) from None
     except OSError as err:
         raise InvalidImageError(f"cannot read ({err.strerror or err})", path=path) from None
-    if path.is_dir():
-        raise InvalidImageError("is a directory, not an image file", path=path)
-    if not path.is_file():
-        raise InvalidImageError("not a regular file", path=path)
-    if st.st_size == 0:
-        raise InvalidImageError("empty file (0 bytes)", path=path)
-    return st.st_size
-
-
-def check_jpeg_end(fh: BinaryIO, size: int, path: pathlib.Path) -> None:
-    """Refuse a JPEG whose last scan is not followed by an end-of-image marker (FF D9).
-
-    Inside entropy-coded data every FF byte is followed by 00 or a restart marker, so FF D9 and
-    FF DA (start of scan) only occur as markers. A complete file has an EOI after its last SOS;
-    data appended after the EOI (camera trailers, padding, MPF images with their own EOI) is fine.
-    The last 64 KiB are searched first, the whole file only when they hold neither marker.
-    """
-    start = max(0, size - _JPEG_TAIL)
-    fh.seek(start)
-    tail = fh.read()
-    eoi, sos = tail.rfind(_JPEG_EOI), tail.rfind(_JPEG_SOS)
-    if eoi >= 0 and eoi > sos:
-        return
-    if eoi < 0 and sos < 0 and start > 0:  # long trailer after the image: search the whole file
-        fh.seek(0)
-        whole = fh.read()
-        eoi, sos = whole.rfind(_JPEG_EOI), whole.rfind(_JPEG_SOS)
-        if eoi >= 0 and eoi > sos:
-            return
-    raise InvalidImageError("truncated JPEG: no end-of-image marker after the last scan", path=path)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidImageError("is a directory, not an image file", path=path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise InvalidImageError(f"{kind}, not a regular file: not read", path=path)
+        if st.st_size == 0 and not allow_empty:
+            raise InvalidImageError("empty file (0 bytes)", path=path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fh, st.st_size
 
 
 def check_png_chunks(fh: BinaryIO, size: int, path: pathlib.Path) -> None:

@@ -42,7 +42,7 @@ LOOKAHEAD = 10
 _LOOK_MASK = (1 << LOOKAHEAD) - 1
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT, **_NO_REFCOUNTS)
 def _fill(data, p, buf, nb):
     """Top up the bit buffer ``buf`` (``nb`` bits; next byte at ``p``) to more than 48 bits, stopping
     at a marker or the end; a stuffed ``FF 00`` is one ``FF`` data byte. Returns (p, buf, nb)."""
@@ -61,7 +61,7 @@ def _fill(data, p, buf, nb):
     return p, buf, nb
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT, **_NO_REFCOUNTS)
 def _bits(data, p, buf, nb, n):
     """The next ``n`` (<= 16) coded bits: (p, buf, nb, value), value -1 when a marker or the end comes first."""
     if nb < n:
@@ -72,7 +72,7 @@ def _bits(data, p, buf, nb, n):
     return p, buf, nb, (buf >> nb) & ((np.int64(1) << n) - 1)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT, **_NO_REFCOUNTS)
 def _huff(data, p, buf, nb, t, tab):
     """Decode one symbol with table ``t``: (p, buf, nb, symbol), symbol -1 (data ran out) or -2 (no such code)."""
     if nb < 16:
@@ -98,18 +98,18 @@ def _huff(data, p, buf, nb, t, tab):
     return p, buf, nb, np.int64(-2)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **_JIT, **_NO_REFCOUNTS)
 def _mark(nz, idx, k):
     """Remember that coefficient ``k`` (zig-zag order; libjpeg maps overruns to 63) of block ``idx`` is nonzero."""
     nz[idx] |= np.uint64(1) << np.uint64(min(k, 63))
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **_JIT, **_NO_REFCOUNTS)
 def _is_nonzero(nz, idx, k):
     return (nz[idx] >> np.uint64(k)) & np.uint64(1)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT, **_NO_REFCOUNTS)
 def _block(kind, data, p, buf, nb, run, dct, act, ss, se, nz, idx, tab):
     """Consume one block's coded bits; ``run`` is the end-of-band run. Returns (p, buf, nb, run,
     status), status 0, -1 (data ran out) or -2 (bad code). Mirrors libjpeg's ``decode_mcu``
@@ -218,7 +218,7 @@ def _block(kind, data, p, buf, nb, run, dct, act, ss, se, nz, idx, tab):
     return p, buf, nb, run, np.int64(0)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_JIT, **_NO_REFCOUNTS)
 def next_marker(data, p):
     """Position of the ``FF`` that starts the next marker at or after ``p`` (stuffed ``FF 00`` and
     fill bytes skipped), or -1 when the file ends first."""

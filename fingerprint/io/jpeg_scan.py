@@ -33,7 +33,7 @@ import io
 
 import numpy as np
 
-from fingerprint.io import jpeg_entropy as entropy
+import fingerprint.io.jpeg_entropy as entropy
 
 __all__ = ["JpegDataError", "check_jpeg_scans"]
 
@@ -124,6 +124,10 @@ def _default_tables() -> _Tables:
     return tables
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class _Frame:
     """A frame header (SOFn): precision, size, and per component (id, h, v)."""
 
@@ -147,12 +151,12 @@ class _Frame:
         if self.width == 0:
             raise JpegDataError("corrupt JPEG: frame of width 0")
         hmax, vmax = max(self.h), max(self.v)
-        self.mcux = -(-self.width // (8 * hmax))
-        self.mcuy = -(-self.height // (8 * vmax))
-        # blocks per row and block rows of each component (T.81 A.1.1), and the padded grid of
-        # interleaved scans (whole MCUs)
-        self.bw = [-(-(-(-self.width * h // hmax)) // 8) for h in self.h]
-        self.bh = [-(-(-(-self.height * v // vmax)) // 8) for v in self.v]
+        self.mcux = _ceil_div(self.width, 8 * hmax)
+        self.mcuy = _ceil_div(self.height, 8 * vmax)
+        # blocks per row and block rows of each component (T.81 A.1.1: a component is
+        # ceil(X h / hmax) x ceil(Y v / vmax) samples), and the padded grid of interleaved scans
+        self.bw = [_ceil_div(_ceil_div(self.width * h, hmax), 8) for h in self.h]
+        self.bh = [_ceil_div(_ceil_div(self.height * v, vmax), 8) for v in self.v]
         self.padw = [self.mcux * h for h in self.h]
         self.padh = [self.mcuy * v for v in self.v]
         self.walked = marker in _SOF_SEQUENTIAL or marker == _SOF_PROGRESSIVE
@@ -207,6 +211,8 @@ def _scan(seg: bytes, frame: _Frame, tables: _Tables, ri: int, data: np.ndarray,
                       frame.padw[c], td, ta, frame.offsets[c]] for c, td, ta in comps], np.int64)
     result, where, done = entropy.walk_scan(data, pos, kind, comp, frame.mcux, frame.mcuy, ss, se, ri, tables.tab, frame.nz)
     total = frame.mcux * frame.mcuy if ns > 1 else frame.bw[comps[0][0]] * frame.bh[comps[0][0]]
+    if result == entropy.OUT_OF_DATA and done == total:
+        raise JpegDataError("truncated JPEG: no end-of-image marker after the last scan")
     if result == entropy.OUT_OF_DATA:
         raise JpegDataError(f"truncated JPEG: scan {number} runs out of data at byte {where}, after {done} of "
                             f"its {total} MCUs")

@@ -2,8 +2,8 @@
 
 - EXIF orientation (tag 274), make (271) and model (272), read with Pillow's ``getexif()``; a
   corrupt EXIF block gives None, never an error (broken metadata does not make pixels unusable).
-- TIFF orientation: read from the TIFF tags before decoding, because Pillow's TIFF plugin applies
-  it while loading; :func:`undo_tiff_orientation` returns the pixels to their stored order.
+- TIFF files are read by :mod:`fingerprint.io.tiff`, which takes orientation, make and model from
+  the first page's tags (the same IFD0 tags) and cleans the text with :func:`clean_text`.
 - JPEG quality: the IJG quality factor (1 to 100) estimated from the luminance quantisation table
   (:func:`jpeg_quality`).
 
@@ -22,12 +22,11 @@ from PIL import Image
 __all__ = [
     "IJG_LUMINANCE",
     "ImageInfo",
+    "clean_text",
     "ijg_table",
     "jpeg_quality",
     "read_exif",
     "read_jpeg_quality",
-    "tiff_orientation",
-    "undo_tiff_orientation",
 ]
 
 _EXIF_ORIENTATION = 274
@@ -64,12 +63,14 @@ class ImageInfo:
         Pillow's format name: ``"JPEG"``, ``"MPO"`` (multi-picture JPEG), ``"PNG"``, ``"TIFF"``,
         ``"BMP"`` or ``"WEBP"``.
     mode : str
-        Pillow's mode of the file as opened (``"RGB"``, ``"L"``, ``"P"``, ``"I;16"``, ...). A 16-bit
-        colour file shows ``"RGB"`` or ``"RGBA"`` here and ``bit_depth == 16``.
+        Pillow's mode of the file as opened (``"RGB"``, ``"L"``, ``"P"``, ``"I;16"``, ...); for TIFF,
+        read by tifffile, the Pillow-style name of the stored layout. A 16-bit colour file shows
+        ``"RGB"`` or ``"RGBA"`` here and ``bit_depth == 16``.
     width, height : int
         Size in pixels, in sensor orientation (as stored; EXIF orientation not applied).
     bit_depth : int
-        Bits per sample as stored: 1, 8, 16 or 32 (32-bit integer files).
+        Bits per sample as stored: 1, 8, 16, or 32 (32-bit integer files); TIFF files also 2 to 15
+        (a 12-bit TIFF says 12 and keeps its values, 0 to 4095, in uint16).
     exif_orientation : int or None
         EXIF tag 274 (1 to 8; 6 means "rotate 90° clockwise to display"); None when absent or
         invalid.
@@ -175,48 +176,13 @@ def read_jpeg_quality(img: Image.Image) -> int | None:
     return jpeg_quality(tables[0])
 
 
-def tiff_orientation(img: Image.Image) -> int | None:
-    """The TIFF Orientation tag (1 to 8), read before decoding; None when absent or invalid."""
-    try:
-        value = img.tag_v2.get(_EXIF_ORIENTATION)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - a broken tag is no orientation
-        return None
-    if isinstance(value, tuple) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
-        return value
-    return None
+def clean_text(value: Any) -> str | None:
+    """An EXIF or TIFF text value as one clean line: cut at the first NUL, white space trimmed; None
+    when empty or not text.
 
-
-def undo_tiff_orientation(img: Image.Image, orientation: int, arr: np.ndarray) -> np.ndarray:
-    """Return a TIFF's pixels to their stored (sensor) orientation.
-
-    Pillow's TIFF plugin applies the Orientation tag while loading (``ImageOps.exif_transpose``)
-    and then deletes the tag. When it has done so, apply the inverse permutation of pixels: exact,
-    nothing is resampled. Pillow's transposes per orientation: 2 mirror left-right, 3 rotate 180°,
-    4 mirror top-bottom, 5 transpose, 6 rotate 270° (clockwise), 7 transverse, 8 rotate 90°.
+    >>> clean_text("  NIKON CORPORATION\\x00\\x00 "), clean_text(b""), clean_text(3)
+    ('NIKON CORPORATION', None, None)
     """
-    if orientation == 1 or _EXIF_ORIENTATION in img.tag_v2:  # type: ignore[attr-defined]
-        return arr  # nothing to undo, or this Pillow left the pixels as stored
-    if orientation == 2:
-        out = arr[:, ::-1]
-    elif orientation == 3:
-        out = arr[::-1, ::-1]
-    elif orientation == 4:
-        out = arr[::-1]
-    elif orientation == 5:
-        out = arr.swapaxes(0, 1)
-    elif orientation == 6:
-        out = np.rot90(arr, 1)  # undo a clockwise quarter turn
-    elif orientation == 7:
-        out = arr[::-1, ::-1].swapaxes(0, 1)
-    else:
-        out = np.rot90(arr, -1)  # orientation 8: undo a counter-clockwise quarter turn
-    return np.ascontiguousarray(out)
-
-
-def _clean_text(value: Any) -> str | None:
-    """An EXIF text value as one clean line: cut at the first NUL, white space trimmed."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str):
@@ -239,4 +205,4 @@ def read_exif(img: Image.Image) -> tuple[int | None, str | None, str | None]:
         orientation = None
     elif not 1 <= orientation <= 8:
         orientation = None
-    return orientation, _clean_text(make), _clean_text(model)
+    return orientation, clean_text(make), clean_text(model)
