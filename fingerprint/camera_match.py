@@ -17,20 +17,9 @@ import numpy as np
 from fingerprint.decision import ReferenceScore
 from fingerprint.estimate import FingerprintParams
 from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
-from kernels.spec import GRAY_WEIGHTS, value_scale
+from kernels.spec import gray_image  # re-exported: the gray query image I of the camera scores
 
 __all__ = ["CameraReference", "gray_image"]
-
-
-def gray_image(image: np.ndarray) -> np.ndarray:
-    """Gray query image I in [0, 255], float32 (H, W) (uint16 divided by 257)."""
-    x = image.astype(np.float32)
-    scale = value_scale(image.dtype)
-    if scale != 1.0:
-        x *= np.float32(scale)
-    if x.ndim == 3:
-        x = x @ np.asarray(GRAY_WEIGHTS, dtype=np.float32)
-    return x
 
 
 class CameraReference:

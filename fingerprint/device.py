@@ -29,7 +29,7 @@ from fingerprint.scores import PCEResult
 from kernels import layout_gpu, scores_gpu
 from kernels.launch_gpu import array_module
 from kernels.residual_gpu import _noise_channel, _residual
-from kernels.spec import GRAY_WEIGHTS, check_residual_params, check_search, value_scale
+from kernels.spec import check_residual_params, check_search, gray_image, value_scale
 
 __all__ = ["Device", "DeviceSpectrum"]
 
@@ -64,16 +64,8 @@ class Device:
         return _residual(x, sigma, levels, self.xp)
 
     def gray(self, x):
-        """Gray query image ``I`` in [0, 255] (float32, H x W, on the device); twin of
-        ``fingerprint.attribution.gray_image``."""
-        xp = self.xp
-        g = x.astype(xp.float32)
-        scale = value_scale(x.dtype)
-        if scale != 1.0:
-            g *= np.float32(scale)
-        if g.ndim == 3:
-            g = g @ xp.asarray(GRAY_WEIGHTS, dtype=xp.float32)
-        return g
+        """Gray query image ``I`` in [0, 255] (float32, H x W, on the device): ``kernels.spec.gray_image``."""
+        return gray_image(x, self.xp)
 
     def noise(self, image, sigma: float, levels: int) -> np.ndarray:
         """Per-channel noise of a checked image, float32 (C, H, W), copied back to the host.

@@ -36,6 +36,7 @@ __all__ = [
     "check_residual_params",
     "check_search",
     "SIGMA_RANGE",
+    "gray_image",
     "pad_amounts",
     "value_scale",
 ]
@@ -54,6 +55,21 @@ UINT16_SCALE: float = 1.0 / 257.0
 def value_scale(dtype: np.dtype) -> float:
     """Factor that maps stored values onto [0, 255]: :data:`UINT16_SCALE` for uint16, 1 otherwise."""
     return UINT16_SCALE if np.dtype(dtype) == np.uint16 else 1.0
+
+
+def gray_image(image, xp=np):
+    """Gray image ``I`` in [0, 255], float32 (H, W): stored values times :func:`value_scale`, then
+    ``GRAY_WEIGHTS . (R, G, B)`` for colour. ``xp`` is the array module of ``image`` (NumPy or CuPy).
+
+    Reference twin: ``tests/naive.py::rgb2gray``.
+    """
+    x = image.astype(xp.float32)
+    scale = value_scale(image.dtype)
+    if scale != 1.0:
+        x *= np.float32(scale)
+    if x.ndim == 3:
+        x = x @ xp.asarray(GRAY_WEIGHTS, dtype=xp.float32)
+    return x
 
 
 def pad_amounts(m: int, levels: int) -> tuple[int, int]:
