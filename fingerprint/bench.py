@@ -339,7 +339,7 @@ def run_pipeline_bench(sizes: Sequence[tuple[int, int]], *, references: int = 6,
 
 
 def _warm_up_jpeg_check(rng) -> None:
-    """Compile the JPEG scan walker (fingerprint/io/jpeg_entropy.py) on a baseline and a progressive file."""
+    """Compile the JPEG scan walker (kernels/jpeg_entropy_cpu.py) on a baseline and a progressive file."""
     import tempfile
 
     from PIL import Image

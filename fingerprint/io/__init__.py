@@ -14,8 +14,8 @@ Modules, each importing only those listed before it:
 - :mod:`~fingerprint.io.hashing`: :func:`file_sha256`;
 - :mod:`~fingerprint.io.paths`: :func:`collect_image_paths` (files, folders, glob patterns);
 - :mod:`~fingerprint.io.crop`: :func:`crop_center`;
-- :mod:`~fingerprint.io.jpeg_entropy`: the Numba walk of a JPEG scan's Huffman-coded bits;
-- :mod:`~fingerprint.io.jpeg_scan`: every JPEG scan complete, whatever the file ends with;
+- :mod:`~fingerprint.io.jpeg_scan`: every JPEG scan complete, whatever the file ends with (its
+  Huffman-coded bits walked by the Numba loop :mod:`kernels.jpeg_entropy_cpu`);
 - :mod:`~fingerprint.io.tiff`: TIFF read with tifffile, exactly, one rule per layout;
 - :mod:`~fingerprint.io.decode`: :func:`load_image` (integrity, metadata, JPEG scans, TIFF);
 - :mod:`~fingerprint.io.images`: :func:`iter_images`, the file loop of every command (decode,

@@ -6,7 +6,7 @@ a warning, "Corrupt JPEG data: premature end of data segment", fills the missing
 zeros and returns an image whose lower part is flat grey (sequential) or blurred (progressive).
 Neither library reports the warning. So before a pixel is decoded, :func:`check_jpeg_scans` walks
 the file: its markers, then the Huffman-coded data of every scan, block by block, consuming bits
-exactly as libjpeg's entropy decoder does (:mod:`fingerprint.io.jpeg_entropy`), without computing
+exactly as libjpeg's entropy decoder does (:mod:`kernels.jpeg_entropy_cpu`), without computing
 a single coefficient. Where libjpeg would warn, this raises:
 
 - a scan runs into a marker or the end of the file before its last block (truncated);
@@ -33,7 +33,7 @@ import io
 
 import numpy as np
 
-import fingerprint.io.jpeg_entropy as entropy
+import kernels.jpeg_entropy_cpu as entropy
 
 __all__ = ["JpegDataError", "check_jpeg_scans"]
 

@@ -1,6 +1,7 @@
 """The JPEG entropy walker: a scan's Huffman-coded bits consumed block by block, as libjpeg does.
 
-A Numba loop, used by :mod:`fingerprint.io.jpeg_scan`. :func:`walk_scan` reads one scan of coded
+A Numba loop (array in, status out, no I/O), used by ``fingerprint.io.jpeg_scan``, which parses
+the file's markers and tables. :func:`walk_scan` reads one scan of coded
 data (ITU-T T.81 F.2.2 for sequential scans; G.1.2 for progressive ones: DC first and refinement,
 AC first with end-of-band runs, AC refinement with its correction bits) and says whether every
 block of it is there, without computing a coefficient. It mirrors libjpeg-turbo's ``decode_mcu``
