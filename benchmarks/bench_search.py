@@ -26,7 +26,9 @@ six Dresden cameras (512 x 512 centre crops, 16 natural queries) instead.
 
 The digest search here is the plan for ``Attributor`` (docs/scaling.md): pre-select with
 ``fingerprint.digest``, confirm the candidates with the exact PCE at the pre-selected rotations,
-decide among them; a reference not pre-selected is a non-match.
+decide among them; a reference not pre-selected is a non-match. It scores with the sequential
+thresholds of ``CameraReference.score``/``retry``; the same search through the library and the
+one-budget camera search (``fingerprint.camera_library``) is ``bench_library.py --search``.
 """
 
 from __future__ import annotations

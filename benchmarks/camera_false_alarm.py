@@ -1,6 +1,7 @@
 """Does the stated false-alarm rate hold? Non-matching (query, camera) pairs of simulated cameras.
 
     python benchmarks/camera_false_alarm.py [--cameras 12] [--pairs 10000] [--shape 112x160] [--json F]
+    python benchmarks/camera_false_alarm.py --through-attribute   # the wired path: Attributor.score
 
 Simulated cameras (``fingerprint.synthetic.make_camera``), fingerprints estimated from 8
 flat-fields each with the public build API (``fingerprint.build.build_fingerprint``). Every query
@@ -19,6 +20,10 @@ a non-matching pair. Three kinds of search, ``--pairs`` pairs each:
     70-95 % of each side: the implied-scale stage (whole frames) and the coarse-to-fine scale
     search, each with its own budget, and the whole plan (native + implied + scale search with
     the default shares).
+
+``--through-attribute`` scores every query with ``fingerprint.attribution.Attributor`` over the
+other cameras (one Attributor per left-out camera; the attribution's own order of stages, both
+residuals, every record's ``false_alarm``): one row per kind, stage ``attribute``.
 
 For each search the probability ``p`` the error budget states for the best PCE of the pair
 (``error_budget.false_alarm`` with the stage's positions) is recorded; a search at stated rate
@@ -94,11 +99,22 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, coarse_min_side: int = 128) -> dict:
+def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, coarse_min_side: int = 128,
+        through: bool = False) -> dict:
     t = time.perf_counter()
     cams = [make_camera(f"sim{i}", 1000 + i, shape=shape) for i in range(n_cameras)]
-    searches = [CameraSearch(build_fingerprint(c.images(8, seed=seed, flat=True)), coarse_min_side=coarse_min_side)
-                for c in cams]
+    fps = [build_fingerprint(c.images(8, seed=seed, flat=True)) for c in cams]
+    searches = [CameraSearch(k, coarse_min_side=coarse_min_side) for k in fps]
+    if through:
+        from fingerprint.attribution import Attributor
+        from fingerprint.build import default_params
+
+        refs = [(c.name, "camera", k, default_params("camera")) for c, k in zip(cams, fps)]
+        left_out = [Attributor([r for j, r in enumerate(refs) if j != i], backend="cpu") for i in range(n_cameras)]
+        for att in left_out:
+            for cam in att.cameras:  # the sweep's resolution rule of the CameraSearch rows
+                if cam.search.scaled is not None:
+                    cam.search.scaled.coarse_min_side = coarse_min_side
     print(f"{n_cameras} fingerprints of {shape[0]}x{shape[1]} in {time.perf_counter() - t:.1f} s", flush=True)
     per_query = n_cameras - 1
     n_queries = -(-pairs // per_query)
@@ -112,6 +128,13 @@ def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, co
             ci = qi % n_cameras
             image = next(cams[ci].images(1, seed=seed + 1 + qi // n_cameras))
             q = query(kind, image, rng)
+            if through:
+                res = left_out[ci].score(q, f"q{qi}")
+                ps.setdefault("attribute", []).extend(sc.false_alarm for sc in res.scores.values())
+                images[qi] = q.shape
+                if (qi + 1) % max(1, n_queries // 10) == 0:
+                    print(f"  {kind}: {qi + 1}/{n_queries} queries, {time.perf_counter() - t:.0f} s", flush=True)
+                continue
             wi2 = product(q, 2.0)
             wi5 = product(q, 5.0) if kind != "scaled" else None
             images[qi] = q.shape
@@ -165,6 +188,7 @@ def main(argv=None) -> int:
                     help="coarse sweep at half resolution when the query's shorter side is >= 2x this "
                          "(default 128, as ScaledSearch; 24 exercises the half-resolution sweep on small sensors)")
     ap.add_argument("--json", help="write the table and every p-value to this file")
+    ap.add_argument("--through-attribute", action="store_true", help="score through Attributor.score (the wired path)")
     args = ap.parse_args(argv)
     h, w = (int(v) for v in args.shape.lower().split("x"))
     kinds = [k for k in args.kinds.split(",") if k]
@@ -173,7 +197,7 @@ def main(argv=None) -> int:
         print(f"error: kinds must be among {', '.join(KINDS)}, cameras >= 2, pairs >= 1", file=sys.stderr)
         return 2
     t = time.perf_counter()
-    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds, args.coarse_min_side)
+    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds, args.coarse_min_side, args.through_attribute)
     rows = table(results)
     print(f"total {time.perf_counter() - t:.0f} s")
     if args.json:

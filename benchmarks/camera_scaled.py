@@ -5,6 +5,7 @@
     python benchmarks/camera_scaled.py --peak-width    # PCE against scale error (chooses the grid)
     python benchmarks/camera_scaled.py --resampling    # fingerprint down vs query up, filters
     python benchmarks/camera_scaled.py --timing        # 6 MP resized query against 6 cameras
+    python benchmarks/camera_scaled.py --through-attribute   # the same cases through fingerprint.attribute
 
 Fingerprints: the 10 flat-fields of each camera in ``../shared/data/dresden/ff`` through the public
 build API (``fingerprint.build.build_reference``), cached in ``/tmp/ganprint_bench/dresden_ff.h5``
@@ -16,6 +17,9 @@ and implied scale for every camera (sigma 2), the sigma-5 residual in the native
 camera matched, then the scale search camera by camera until one matches
 (``fingerprint.camera_search``, one error budget per decision). ``--all-cameras`` runs every
 stage of every camera (no early stop across cameras) to check wrong matches thoroughly.
+``--through-attribute`` scores each case's queries with the public ``fingerprint.attribute``
+(arrays against the library file: the wired path, residuals and records included) instead.
+``--photos 0,4,8`` restricts any case to those photos (indices into the sorted nat/ list).
 
 Default run (2 shared cores, ~10 min): every other photo (8 of 16) for resize and resize + JPEG
 at every factor with Lanczos and for bicubic at 0.5 and 0.9; resize + crop at every factor with
@@ -96,8 +100,27 @@ def attribute(image: np.ndarray, searches: dict[str, CameraSearch], *, all_camer
     return dec, time.perf_counter() - t0
 
 
-def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: bool) -> list[dict]:
-    searches = {c: CameraSearch(k) for c, k in K.items()}
+class _Record:
+    """A ``ReferenceScore`` of ``fingerprint.attribute`` read like a ``CameraDecision``."""
+
+    def __init__(self, s):
+        self.match, self.pce, self.stage, self.threshold = s.match, s.pce, s.stage, s.threshold
+        self.scale = s.scale if s.scale is not None else float("nan")
+        self.false_alarm = s.false_alarm if s.false_alarm is not None else 1.0
+
+
+def through_attribute(image: np.ndarray, library: Path):
+    """One query through the public ``fingerprint.attribute`` (library loaded, residuals, decision)."""
+    from fingerprint.attribution import attribute as public_attribute
+
+    t0 = time.perf_counter()
+    (res,) = public_attribute(image, library, backend="cpu")
+    return {name: _Record(s) for name, s in res.scores.items()}, time.perf_counter() - t0
+
+
+def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: bool,
+              library: Path | None = None) -> list[dict]:
+    searches = {c: CameraSearch(k) for c, k in K.items()} if library is None else None
     rows = []
     for scale, filt, variant, subset in cases:
         matched = wrong = 0
@@ -108,7 +131,10 @@ def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: b
             img = load_image(p)
             spec = pipeline(img.shape[:2], scale, filt, variant)
             q = apply_pipeline(img, spec, image_rng(12, i)).image
-            dec, secs = attribute(q, searches, all_cameras=all_cameras)
+            if library is not None:
+                dec, secs = through_attribute(q, library)
+            else:
+                dec, secs = attribute(q, searches, all_cameras=all_cameras)
             best = min(dec, key=lambda c: dec[c].false_alarm)
             true = camera_of(p)
             d = dec[best]
@@ -275,13 +301,31 @@ def sigma_policies(K: dict, photos: list[Path], K512: dict) -> None:
             print(f"| {name} | {pol} | {m}/{len(items)} | {wrong} | {low:.1f} | {thr:.1f} |", flush=True)
 
 
-def timing(K: dict, photos: list[Path]) -> None:
-    """A 6 MP photo resized by 0.75 against the 6 cameras: matched, and with its camera left out."""
+def timing(K: dict, photos: list[Path], library: Path | None = None) -> None:
+    """A 6 MP photo (the D70 / D70s, 2000 x 3008) resized by 0.75 against the 6 cameras: matched,
+    and with its camera left out. With ``library``: through ``Attributor.score`` of the library
+    (``fingerprint.attribution.load_attributor``, loaded once, its time printed apart)."""
+    from fingerprint.attribution import load_attributor
+
+    six = [p for p in photos if camera_of(p).startswith("Nikon_D70")][:3]
     searches = {c: CameraSearch(k) for c, k in K.items()}
-    for p in photos[:3]:
+    if library is not None:
+        t0 = time.perf_counter()
+        att = load_attributor(library, backend="cpu")
+        print(f"library loaded, fingerprint spectra computed in {time.perf_counter() - t0:.1f} s", flush=True)
+    for p in six:
         img = load_image(p)
         for variant in ("", "crop"):
             q = apply_pipeline(img, pipeline(img.shape[:2], 0.75, "lanczos", variant), image_rng(12, 0)).image
+            if library is not None:
+                t0 = time.perf_counter()
+                res = att.score(q, p.stem)
+                secs = time.perf_counter() - t0
+                s = res.scores[res.best or res.closest]
+                print(f"{p.stem} x0.75 {variant or 'whole frame'} {q.shape[1]}x{q.shape[0]}: {secs:.1f} s against 6 "
+                      f"cameras through Attributor.score ({'match ' + res.best if res.best else 'unknown'}, "
+                      f"{s.stage}, factor {s.scale:.4f})", flush=True)
+                continue
             dec, secs = attribute(q, searches)
             best = min(dec, key=lambda c: dec[c].false_alarm)
             others = {c: s for c, s in searches.items() if c != camera_of(p)}
@@ -303,6 +347,9 @@ def main(argv=None) -> int:
     ap.add_argument("--filters", help="resize filters to run, e.g. lanczos")
     ap.add_argument("--scales", help="factors to run, e.g. 0.5,0.9")
     ap.add_argument("--library", type=Path, default=CACHE)
+    ap.add_argument("--through-attribute", action="store_true",
+                    help="score with the public fingerprint.attribute (library file) instead of CameraSearch")
+    ap.add_argument("--photos", help="photo indices to run in every case, e.g. 0,4,8 (default: the protocol's)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
@@ -314,7 +361,7 @@ def main(argv=None) -> int:
     if args.resampling:
         resampling(K, photos)
     if args.timing:
-        timing(K, photos)
+        timing(K, photos, args.library if args.through_attribute else None)
     if args.sigmas:
         sigma_policies(K, photos, fingerprints(args.library.with_name("dresden_ff_512.h5"), crop=(512, 512)))
     if not (args.peak_width or args.resampling or args.timing or args.sigmas):
@@ -326,8 +373,12 @@ def main(argv=None) -> int:
             cases = [c for c in cases if c[1] in args.filters.split(",")]
         if args.scales:
             cases = [c for c in cases if any(abs(c[0] - float(x)) < 1e-9 for x in args.scales.split(","))]
+        if args.photos:
+            chosen = {int(x) for x in args.photos.split(",") if x != ""}
+            cases = [c[:3] + (chosen,) for c in cases]
         t = time.perf_counter()
-        rows = run_cases(K, cases, photos, all_cameras=args.all_cameras)
+        rows = run_cases(K, cases, photos, all_cameras=args.all_cameras,
+                         library=args.library if args.through_attribute else None)
         print("\n| factor | filter | variant | matched | wrong | median s | max s | lowest true PCE |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:

@@ -1,7 +1,8 @@
 """Attribution: score a questioned image against every reference and decide match or unknown.
 
 This module orchestrates: it computes each query's residuals once, hands them to the camera
-scorers (``camera_match``: PCE of ``W·I`` against ``K``, docs/algorithm.md §7.4-§7.7) and to the
+scorers (``camera_match``: PCE of ``W·I`` against ``K``, docs/algorithm.md §7.4-§7.7, with the
+crop, rotation, denoiser and scale searches under one error budget, docs/camera_search.md) and to the
 generator banks (``generator_match``: NCC and ``z = NCC·sqrt(D)``, §6, §7.8), and turns the
 scores into one answer per image (``decision``). ``load_attributor`` prepares every reference of a
 library; ``attribute`` and ``attribute_paths`` score arrays and files.
@@ -15,10 +16,14 @@ import numpy as np
 
 from fingerprint.calibration import DEFAULT_FPR, NULL_KEY, GeneratorThreshold, threshold_from_null
 from fingerprint.camera_match import CameraReference, gray_image
+from fingerprint.camera_search import decide_cameras
+from fingerprint.error_budget import false_alarm_one
 from fingerprint.decision import Attribution, ReferenceScore, decide
 from fingerprint.estimate import FingerprintParams, generator_residual
+from fingerprint.generator_attribution import GeneratorModels, file_jpeg_quality, load_generator_models, score_generators
 from fingerprint.generator_match import GeneratorBank, GeneratorReference, generator_scorers
 from fingerprint.residual import extract_residual
+from fingerprint.scaled_search import DEFAULT_MIN_SCALE
 from fingerprint.scores import DEFAULT_PCE_THRESHOLD
 from kernels._backend import resolve_backend
 from kernels.spec import QUERY_SIGMA, check_image
@@ -50,19 +55,39 @@ class Attributor:
     method : {"pce", "ncc"}
         Score that decides camera matches (generators always use NCC).
     pce_threshold : float
-        PCE threshold at one position (default 60); raised for searches (``scores.search_threshold``).
+        PCE threshold at one position (default 60): it fixes the per-decision false-alarm rate
+        ``Q(sqrt(60))``; every camera search gets the threshold of the positions it may score
+        (``fingerprint.error_budget``, docs/camera_search.md).
     generator_threshold : float or GeneratorThreshold, optional
         The ``z = NCC * sqrt(D)`` a generator query must reach (from
         ``calibration.threshold_from_null``); without one, generators are scored but never matched.
+        Used only without ``generator_models``.
+    generator_models : GeneratorModels, optional
+        The library's generators with their stored statistics
+        (``generator_attribution.load_generator_models``, what ``load_attributor`` passes unless a
+        threshold is given): generators are then decided by
+        ``generator_attribution.score_generators`` (texture gate, a null per generator, hypothesis
+        and size, the genuine range, crop and resize hypotheses) at a false-alarm rate per image.
     rotations : bool
-        Try 90, 180 and 270 degree rotations of camera queries.
+        Try 90, 180 and 270 degree rotations of camera queries (90 and 270 in the scaled stages).
     query_sigma : float
         Noise std of the wavelet denoiser for camera query residuals (default 2, Binghamton).
     retry_sigma : float or None
-        When no camera matches at ``query_sigma``, the residual is computed once more with this
-        sigma (default 5, prnu-python's) and every camera is scored again at the rotation already
-        reported; the extra positions raise the threshold (``Camera.retry``). None: no retry.
-        Measured on Dresden in benchmarks/RESULTS.md.
+        A second denoiser strength (default 5, prnu-python's): when no camera matches at
+        ``query_sigma`` in the native and implied-scale stages, the residual is computed once
+        more with this sigma and every camera's native stage is scored with it. Its positions
+        are counted in every camera's budget from the start (the threshold does not depend on
+        whether it ran). None: one residual.
+    scale_search : bool
+        Search resize factors (``min_scale`` to 1) for camera queries smaller than the
+        fingerprint: the factor the query's size implies for every camera first, then, only when
+        no camera matched, the coarse-to-fine scale search camera by camera until one matches
+        (``fingerprint.camera_search.decide_cameras``). It runs on the CPU, also with the CUDA
+        backend. False: the native stage only (it then gets the whole budget).
+    min_scale : float
+        Smallest resize factor searched (default 0.3).
+    progress : callable, optional
+        ``progress(camera, fraction, text)`` during the scale search (the slow stage).
     backend : {"auto", "cpu", "cuda"}
         Where query residuals and scores are computed, resolved once here
         (``kernels._backend.resolve_backend``, work size = the largest reference): ``"cuda"`` keeps
@@ -74,7 +99,9 @@ class Attributor:
     def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]], *, method: str = "pce",
                  pce_threshold: float = DEFAULT_PCE_THRESHOLD,
                  generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True,
-                 query_sigma: float = QUERY_SIGMA, retry_sigma: float | None = RETRY_SIGMA, backend: str = "auto"):
+                 query_sigma: float = QUERY_SIGMA, retry_sigma: float | None = RETRY_SIGMA, backend: str = "auto",
+                 scale_search: bool = True, min_scale: float = DEFAULT_MIN_SCALE, progress=None,
+                 generator_models: GeneratorModels | None = None):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not pce_threshold > 0:
@@ -84,6 +111,10 @@ class Attributor:
         self.query_sigma = float(query_sigma)
         self.retry_sigma = float(retry_sigma) if retry_sigma else None
         self.rotations = (0, 1, 2, 3) if rotations else (0,)
+        self.scale_search = bool(scale_search)
+        self.min_scale = float(min_scale)
+        self.progress = progress
+        alpha = false_alarm_one(self.pce_threshold)
         self.cameras: list[CameraReference] = []
         self.generators: list[GeneratorReference] = []
         if generator_threshold is None or isinstance(generator_threshold, GeneratorThreshold):
@@ -98,7 +129,9 @@ class Attributor:
         for name, kind, fp, params in references:
             params = params if isinstance(params, FingerprintParams) else FingerprintParams.from_dict(dict(params, kind=kind))
             if kind == "camera":
-                self.cameras.append(CameraReference(name, fp, params, self.device))
+                self.cameras.append(CameraReference(name, fp, params, self.device, rotations=self.rotations,
+                                                    scale_search=self.scale_search, min_scale=self.min_scale,
+                                                    alpha=alpha))
             else:
                 self.generators.append(GeneratorReference(name, fp, params, gthr.value if gthr else None,
                                                   gthr.describe() if gthr else None))
@@ -106,14 +139,21 @@ class Attributor:
         for gen in self.generators:
             groups.setdefault((gen.params, gen.F.shape), []).append(gen)
         self.banks = [GeneratorBank(g, self.device) for g in groups.values()]
+        self.generator_models = generator_models
+        if generator_models is not None:  # the same generators, decided by generator_attribution
+            self.banks = []
 
-    def score(self, image: np.ndarray, label: str = "image") -> Attribution:
-        """Score one image (uint8/uint16 array, H x W [x 3]) against every reference."""
-        return self.score_batch([image], [label])[0]
+    def score(self, image: np.ndarray, label: str = "image", quality: int | None = None) -> Attribution:
+        """Score one image (uint8/uint16 array, H x W [x 3]) against every reference; ``quality``:
+        the JPEG quality of its file (``generator_attribution.file_jpeg_quality``), if any."""
+        return self.score_batch([image], [label], [quality])[0]
 
-    def score_batch(self, images: list[np.ndarray], labels: list[str] | None = None) -> list[Attribution]:
-        """Score several images: camera PCEs per image (fingerprint spectra cached), generator NCCs
-        of the whole batch as one matrix product per group of generators."""
+    def score_batch(self, images: list[np.ndarray], labels: list[str] | None = None,
+                    qualities: list[int | None] | None = None) -> list[Attribution]:
+        """Score several images: camera PCEs per image (fingerprint spectra cached); generators by
+        ``generator_attribution.score_generators`` when the attributor has ``generator_models``,
+        else (a given ``generator_threshold``) NCCs of the whole batch as one matrix product per
+        group of generators. ``qualities``: JPEG quality of each image's file (None: not a JPEG)."""
         labels = labels if labels is not None else [f"image {i}" for i in range(len(images))]
         # the residual's input check, first, so that a refusal names the image by its label;
         # (H, W, 1) comes back as (H, W): gray, as extract_residual reads it
@@ -121,26 +161,44 @@ class Attributor:
         per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
         if self.cameras:
             for scores, image in zip(per_image, images):
-                x = image if self.device is None else self.device.put(image)  # one copy to the device
-                W = self._residual(x, self.query_sigma)
-                I = gray_image(x) if self.device is None else self.device.gray(x)
-                WI = W * I
-                for cam in self.cameras:
-                    scores[cam.name] = cam.score(W, WI, I, method=self.method, base=self.pce_threshold,
-                                                 rotations=self.rotations)
-                if self.retry_sigma and not any(scores[c.name].match for c in self.cameras):
-                    W = self._residual(x, self.retry_sigma)
-                    WI = W * I
-                    for cam in self.cameras:
-                        scores[cam.name] = cam.retry(scores[cam.name], W, WI, I, self.retry_sigma,
-                                                     method=self.method, base=self.pce_threshold)
+                scores.update(self._camera_scores(image))
+        decisions: list = []
+        if self.generator_models is not None and self.generator_models.models:
+            records = score_generators(self.generator_models, images, qualities=qualities,
+                                       backend="cuda" if self.device is not None else "cpu", decisions=decisions)
+            for scores, recs in zip(per_image, records):
+                scores.update(recs)
         residuals: dict[FingerprintParams, list[np.ndarray]] = {}
         for bank in self.banks:
             if bank.params not in residuals:
                 residuals[bank.params] = [generator_residual(im, bank.params, backend=self.backend) for im in images]
             for scores, bank_scores in zip(per_image, bank.score_batch(residuals[bank.params])):
                 scores.update((s.name, s) for s in bank_scores)
-        return [decide(scores, label) for scores, label in zip(per_image, labels)]
+        answers = [decide(scores, label) for scores, label in zip(per_image, labels)]
+        for answer, dec in zip(answers, decisions):  # closed set among generators: the decision's closest
+            if dec is not None and dec.closest and answer.best is None and (
+                    answer.closest is None or answer.scores[answer.closest].kind == "generator"):
+                answer.closest = dec.closest
+        return answers
+
+    def _camera_scores(self, image: np.ndarray) -> dict[str, ReferenceScore]:
+        """Every camera's record for one checked image, cheapest stages first for every camera
+        (``decide_cameras``): native and implied scale at ``query_sigma``; the native stage with
+        the ``retry_sigma`` residual if no camera matched; the scale search camera by camera
+        until one matches. Residuals and the native stage on the device with CUDA."""
+        x = image if self.device is None else self.device.put(image)  # one copy to the device
+        residuals = [self._residual(x, self.query_sigma)]  # first: the largest allocation fails before any other
+        I = gray_image(x) if self.device is None else self.device.gray(x)
+        second = None
+        if self.retry_sigma:
+            def second():
+                residuals.append(self._residual(x, self.retry_sigma))
+                return residuals[-1] * I
+        decisions = decide_cameras({c.name: c.search for c in self.cameras}, residuals[0] * I, second,
+                                   progress=self.progress)
+        sigmas = (self.query_sigma, self.retry_sigma)
+        return {c.name: c.record(decisions[c.name], residuals, I, method=self.method, sigmas=sigmas)
+                for c in self.cameras}
 
     def _residual(self, x, sigma: float):
         """Camera query residual of a checked image (on the device with the CUDA backend)."""
@@ -178,14 +236,19 @@ def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: f
             params = FingerprintParams.from_dict(dict(ref.info.params, kind=ref.kind))
             refs.append((name, ref.kind, ref.fingerprint, params))
         null = lib.calibration(NULL_KEY)
+        models = load_generator_models(lib, fpr=fpr, warn=warn) if generator_threshold is None else None
     finally:
         if own:
             lib.close()
+    if models is not None and models.notes:  # a library built before the per-generator statistics
+        warn(f"{getattr(lib, 'path', library)}: generators without their statistics ({'; '.join(models.notes)}); "
+             "they are decided by the library-wide threshold until `ganprint calibration LIBRARY --reset` computes them")
+        models = None
     if not refs:
         what = f"no usable references ({skipped} damaged)" if skipped else "no references; build some first"
         raise ValueError(f"{getattr(lib, 'path', library)}: the library holds {what}")
     threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
-    return Attributor(refs, generator_threshold=threshold, backend=backend, **options)
+    return Attributor(refs, generator_threshold=threshold, generator_models=models, backend=backend, **options)
 
 
 def attribute(images, library, *, crop: tuple[int, int] | None = None, **options) -> list[Attribution]:
@@ -199,7 +262,8 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
         Centre-crop every image to this size first.
     **options
         ``method`` ("pce" or "ncc"), ``pce_threshold`` (60), ``generator_threshold``, ``rotations``,
-        ``backend`` ("auto", "cpu" or "cuda"; see :class:`Attributor`).
+        ``retry_sigma``, ``scale_search``, ``min_scale``, ``backend`` ("auto", "cpu" or "cuda");
+        see :class:`Attributor`.
 
     Returns
     -------
@@ -221,7 +285,8 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
             if loaded.error is not None:
                 raise loaded.error  # "<path>: <problem>"
             label, image = str(item), loaded.image
-        out.append(att.score(image, label))  # a refusal names the image by its label
+        quality = None if isinstance(item, np.ndarray) else file_jpeg_quality(item)
+        out.append(att.score(image, label, quality))  # a refusal names the image by its label
     return out
 
 
@@ -262,7 +327,7 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
 
     def one(path, image):
         try:
-            return att.score(image, str(path))
+            return att.score(image, str(path), file_jpeg_quality(path))
         except GanprintError as err:  # it names the file: the path is the image's label
             if strict:
                 raise
@@ -277,7 +342,8 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
     def flush():
         images = [(str(p), im) for p, im in pending if im is not None]
         try:
-            scored = att.score_batch([im for _, im in images], [lab for lab, _ in images])
+            scored = att.score_batch([im for _, im in images], [lab for lab, _ in images],
+                                     [file_jpeg_quality(lab) for lab, _ in images])
         except (GanprintError, MemoryError):  # an image the residual refuses, or too many bytes at once
             scored = None  # (left the except block first: its traceback holds the batch's arrays)
         if scored is None:  # score one by one, so that the refusal names its image

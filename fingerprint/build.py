@@ -20,6 +20,8 @@ from fingerprint.build_quality import BuildQuality
 from fingerprint.calibration import MATCH_FPR, MATCH_Z_MIN, NULL_KEY, threshold_from_null
 from fingerprint.errors import InvalidImageError, ReferenceExistsError, ShapeMismatchError
 from fingerprint.estimate import FingerprintParams, generator_residual, new_accumulator
+from fingerprint.generator_attribution import load_generator_models
+from fingerprint.generator_stats import GeneratorStatistics, calibration_records, write_records
 from fingerprint.io import collect_image_paths, crop_center, iter_images
 from fingerprint.residual import check_image
 from reference_db import Library
@@ -154,6 +156,7 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         new_sources: list[tuple[str, str]] = []
         others = generator_scorers(lib, params, exclude=name) if kind == "generator" and lib is not None else []
         null_scores: list[tuple[str, str, float]] = []  # (image sha256, other generator, z)
+        stats = GeneratorStatistics(lib, name, params) if kind == "generator" else None
         report.quality = quality = BuildQuality(kind)
         with progress_bar(len(files), f"build {name}", progress) as bar:
             # hashed before decoding: a file already counted (or seen earlier in this run) is not read
@@ -170,6 +173,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
                         raise item.error
                     residual = quality.add(acc, item.image, path)  # acc.add; errors name the image by ``path``
                     null_scores += [(item.sha256, g.name, g.score(residual).z) for g in others]
+                    if stats is not None:
+                        stats.add(item.image, residual)
                 except (InvalidImageError, ShapeMismatchError, MemoryError) as caught:
                     err = _out_of_memory(path, item.image) if isinstance(caught, MemoryError) else caught
                     if strict:
@@ -193,7 +198,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
         if kind == "generator" and name not in lib:  # a new generator: the earlier ones' images against it too
             null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), decode, warn)
         quality.finish(acc)  # each added image against the others (build_quality): the quality line
-        commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
+        records = stats.finish(lib, acc, decode, warn) if stats is not None else []
+        commit_reference(lib, report, acc, params, crop, new_sources, null_scores, records)
     return report
 
 
@@ -267,7 +273,7 @@ def nothing_to_write(report: BuildReport, acc, n_files: int, warn: Callable[[str
 
 def commit_reference(lib: Library, report: BuildReport, acc, params: FingerprintParams,
                      crop: tuple[int, int] | None, new_sources: list[tuple[str, str]],
-                     null_scores: list) -> None:
+                     null_scores: list, records: list | None = None) -> None:
     """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit.
 
     ``null_scores``: ``(image sha256, other generator, z)`` triples, stored keyed by the pair so
@@ -291,6 +297,8 @@ def commit_reference(lib: Library, report: BuildReport, acc, params: Fingerprint
             lib.add_calibration(NULL_KEY, [z for _, _, z in keyed], sha256=[h for h, _, _ in keyed],
                                 against=[g for _, g, _ in keyed])
         lib.add_calibration(NULL_KEY, [s for s in null_scores if not isinstance(s, tuple) and s is not None])
+        if records:
+            write_records(lib, records)  # the generator statistics (fingerprint.generator_attribution)
     report.n_images = acc.n_images
 
 
@@ -322,6 +330,8 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
         if not generators:
             raise InvalidImageError(f"{lib.path}: the library holds no generator to calibrate")
         scorers = {p: generator_scorers(lib, p) for p in generators}
+        models = load_generator_models(lib)
+        records: list = []  # the per-generator, per-hypothesis, per-size null (generator_stats)
         scores: list[tuple[str, str, float]] = []  # (image sha256, generator, z)
         own = {sha: i.name for i in lib.infos(with_sources=True) if i.kind == "generator" for _, sha in i.sources}
         match_z = threshold_from_null(lib.calibration(NULL_KEY), MATCH_FPR).value  # None: not calibrated yet
@@ -346,11 +356,17 @@ def calibrate_with_negatives(library: str | os.PathLike, paths: Sequence[str | o
                         raise InvalidImageError(f"matches generator {best[1]!r} (z {best[2]:.1f} >= {match_z:.1f}: "
                                                 f"the threshold at {MATCH_FPR:g} false positives per pair, at least "
                                                 f"{MATCH_Z_MIN:g}), not a negative", path=str(item.path))
+                    try:
+                        mine_records = calibration_records(models, image)
+                    except ValueError as err:  # the robust decision matches it to a generator
+                        raise InvalidImageError(str(err), path=str(item.path)) from None
                     scores += mine
+                    records += mine_records
                 except InvalidImageError as err:
                     warn(f"{err}; skipped")
         if not scores:
             return 0
-        with interrupt.deferred(f"{len(scores)} calibration score(s) were written to {lib.path}"):
+        with interrupt.deferred(f"{len(scores)} calibration score(s) were written to {lib.path}"), lib.transaction():
+            write_records(lib, records)
             return lib.add_calibration(NULL_KEY, [z for _, _, z in scores], sha256=[h for h, _, _ in scores],
                                        against=[g for _, g, _ in scores])

@@ -21,14 +21,14 @@ generator (same SHA-256), and one scoring at or above the current threshold at :
 against a generator, and at least :data:`MATCH_Z_MIN` (such images once moved the threshold
 from 7.7 to 64); the z test needs a calibrated library, so the refusal leaves out at most the top
 0.1 % of genuine negatives and does not bend the 1 % threshold. ``ganprint calibration
-LIBRARY`` shows what is stored (:func:`describe_null`).
+LIBRARY`` shows (``--show``, :func:`describe_null`) or resets (``--reset``,
+``fingerprint.maintenance.reset_calibration``) what is stored.
 
-Build order: a build scores its images against the generators already in the library, never the
-earlier generators' images against the new one (their images are not stored), so after builds of A
-then B the build scores are B's images against A, and after B then A the reverse: the threshold
-depends on the order of builds. ``ganprint calibrate`` with images of no library generator scores
-each image against *every* current generator, so a calibration done after the builds is the same
-whatever their order.
+Build order: a build scores its images against the generators already in the library and, reading
+their source files again (``build.reverse_null_scores``), the earlier generators' images against
+the new one, so the stored pairs are both directions of every pair of generators whatever the
+order of the builds. ``ganprint calibrate`` with images of no library generator scores each image
+against *every* current generator.
 """
 
 from __future__ import annotations

@@ -1,39 +1,124 @@
-"""Camera scoring (docs/algorithm.md §7.4-§7.7): PCE of the query's ``W·I`` against a fingerprint ``K``.
+"""Camera scoring (docs/algorithm.md §7.4-§7.7, docs/camera_search.md): PCE of ``W·I`` against ``K``.
 
-A query of the fingerprint's size is scored at zero shift; a smaller one (a crop at an unknown
-offset) is searched over every shift that keeps it inside; rotations by 90/180/270 degrees are
-tried when the unrotated score is not a match. The threshold grows with the number of positions
-searched (``scores.search_threshold``), so the false-alarm rate of a decision stays that of PCE 60
-at one position.
+Each :class:`CameraReference` holds a :class:`~fingerprint.camera_search.CameraSearch`: one
+decision per (query, camera) under one error budget, over every position it may search (shifts
+of a crop, rotations, the second denoiser strength, the scale implied by the query's size and
+the scale search of a resized query). The threshold is fixed before any score is seen by the
+number of positions of each stage and its share of the budget
+(``fingerprint.error_budget.SearchPlan``), so the false-alarm rate of a decision is that of
+PCE 60 at one position whatever was searched. :meth:`CameraReference.record` turns a decision
+into the :class:`~fingerprint.decision.ReferenceScore` of the answer (NCC at the position found
+included).
+
+``score`` and ``retry`` are the sequential tests of before the one budget (unrotated, then
+rotations, then the sigma-5 retry, each with its own threshold); the attribution no longer uses
+them; ``benchmarks/bench_search.py`` (digest pre-selection) still does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import numpy as np
 
+from fingerprint.camera_search import CameraDecision, CameraSearch
 from fingerprint.decision import ReferenceScore
+from fingerprint.error_budget import ALPHA
 from fingerprint.estimate import FingerprintParams
-from fingerprint.scores import ReferenceSpectrum, ncc, search_threshold
+from fingerprint.scaled_search import DEFAULT_MIN_SCALE
+from fingerprint.scores import ncc, search_threshold
 from kernels.spec import gray_image  # re-exported: the gray query image I of the camera scores
 
 __all__ = ["CameraReference", "gray_image"]
 
 
 class CameraReference:
-    """One camera fingerprint K prepared for scoring: its DFT computed once (on the device with CUDA)."""
+    """One camera fingerprint K prepared for scoring: its DFT computed once (on the device with CUDA).
 
-    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, device=None):
+    Parameters
+    ----------
+    name : str
+    fingerprint : ndarray of float32, shape (H, W)
+    params : FingerprintParams
+    device : fingerprint.device.Device, optional
+        The CUDA device: K and its spectrum live there and the native stage (the crop and
+        rotation search at the fingerprint's resolution) runs there; the scaled stages run on the
+        CPU (a host copy of the query residual, made only when they run).
+    spectrum : optional
+        A precomputed spectrum of ``fingerprint`` (``scores.ReferenceSpectrum``, e.g. from a
+        spectrum cache; a ``device.DeviceSpectrum`` with a device); default: computed here.
+    rotations : sequence of int
+        Quarter turns of the search (default all four; ``(0,)``: none). The scaled stages try
+        those of ``(0, 1, 3)`` among them (an upside-down resized photo is not searched).
+    scale_search : bool
+        Run the implied-scale and scale-search stages for queries smaller than the fingerprint.
+    min_scale : float
+        Smallest resize factor searched (default 0.3).
+    alpha : float
+        Per-decision false-alarm rate (default that of PCE 60 at one position).
+    **scaled_options
+        Passed to ``ScaledSearch`` (``candidates``, ``coarse``, ``cache_bytes``, ...).
+    """
+
+    def __init__(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, device=None, *,
+                 spectrum=None, rotations: Sequence[int] = (0, 1, 2, 3), scale_search: bool = True,
+                 min_scale: float = DEFAULT_MIN_SCALE, alpha: float = ALPHA, **scaled_options):
         self.name = name
         self.params = params
         self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
-        # DFT of K computed once; with a device (fingerprint.device.Device), K and its DFT live there
-        self.spectrum = ReferenceSpectrum(self.K) if device is None else device.spectrum(self.K)
+        turns = tuple(sorted({int(r) % 4 for r in rotations}))
+        scaled_turns = tuple(k for k in (0, 1, 3) if k in turns) or (0,)
+        self.search = CameraSearch(self.K, rotations=turns, scaled_rotations=scaled_turns, scaled=scale_search,
+                                   alpha=alpha, min_scale=min_scale, spectrum=spectrum, device=device,
+                                   **scaled_options)
+        self.spectrum = self.search.spectrum  # the native stage's (on the device with CUDA)
+        self.device = device
         on_host = device is None
         self.xp, self._K, self._ncc = (np, self.K, ncc) if on_host else (device.xp, device.put(self.K), device.ncc)
 
+    def _host(self, a) -> np.ndarray:
+        return np.asarray(a) if self.device is None else np.ascontiguousarray(self.device.host(a))
+
+    def record(self, dec: CameraDecision, residuals: Sequence, I, *, method: str = "pce",
+               sigmas: Sequence[float] = ()) -> ReferenceScore:
+        """The :class:`ReferenceScore` of a decision ``dec`` of :attr:`search` for one query.
+
+        ``residuals``: the query residuals ``W`` the decision may have used (sigma 2 first, then
+        the second one if it was computed), ``I`` the gray query image, ``sigmas`` their denoiser
+        strengths (for the note of a match found with the second residual). With ``method="ncc"``
+        the NCC at the position found decides, against the PCE threshold of the deciding stage
+        converted (``PCE ~ NCC**2 * pixels``); the search itself stops on PCE matches.
+        """
+        searched = dec.describe_searched() or None
+        if dec.pce is None:
+            H, Wd = self.K.shape
+            h, w = residuals[0].shape
+            # nothing fits natively at any rotation; a resampled fingerprint is smaller still
+            return ReferenceScore(self.name, "camera", None, None, method, math.inf, False, n_positions=0,
+                                  note=f"query {h}x{w} is larger than the fingerprint {H}x{Wd} at every rotation",
+                                  scale=None, false_alarm=1.0, stage=None, searched=searched)
+        xp, k = self.xp, (dec.rotation or 0) // 90
+        Wr, Ir = xp.rot90(residuals[dec.sigma_index], k), xp.rot90(I, k)
+        h, w = (int(n) for n in Wr.shape)
+        oy, ox = dec.offset
+        if dec.scale == 1.0 and dec.stage == "native":
+            c = self._ncc(xp.ascontiguousarray(Wr), xp.ascontiguousarray(Ir * self._K[oy: oy + h, ox: ox + w]))
+        else:
+            window = self.search.scaled.aligned_fingerprint(dec.stage, dec.scale, dec.offset, (h, w))
+            c = ncc(self._host(Wr), self._host(Ir) * window) if window is not None else None
+        threshold = dec.threshold if method == "pce" else math.sqrt(max(dec.threshold, 0.0) / (h * w))
+        match = dec.match if method == "pce" else (c is not None and c >= threshold)
+        note = None
+        if match and dec.sigma_index > 0:
+            sigma = sigmas[dec.sigma_index] if len(sigmas) > dec.sigma_index else None
+            note = f"matched with the query residual at sigma {sigma:g}" if sigma else "matched with the second query residual"
+        return ReferenceScore(self.name, "camera", c, dec.pce, method, threshold, bool(match), rotation=dec.rotation,
+                              offset=(int(oy), int(ox)), n_positions=dec.n_positions, note=note, scale=dec.scale,
+                              false_alarm=dec.false_alarm, stage=dec.stage, searched=searched)
+
+    # --- the sequential tests of before the one budget (benchmarks/bench_search.py) -------------
     def _try(self, WI: np.ndarray, k: int):
         q = self.xp.ascontiguousarray(self.xp.rot90(WI, k))
         H, Wd = self.K.shape

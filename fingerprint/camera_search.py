@@ -14,6 +14,11 @@ The stages, their positions and their shares of the budget are fixed by the quer
 fingerprint's sizes before any score is computed (``fingerprint.error_budget.SearchPlan``); the
 stages run in that order and the first match ends the search, which with fixed thresholds gives
 the decision the full search would (up to the scale search's own coarse-to-fine selection).
+
+With a CUDA ``device`` (``fingerprint.device.Device``) the native stage runs there (the
+fingerprint's spectrum on the device, the query residuals device arrays); the implied-scale and
+scale-search stages always run on the CPU, on a host copy of the first residual made only when
+they run.
 """
 
 from __future__ import annotations
@@ -65,6 +70,15 @@ class CameraDecision:
     text: str = ""
     seconds: float = 0.0
     by_stage: dict = field(default_factory=dict)
+    plan: SearchPlan | None = None
+
+    def describe_searched(self) -> str:
+        """What the stages that ran searched, e.g. ``"native: searched 2 rotations × 2 sigmas × 1
+        position: threshold 62.7"`` (every stage of the plan when none ran)."""
+        if self.plan is None:
+            return ""
+        names = [n for n in self.searched if n in self.plan and self.plan.share(n) > 0]
+        return "; ".join(self.plan.describe(n) for n in names) if names else self.plan.describe()
 
     def as_dict(self) -> dict:
         return {"pce": self.pce, "scale": self.scale, "offset": list(self.offset) if self.offset else None,
@@ -88,6 +102,12 @@ class CameraSearch:
         Shares of the budget by stage name (default :data:`DEFAULT_WEIGHTS`).
     alpha : float
         Per-decision false-alarm rate (default PCE 60 at one position).
+    spectrum : optional
+        The fingerprint's spectrum for the native stage, precomputed (a
+        ``scores.ReferenceSpectrum`` of ``fingerprint``, e.g. from a spectrum cache, or a
+        ``device.DeviceSpectrum``); default: computed here (on the device when ``device`` is given).
+    device : fingerprint.device.Device, optional
+        Run the native stage on this CUDA device; the scaled stages stay on the CPU.
     **scaled_options
         Passed to :class:`~fingerprint.scaled_search.ScaledSearch` (``min_scale``,
         ``candidates``, ``refine_steps``, ``coarse``, ``cache_bytes``).
@@ -96,9 +116,15 @@ class CameraSearch:
     def __init__(self, fingerprint: np.ndarray, *, rotations: Sequence[int] = (0, 1, 2, 3),
                  scaled_rotations: Sequence[int] = (0, 1, 3), scaled: bool = True,
                  weights: dict | None = None, alpha: float = ALPHA, min_scale: float = DEFAULT_MIN_SCALE,
-                 **scaled_options):
+                 spectrum=None, device=None, **scaled_options):
         self.K = np.ascontiguousarray(fingerprint, dtype=np.float32)
-        self.spectrum = ReferenceSpectrum(self.K)
+        if spectrum is not None and tuple(spectrum.shape) != self.K.shape:
+            raise ValueError(f"the spectrum given is of a {spectrum.shape} reference, the fingerprint is {self.K.shape}")
+        self.device = device
+        self.xp = np if device is None else device.xp
+        if spectrum is None:
+            spectrum = ReferenceSpectrum(self.K) if device is None else device.spectrum(self.K)
+        self.spectrum = spectrum
         self.rotations = tuple(sorted({int(r) % 4 for r in rotations}))
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.alpha = float(alpha)
@@ -144,8 +170,9 @@ class CameraSearch:
             first); the plan, hence every threshold, still counts all of them.
         """
         t0 = time.perf_counter()
-        residuals = [np.ascontiguousarray(r, dtype=np.float32) for r in residuals]
-        shape = residuals[0].shape
+        xp = self.xp
+        residuals = [xp.ascontiguousarray(r, dtype=xp.float32) for r in residuals]
+        shape = tuple(int(n) for n in residuals[0].shape)
         plan = plan or self.plan(shape, n_sigmas or len(residuals))
         found: dict[str, tuple] = {}  # stage -> (pce, scale, offset, rotation, false_alarm, threshold, sigma)
         searched: list[str] = []
@@ -162,25 +189,28 @@ class CameraSearch:
 
     def _run(self, name: str, residuals, plan: SearchPlan, progress, native_residuals=None):
         if name == "native":
-            best = None
+            xp, best, thr = self.xp, None, plan.threshold(name)
             for si, wi in enumerate(residuals):
                 if native_residuals is not None and si not in native_residuals:
                     continue
-                for k in self._native_shifts(wi.shape):
-                    q = np.ascontiguousarray(np.rot90(wi, k))
-                    res = self.spectrum.pce(q, search="aligned" if q.shape == self.K.shape else "crop")
+                for k in self._native_shifts(tuple(int(n) for n in wi.shape)):  # rotation 0 first
+                    q = xp.ascontiguousarray(xp.rot90(wi, k))
+                    res = self.spectrum.pce(q, search="aligned" if tuple(q.shape) == self.K.shape else "crop")
                     if best is None or res.pce > best[0].pce:
                         best = (res, k, si)
-                if best is not None and best[0].pce >= plan.threshold(name):
+                    if best[0].pce >= thr:
+                        break  # a match at a fixed threshold: the other positions cannot undo it
+                if best is not None and best[0].pce >= thr:
                     break  # the second residual is only needed when the first matches nowhere
             if best is None:
                 return None
             res, k, si = best
-            return (res.pce, 1.0, res.offset, 90 * k, plan.false_alarm(name, res.pce), plan.threshold(name), si)
+            return (res.pce, 1.0, res.offset, 90 * k, plan.false_alarm(name, res.pce), thr, si)
+        host = residuals[0] if self.device is None else np.ascontiguousarray(self.device.host(residuals[0]))
         if name == "implied scale":
-            m = self.scaled.implied(residuals[0], plan)
+            m = self.scaled.implied(host, plan)
         else:
-            m = self.scaled.search(residuals[0], plan, progress=progress)
+            m = self.scaled.search(host, plan, progress=progress)
         if m is None:
             return None
         return (m.pce, m.scale, m.offset, m.rotation, m.false_alarm, m.threshold, 0)
@@ -190,7 +220,7 @@ class CameraSearch:
         n_total = plan.n_positions
         if not found:
             return CameraDecision(None, 1.0, None, None, None, n_total, math.inf, 1.0, False, searched=searched,
-                                  text="no match: " + plan.describe(), seconds=seconds)
+                                  text="no match: " + plan.describe(), seconds=seconds, plan=plan)
         name = min(found, key=lambda s: found[s][4])
         pce, scale, offset, rot, fa, thr, si = found[name]
         match = fa <= plan.alpha
@@ -199,7 +229,7 @@ class CameraSearch:
                 f"{'>=' if match else '<'} threshold {thr:.1f} (false alarm {fa:.2g})")
         text = ("match: " if match else "no match: ") + plan.describe() + "; best " + best
         return CameraDecision(pce, scale, offset, rot, name, n_total, thr, fa, match, si, searched, text, seconds,
-                              by_stage=dict(found))
+                              by_stage=dict(found), plan=plan)
 
 
 def merge(a: CameraDecision | None, b: CameraDecision | None) -> CameraDecision | None:

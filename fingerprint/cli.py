@@ -17,8 +17,13 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from fingerprint.cli_args import (  # argument types; parse_crop and CropSizeError are re-exported
+from fingerprint.cli_args import (  # argument types; parse_crop, CropSizeError and the exit codes are re-exported
     ATTRIBUTE_EPILOG,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PIPE,
+    EXIT_USAGE,
     Z_ADVICE,
     CropSizeError,
     _count,
@@ -30,14 +35,23 @@ from fingerprint.cli_args import (  # argument types; parse_crop and CropSizeErr
     _sizes,
     add_backend_option,
     add_maintenance_commands,
+    add_scale_options,
     backend_error,
+    build_usage_error,
+    parse_conditions,
     parse_crop,
+    scale_options,
 )
+from fingerprint.cli_build import cmd_build
+from fingerprint.cli_evaluate import evaluate_transformed
+from fingerprint.cli_build import expand_paths as _expand
+from fingerprint.cli_library import (cmd_calibration, cmd_export, cmd_list, cmd_remove, cmd_rename, cmd_sources,
+                                     cmd_upgrade)
+from fingerprint.cli_library import error as _err
+from fingerprint.cli_library import shown as _shown
+from fingerprint.cli_library import warn as _warn
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PIPE", "EXIT_USAGE", "CropSizeError", "main", "parse_crop"]
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose output pipe was closed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,10 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = sub.add_parser("build", help="add images of one camera or generator to a library")
+    b = sub.add_parser("build", help="add images of one camera or generator (or, with --labels, of many) to a library",
+                       usage="%(prog)s [options] LIBRARY (--name NAME --kind KIND PATH... | --labels CSV [--kind KIND])",
+                       epilog="--labels CSV: one row path,label[,kind] per image file or folder, paths relative to the "
+                              "CSV's folder; bad rows are listed with their line number and nothing is built; then "
+                              "one commit and one result line per reference (see the README)")
+    b.set_defaults(usage_error=b.error)
     b.add_argument("library", help="HDF5 library file (created if missing)")
-    b.add_argument("--name", required=True, help="reference name (adding to an existing name updates it)")
-    b.add_argument("--kind", required=True, choices=["camera", "generator"])
+    b.add_argument("--name", help="reference name (adding to an existing name updates it)")
+    b.add_argument("--kind", choices=["camera", "generator"],
+                   help="the reference's kind; with --labels, the kind of rows without a third column")
+    b.add_argument("--labels", action="store_true", help="PATH is a CSV of path,label[,kind]: build or update "
+                   "one reference per label")
     b.add_argument("--crop", type=parse_crop, metavar="HxW", help="centre-crop every image to HxW first")
     b.add_argument("--sigma", type=_sigma,
                    help="estimator noise std in grey levels, 0.1 to 100 (default 3 for cameras, 5 for generators)")
@@ -82,12 +104,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="camera PCE threshold at one position, raised for crop and rotation searches (default 60)")
     a.add_argument("--generator-z", type=_generator_z, metavar="Z",
                    help="generator threshold on z = NCC*sqrt(D), D the values compared (about N(0,1) for "
-                        "non-matching pairs; 2.33 = 1%% of them); default: calibrated per library at --fpr")
+                        "non-matching pairs; 2.33 = 1%% of them), one for every generator, instead of each "
+                        "generator's own calibrated decision at --fpr")
     a.add_argument("--ncc-threshold", type=_ncc_threshold_removed, help=argparse.SUPPRESS)
     a.add_argument("--fpr", type=_rate, default=0.01,
-                   help="generator false-positive rate per (image, generator) pair for the calibrated threshold, "
-                        "in (0, 0.5] (default 0.01)")
+                   help="generator false-alarm rate per image over all generators (split across generators and "
+                        "the hypotheses each tries), in (0, 0.5] (default 0.01)")
     a.add_argument("--no-rotations", action="store_true", help="do not try 90/180/270 degree rotations")
+    add_scale_options(a)
     a.add_argument("--sigma", type=_sigma, default=2.0,
                    help="denoiser noise std of camera query residuals in grey levels, 0.1 to 100 (default 2)")
     a.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
@@ -138,14 +162,20 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--crop", type=parse_crop, metavar="HxW")
     ev.add_argument("--method", choices=["pce", "ncc"], default="pce")
     ev.add_argument("--no-rotations", action="store_true")
+    add_scale_options(ev)
     ev.add_argument("--sigma", type=_sigma, default=2.0, help="camera query residual sigma, 0.1 to 100 (default 2)")
-    ev.add_argument("--fpr", type=_rate, default=0.01, help="generator false-positive rate per pair, in (0, 0.5] (default 0.01)")
+    ev.add_argument("--fpr", type=_rate, default=0.01, help="generator false-alarm rate per image, in (0, 0.5] (default 0.01)")
     ev.add_argument("--generator-z", type=_generator_z, metavar="Z",
-                    help="generator threshold on z = NCC*sqrt(D) (default: calibrated per library at --fpr)")
+                    help="one generator threshold on z = NCC*sqrt(D) for every generator (default: each generator's own "
+                         "calibrated decision at --fpr)")
     ev.add_argument("--plots", metavar="DIR", help="write ROC, score-distribution and confusion PNGs here")
     ev.add_argument("--per-image", metavar="FILE", help="write one row per query to FILE.csv or FILE.jsonl "
                     "(true source, decision, closest, correct, deciding score and threshold, note)")
     ev.add_argument("--no-recursive", action="store_true", help="do not search inside the per-source sub-folders' sub-folders")
+    ev.add_argument("--transform", type=parse_conditions, metavar="CONDITIONS",
+                    help="evaluate on transformed copies, made in memory, one run per condition: conditions joined by "
+                         "',', steps of one condition by '+' (e.g. none,jpeg:75,resize:0.5,crop:160,resize:0.75+jpeg:90)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random crop offsets of --transform (default 0)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--quiet", action="store_true")
     add_backend_option(ev)
@@ -186,71 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the pages (created)")
     rp.add_argument("--no-localize", action="store_true", help="skip tamper localisation of camera matches")
     rp.add_argument("--fpr", type=_rate, default=0.01,
-                    help="generator false-positive rate per (image, generator) pair for the calibrated threshold (default 0.01)")
+                    help="generator false-alarm rate per image over all generators (default 0.01)")
     rp.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
-def _err(msg: str) -> None:
-    from fingerprint.cli_text import printable
-
-    print(f"ganprint: error: {printable(msg, backslash=False)}", file=sys.stderr)
-
-
-def _warn(msg: str) -> None:
-    from fingerprint.cli_text import printable
-
-    print(f"ganprint: warning: {printable(msg, backslash=False)}", file=sys.stderr)
-
-
-def _shown(text) -> str:
-    """A name or path as printed: control characters escaped (``cli_text.printable``)."""
-    from fingerprint.cli_text import printable
-
-    return printable(text)
-
-
 # --- commands ------------------------------------------------------------------------------------------
-def _generator_threshold(library):
-    """The library's generator threshold at the default false-positive rate (reads the calibration only)."""
-    from fingerprint.calibration import NULL_KEY, threshold_from_null
-    from reference_db import Library
-
-    with Library(library, "r") as lib:
-        return threshold_from_null(lib.calibration(NULL_KEY))
-
-
-def cmd_build(args) -> int:
-    from fingerprint.build import build_reference
-    from fingerprint.cli_text import describe_generator_threshold, left_out, printable
-
-    files, _, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=True)
-    if getattr(args, "scheduler", None):  # --- distributed (fingerprint/distributed.py) ---
-        from fingerprint.distributed import build_reference_distributed, connect
-
-        with connect(args.scheduler) as client:
-            rep = build_reference_distributed(args.library, args.name, args.kind, files, client=client,
-                                              crop=args.crop, strict=args.strict, sigma=args.sigma,
-                                              progress=not args.quiet, warn=_warn, backend=args.backend)
-    else:
-        rep = build_reference(args.library, args.name, args.kind, files, crop=args.crop, strict=args.strict,
-                              sigma=args.sigma, progress=not args.quiet, warn=_warn, backend=args.backend,
-                              max_pixels=args.max_pixels)
-    verb = "created" if rep.created else "updated"
-    if not rep.added:
-        print(f"{printable(args.name)}: nothing new to add ({len(rep.skipped)} file(s) already counted); {rep.n_images} image(s)")
-    else:
-        print(f"{printable(args.name)}: {verb} {args.kind} fingerprint from {len(rep.added)} new image(s), "
-              f"{rep.n_images} in total" + (f"; {len(rep.skipped)} skipped" if rep.skipped else ""))
-    for line in rep.quality.lines(show=_shown)[1 if args.quiet else 0:] if rep.quality and rep.added else ():
-        print(f"ganprint: {line}", file=sys.stderr)  # the self-check (build_quality) on stderr
-    if args.kind == "generator" and rep.added:
-        print(f"generator threshold: {describe_generator_threshold(_generator_threshold(args.library))}")
-    for path, why in skipped:
-        print(left_out(path, why))
-    return EXIT_ERROR if rep.skipped and any(not r.startswith("already") for _, r in rep.skipped) else EXIT_OK
-
-
 def cmd_attribute(args) -> int:
     import contextlib
 
@@ -264,7 +235,7 @@ def cmd_attribute(args) -> int:
     options = dict(crop=args.crop, method=args.method, pce_threshold=args.pce_threshold,
                    generator_threshold=args.generator_z, fpr=args.fpr, rotations=not args.no_rotations,
                    query_sigma=args.sigma, backend=args.backend,
-                   strict=args.strict, progress=not args.quiet)
+                   strict=args.strict, progress=not args.quiet, **scale_options(args))
     damaged: list[str] = []  # a damaged reference is skipped with one warning line, and the exit code says so
     options["warn"] = lambda msg: (damaged.append(msg), _warn(msg))
     files, errors, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=args.strict)
@@ -278,29 +249,6 @@ def cmd_attribute(args) -> int:
             items = attribute_paths(args.library, files, max_pixels=args.max_pixels, **options)
         failed = _print_attributions(_after_library(items, errors), args, skipped)
     return EXIT_ERROR if failed or damaged else EXIT_OK
-
-
-def _expand(paths, *, recursive: bool, strict: bool):
-    """(files to read, one-line errors of items that give none, (path, reason) of files left out).
-
-    Folders are searched with ``io.find_images`` (recursively unless told not to, files chosen by
-    content). With ``strict`` the first item that gives nothing raises.
-    """
-    from fingerprint.errors import InvalidImageError
-    from fingerprint.io.paths import find_images
-
-    files, errors, skipped = [], [], []
-    for item in paths:
-        try:
-            found = find_images([item], recursive=recursive)
-        except InvalidImageError as err:
-            if strict:
-                raise
-            errors.append(str(err))
-            continue
-        files += found.paths
-        skipped += found.skipped
-    return files, errors, skipped
 
 
 def _after_library(items, errors):
@@ -366,117 +314,19 @@ def cmd_calibrate(args) -> int:
     return EXIT_ERROR if refused else EXIT_OK
 
 
-def cmd_list(args) -> int:
-    from fingerprint.cli_text import dumps, printable
-    from reference_db import Library
-
-    with Library(args.library, "r") as lib:
-        infos = lib.infos(verify=True)  # reads every array once: NaN or inf marks a reference damaged
-    status = EXIT_ERROR if any(i.damaged for i in infos) else EXIT_OK
-    if args.json:
-        for i in infos:
-            print(dumps({"name": i.name, "kind": i.kind, "n_images": i.n_images, "shape": list(i.shape),
-                         "params": i.params, "created": i.created, "updated": i.updated,
-                         "ganprint_version": i.ganprint_version, "damaged": i.damaged}))
-        return status
-    if not infos:
-        print(f"{printable(args.library)}: no references")
-    for i in infos:
-        if i.damaged:
-            print(f"{printable(i.name)}\tdamaged: {printable(i.damaged)}")
-            continue
-        shape = "x".join(str(s) for s in i.shape)
-        print(f"{printable(i.name)}\t{i.kind}\t{i.n_images} images\t{shape}\tupdated {i.updated}")
-    return status
-
-
-def cmd_remove(args) -> int:
-    from fingerprint import __version__
-    from reference_db import Library
-
-    if args.image is not None:
-        from fingerprint.maintenance import remove_image
-
-        done = remove_image(args.library, args.name, args.image)
-        print(f"removed {_shown(done.path)} ({done.sha256}) from {_shown(args.name)}; {done.n_images} image(s) left")
-        return EXIT_OK
-    with Library(args.library, "r+", version=__version__) as lib:
-        lib.remove(args.name)
-    print(f"removed {_shown(args.name)}")
-    return EXIT_OK
-
-
-def cmd_sources(args) -> int:
-    from fingerprint.cli_text import dumps
-    from fingerprint.maintenance import list_sources
-
-    for path, sha in list_sources(args.library, args.name):
-        print(dumps({"path": path, "sha256": sha}) if args.json else f"{sha}\t{_shown(path)}")
-    return EXIT_OK
-
-
-def cmd_calibration(args) -> int:
-    from fingerprint.calibration import NULL_KEY, describe_null
-    from reference_db import Library
-
-    with Library(args.library, "r") as lib:
-        print("\n".join(describe_null(lib.calibration(NULL_KEY))))
-    return EXIT_OK
-
-
-def cmd_rename(args) -> int:
-    from fingerprint import __version__
-    from reference_db import Library
-
-    with Library(args.library, "r+", version=__version__) as lib:
-        lib.rename(args.old, args.new)
-    print(f"renamed {_shown(args.old)} to {_shown(args.new)}")
-    return EXIT_OK
-
-
-def cmd_export(args) -> int:
-    from reference_db import Library
-
-    out = Path(args.out)
-    if args.name is None:  # the whole library, one self-contained file (schema 1)
-        if out.suffix != ".h5":
-            raise ValueError(f"{out}: a whole library is exported to a new .h5 file (or give a reference name)")
-        with Library(args.library, "r") as lib:
-            left_out = lib.export(out)
-        for name, reason in left_out.items():
-            _warn(f"{args.library}: damaged reference {name!r} left out of {out}: {reason}")
-        print(f"{_shown(args.library)}: exported to {_shown(out)} (one file)")
-        return EXIT_ERROR if left_out else EXIT_OK
-    if out.suffix != ".npy":
-        raise ValueError(f"{out}: the output file must end in .npy")
-    with Library(args.library, "r") as lib:  # atomic, no symlink followed, never over a library
-        fp = lib.export_fingerprint(args.name, out)
-    print(f"{_shown(args.name)}: fingerprint {'x'.join(map(str, fp.shape))} float32 written to {_shown(out)}")
-    return EXIT_OK
-
-
-def cmd_upgrade(args) -> int:
-    from fingerprint import __version__
-    from reference_db import SCHEMA_VERSION, Library
-
-    with Library(args.library, "r+", version=__version__) as lib:
-        old = lib.schema_version
-        done = lib.upgrade()
-    print(f"{_shown(args.library)}: schema {old} -> {SCHEMA_VERSION}" if done else
-          f"{_shown(args.library)}: schema {old} already; nothing to do")
-    return EXIT_OK
-
-
 def cmd_evaluate(args) -> int:
     from fingerprint.cli_text import dumps, printable
     from fingerprint.evaluate import evaluate_library, format_report, write_per_image
 
     if args.per_image and Path(args.per_image).suffix.lower() not in (".csv", ".jsonl"):
         raise ValueError(f"{args.per_image}: the per-image file must end in .csv or .jsonl")
-    report = evaluate_library(args.library, args.queries, crop=args.crop, method=args.method,
-                              rotations=not args.no_rotations, fpr=args.fpr, query_sigma=args.sigma, plots=args.plots,
-                              progress=not args.quiet, warn=_warn, recursive=not args.no_recursive,
-                              generator_threshold=args.generator_z, backend=args.backend)
+    options = dict(crop=args.crop, method=args.method, rotations=not args.no_rotations, fpr=args.fpr,
+                   query_sigma=args.sigma, progress=not args.quiet, warn=_warn, recursive=not args.no_recursive,
+                   generator_threshold=args.generator_z, backend=args.backend, **scale_options(args))
+    if args.transform and len(args.transform) > 1:
+        return evaluate_transformed(args, options)
+    transform = args.transform[0] if args.transform else None
+    report = evaluate_library(args.library, args.queries, plots=args.plots, transform=transform, seed=args.seed, **options)
     if args.per_image:
         write_per_image(report, args.per_image)
     if args.json:
@@ -552,6 +402,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = _parser()
         args = parser.parse_args(argv)
+        if args.command == "build" and build_usage_error(args):
+            args.usage_error(build_usage_error(args))  # the build parser's error: usage, one line, exit 2
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED

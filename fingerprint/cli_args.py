@@ -20,8 +20,12 @@ import re
 
 from kernels.spec import SIGMA_RANGE
 
-__all__ = ["ATTRIBUTE_EPILOG", "BACKEND_CHOICES", "CALIBRATION_EPILOG", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError",
-           "add_backend_option", "add_maintenance_commands", "backend_error", "parse_crop"]
+__all__ = ["ATTRIBUTE_EPILOG", "BACKEND_CHOICES", "CALIBRATION_EPILOG", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_PIPE", "EXIT_USAGE", "FPR_MAX", "SIGMA_RANGE", "Z_ADVICE", "CropSizeError", "add_backend_option",
+           "add_maintenance_commands", "add_scale_options", "backend_error", "build_usage_error", "parse_conditions", "parse_crop", "scale_options"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose output pipe was closed
 
 
 class CropSizeError(argparse.ArgumentTypeError, ValueError):
@@ -93,6 +97,16 @@ def _count(text: str) -> int:
     return value
 
 
+def parse_conditions(text: str) -> list:
+    """``--transform``: evaluation conditions (``fingerprint.transforms.parse_conditions``), a usage error if malformed."""
+    from fingerprint.transforms import parse_conditions as parse  # imported only when the option is given
+
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _sizes(text: str) -> list[tuple[int, int]]:
     from kernels.spec import MIN_SIZE
 
@@ -110,6 +124,33 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 
 
 BACKEND_CHOICES = ("cpu", "cuda", "auto")
+
+
+def _min_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a resize factor, got {text!r}") from None
+    if not 0.05 <= value < 1:
+        raise argparse.ArgumentTypeError(f"the smallest resize factor must be in [0.05, 1), got {text}")
+    return value
+
+
+def add_scale_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-scale-search`` and ``--min-scale F`` of the camera search (``fingerprint.camera_search``)."""
+    parser.add_argument("--no-scale-search", action="store_true",
+                        help="do not search resize factors for camera queries smaller than a fingerprint "
+                             "(found: 'resized by F' in the text, scale in JSON)")
+    parser.add_argument("--min-scale", type=_min_scale, metavar="F",
+                        help="smallest resize factor the camera scale search tries, in [0.05, 1) (default 0.3)")
+
+
+def scale_options(args: argparse.Namespace) -> dict:
+    """The ``Attributor`` options of :func:`add_scale_options` (only those given)."""
+    out = {"scale_search": not args.no_scale_search}
+    if args.min_scale is not None:
+        out["min_scale"] = args.min_scale
+    return out
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +175,17 @@ def backend_error(args: argparse.Namespace) -> str | None:
     return None if usable else f"--backend cuda: {reason}; use --backend cpu or auto"
 
 
+def build_usage_error(args: argparse.Namespace) -> str | None:
+    """Why ``build``'s options do not go together (a usage error, exit status 2), else None.
+
+    ``--name NAME --kind KIND PATH...``, or ``--labels`` with one PATH (the CSV) and no ``--name``.
+    """
+    if args.labels and (args.name is not None or len(args.paths) != 1):
+        return "--labels takes one PATH, the CSV of path,label[,kind] (the names come from it), and no --name"
+    missing = [o for o, v in (("--name", args.name), ("--kind", args.kind)) if v is None and not args.labels]
+    return f"the following arguments are required: {', '.join(missing)} (or --labels with a CSV)" if missing else None
+
+
 CALIBRATION_EPILOG = """\
 what is stored: z = NCC*sqrt(D) of images against generators they do not come from, keyed by
 (image SHA-256, generator). A generator build adds its images against the generators present and,
@@ -142,8 +194,12 @@ not depend on the order of builds (a warning says when source files are missing)
 'ganprint calibrate' adds images of no library generator against every generator; it refuses a
 source image of a library generator and an image at or above the threshold at 0.001 per pair
 (and z >= 6) against one.
-Resetting the stored scores is not available yet (the library has no call to delete them)
+The scores do not record who added them, so --reset drops every stored score ('calibrate'
+ones included) and stores what builds of the current generators give, recomputed from their
+recorded source images, in one commit. A source file missing or changed since keeps its stored
+scores where there are some (a warning counts the pairs that have none)
 """
+
 
 
 def add_maintenance_commands(sub) -> None:
@@ -155,10 +211,14 @@ def add_maintenance_commands(sub) -> None:
     so.add_argument("library")
     so.add_argument("name")
     so.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
-    cb = sub.add_parser("calibration", help="show the library's generator calibration (non-matching scores, "
-                        "thresholds)", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CALIBRATION_EPILOG)
+    cb = sub.add_parser("calibration", help="show or reset the library's generator calibration (non-matching "
+                        "scores, thresholds)", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CALIBRATION_EPILOG)
     cb.add_argument("library")
-    cb.add_argument("--show", action="store_true", help="show the stored scores and thresholds (the default)")
+    what = cb.add_mutually_exclusive_group()
+    what.add_argument("--show", action="store_true", help="show the stored scores and thresholds (the default)")
+    what.add_argument("--reset", action="store_true", help="drop the stored scores ('ganprint calibrate' ones "
+                      "included) and store those that builds give, recomputed from the generators' source images; "
+                      "then show them")
 
 
 def _ncc_threshold_removed(text: str) -> float:
@@ -177,7 +237,10 @@ output (text): one tab-separated line per image, between a '#' header and a '#' 
             sensor (so the photo was stored turned clockwise); 'at row R, column C': top-left
             corner of the query inside the fingerprint (after the turn), rows from the top,
             columns from the left; the second residual (sigma 5); a centred comparison;
-            why a reference was not compared
+            why a reference was not compared; 'resized by F (implied by its size | scale
+            search)': found in a copy resized by F (row, column then in the fingerprint so
+            resized); 'threshold raised: ...' says what was searched and its share of the
+            error budget; an unknown lists 'tried: ...'
 paths: files, folders (searched recursively) and glob patterns; file names are printed
 with control characters escaped (\\t, \\n, \\xNN) so that a name cannot forge a line
 """

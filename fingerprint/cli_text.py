@@ -13,8 +13,14 @@ that decided: ``PCE`` (cameras, default), ``NCC`` (cameras with ``--method ncc``
 says how the match was found: ``turned 90 deg counter-clockwise`` (the query, turned that way,
 lines up with the sensor; the photo was stored turned clockwise), ``at row R, column C`` (top-left
 corner of the query inside the fingerprint, rows counted down from the top, columns from the left,
-after the turn), the second residual (``sigma 5``), a comparison on a centred region, or why a
-reference was not compared. Lines starting with ``#`` are the header and the closing summary.
+after the turn), ``resized by F`` (a camera found in a resized copy: the factor F, and the
+stage that found it, ``implied by its size`` or ``scale search``; the row and column are then
+those of the fingerprint resized by F), the second residual (``sigma 5``), a comparison on a
+centred region, or why a reference was not compared. A camera threshold above the one-position
+value says why: ``threshold raised: searched 2 rotations × 2 sigmas × 1.2 M shifts: threshold 91``
+(every position the search may score counts, docs/camera_search.md); an ``unknown`` says what was
+tried for its closest camera (``tried: ...``). Lines starting with ``#`` are the header and the
+closing summary.
 """
 
 from __future__ import annotations
@@ -134,13 +140,30 @@ def _own_notes(s) -> list[str]:
     return [p for p in parts if p and not p.startswith(("uncalibrated", "no calibrated threshold"))]
 
 
+_STAGE_WORDS = {"implied scale": "implied by its size", "scale search": "scale search"}
+
+
 def _where(s) -> list[str]:
     out = []
     if s.rotation:
         out.append(f"turned {s.rotation} deg counter-clockwise")
+    scaled = s.scale is not None and s.scale != 1.0
+    if scaled:  # a non-match only says where its best position was
+        out.append(f"resized by {s.scale:.4g} ({_STAGE_WORDS.get(s.stage, s.stage)})" if s.match
+                   else f"best at factor {s.scale:.4g} ({s.stage})")
     if s.offset and tuple(s.offset) != (0, 0):
-        out.append(f"at row {s.offset[0]}, column {s.offset[1]}")
+        out.append(f"at row {s.offset[0]}, column {s.offset[1]}" + (" of the fingerprint so resized" if scaled else ""))
     return out + _own_notes(s)
+
+
+def _search_notes(s, matched: bool) -> list[str]:
+    """Why a camera's threshold is above its one-position value (a match), or what was tried (an unknown)."""
+    if s.kind != "camera" or not getattr(s, "searched", None):
+        return []
+    if matched:  # the deciding stage's part of the text
+        own = [p for p in s.searched.split("; ") if s.stage and p.startswith(f"{s.stage}: ")]
+        return [f"threshold raised: {own[0] if own else s.searched}"] if s.n_positions > 1 else []
+    return [f"tried: {s.searched}"]
 
 
 def _compared(s) -> bool:
@@ -170,7 +193,7 @@ def format_row(res) -> str:
     if shown is None or not _compared(shown):
         return f"{image}\tunknown\t-\t{printable('; '.join(notes) or 'no reference could be compared')}"
     who = printable(res.best) if res.best else f"unknown (closest {printable(res.closest)})"
-    notes = _where(shown) + notes
+    notes = _where(shown) + _search_notes(shown, bool(res.best)) + notes
     return f"{image}\t{who}\t{_score_text(shown)}\t{printable('; '.join(notes))}".rstrip("\t")
 
 

@@ -20,7 +20,15 @@ class ReferenceScore:
 
     ``ncc`` is the normalised cross-correlation at the chosen offset and rotation; ``pce`` the
     peak-to-correlation energy (cameras only, else None); ``threshold`` the value the deciding
-    score (``decided_by``) had to reach; ``n_positions`` the shifts x rotations searched.
+    score (``decided_by``) had to reach; ``n_positions`` every position the camera search may
+    score (shifts x rotations x denoiser strengths x scales, all its stages counted).
+
+    Cameras also carry: ``scale``, the resize factor at which the query lined up (1.0 at the
+    fingerprint's resolution; ``offset`` is then in pixels of the fingerprint resampled to that
+    factor); ``false_alarm``, the probability that a non-matching pair scores this high in this
+    search (a match iff at most the stated rate); ``stage``, the stage that decided
+    (``"native"``, ``"implied scale"`` or ``"scale search"``); ``searched``, what the stages that
+    ran searched and their thresholds, in words.
     """
 
     name: str
@@ -35,6 +43,10 @@ class ReferenceScore:
     n_positions: int = 0
     note: str | None = None
     z: float | None = None  # generators: NCC * sqrt(number of values compared), ~N(0, 1)-scaled
+    scale: float | None = None
+    false_alarm: float | None = None
+    stage: str | None = None
+    searched: str | None = None
 
     @property
     def strength(self) -> float:
@@ -55,6 +67,10 @@ class ReferenceScore:
             "rotation": self.rotation,
             "offset": list(self.offset) if self.offset is not None else None,
             "n_positions": self.n_positions,
+            "scale": self.scale,
+            "false_alarm": self.false_alarm,
+            **({"stage": self.stage} if self.stage is not None else {}),
+            **({"searched": self.searched} if self.searched else {}),
             **({"z": self.z} if self.z is not None else {}),
             **({"note": self.note} if self.note else {}),
         }
@@ -80,6 +96,9 @@ class Attribution:
             "kind": best.kind if best else None,
             "rotation": best.rotation if best else None,
             "offset": list(best.offset) if best and best.offset is not None else None,
+            "scale": best.scale if best else None,
+            "n_positions": best.n_positions if best else None,
+            "false_alarm": best.false_alarm if best else None,
             "scores": {name: s.as_dict() for name, s in self.scores.items()},
         }
 

@@ -56,12 +56,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import scipy.sparse
 import scipy.special
 
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
 from fingerprint.scores import DEFAULT_PCE_THRESHOLD
-from kernels.digest_cpu import sparse_correlation
+from kernels.digest_cpu import gather_correlation
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -191,30 +190,33 @@ def make_digest(K: np.ndarray, n: int | None = None) -> Digest:
 
 @dataclass
 class _Group:
-    """Digests of one shape, pixel-major (``kernels.digest_cpu``)."""
+    """Digests of one shape, reference-major (``kernels.digest_cpu.gather_correlation``)."""
 
     members: np.ndarray  # positions of the group's references in the index, (G,)
-    indptr: np.ndarray
-    refs: np.ndarray
-    values: np.ndarray
+    indptr: np.ndarray  # member g's entries are indptr[g]:indptr[g + 1], int64 (G + 1,)
+    indices: np.ndarray  # flat pixel of each entry, int32 (int64 past 2**31 pixels)
+    values: np.ndarray  # float32
     norms: np.ndarray  # ||v|| of each member, float64 (G,)
 
     @property
     def nbytes(self) -> int:
-        return int(self.indptr.nbytes + self.refs.nbytes + self.values.nbytes)
+        return int(self.indptr.nbytes + self.indices.nbytes + self.values.nbytes)
 
 
-def _group(members: list[int], digests: Sequence[Digest], shape: tuple[int, int]) -> _Group:
-    size = shape[0] * shape[1]
+def _sum_squares(values: np.ndarray) -> float:
+    """``sum(values**2)`` in float64 (one BLAS dot: a float64 by float32 ``np.dot`` takes NumPy's slow path)."""
+    v = values.astype(np.float64)
+    return float(v @ v)
+
+
+def _group(members: list[int], digests: Sequence[Digest]) -> _Group:
     lengths = np.array([digests[j].indices.size for j in members], dtype=np.int64)
-    row_ptr = np.concatenate([[0], np.cumsum(lengths)])
-    cols = np.concatenate([digests[j].indices for j in members])
-    data = np.concatenate([digests[j].values for j in members]).astype(np.float32, copy=False)
-    csc = scipy.sparse.csr_matrix((data, cols, row_ptr), shape=(len(members), size)).tocsc()
-    ref_dtype = np.uint16 if len(members) <= np.iinfo(np.uint16).max + 1 else np.int32
-    norms = np.sqrt([float(np.dot(digests[j].values.astype(np.float64), digests[j].values)) for j in members])
-    return _Group(np.asarray(members, dtype=np.int64), csc.indptr.astype(np.int64), csc.indices.astype(ref_dtype),
-                  np.ascontiguousarray(csc.data, dtype=np.float32), norms)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    index_dtype = np.result_type(*(digests[j].indices.dtype for j in members))
+    indices = np.concatenate([digests[j].indices for j in members]).astype(index_dtype, copy=False)
+    values = np.concatenate([digests[j].values for j in members]).astype(np.float32, copy=False)
+    norms = np.sqrt([_sum_squares(digests[j].values) for j in members])
+    return _Group(np.asarray(members, dtype=np.int64), indptr, indices, values, norms)
 
 
 class DigestIndex:
@@ -234,9 +236,9 @@ class DigestIndex:
 
     Notes
     -----
-    Memory: per stored entry a float32 value and a uint16 reference number (int32 past 65536
-    references of one shape), 6 bytes, plus 8 bytes per pixel of each shape. Building costs one
-    CSR-to-CSC conversion per shape (SciPy, linear in the entries).
+    Memory: per stored entry a float32 value and an int32 pixel position, 8 bytes, stored
+    reference after reference (CSR), so building is one concatenation per shape and each
+    reference is scored by one thread (``kernels.digest_cpu.gather_correlation``).
     """
 
     def __init__(self, digests: Sequence[Digest]):
@@ -248,7 +250,7 @@ class DigestIndex:
         by_shape: dict[tuple[int, int], list[int]] = {}
         for j, d in enumerate(digests):
             by_shape.setdefault(tuple(d.shape), []).append(j)
-        self._groups = {shape: _group(members, digests, shape) for shape, members in by_shape.items()}
+        self._groups = {shape: _group(members, digests) for shape, members in by_shape.items()}
         self.shapes = list(self._groups)
 
     def __len__(self) -> int:
@@ -294,18 +296,32 @@ class DigestIndex:
             raise InvalidImageError("the query holds NaN or inf values")
         ks = sorted({int(k) % 4 for k in rotations})
         out = np.full((self.n_refs, 4), np.nan)
-        centred = q - np.float32(np.mean(q, dtype=np.float64))
-        sigma = math.sqrt(float(np.dot(centred.ravel().astype(np.float64), centred.ravel())) / q.size)
+        centred, sigma = _normalised(q)
+        fits = {shape: [k for k in ks if (centred.shape[::-1] if k % 2 else centred.shape) == shape]
+                for shape in self._groups}
+        needed = sorted({k for fitting in fits.values() for k in fitting})
+        if not needed:
+            return out
+        # the query at every rotation needed, pixel-major: one (N, C) table read by every reference
+        columns = np.empty((q.size, len(needed)), dtype=np.float32)
+        for c, k in enumerate(needed):
+            columns[:, c] = np.rot90(centred, k).ravel()
         for shape, group in self._groups.items():
-            fitting = [k for k in ks if np.rot90(centred, k).shape == shape]
+            fitting = fits[shape]
             if not fitting:
                 continue
-            columns = np.stack([np.rot90(centred, k).ravel() for k in fitting], axis=1)
-            raw = sparse_correlation(group.indptr, group.refs, group.values, columns, group.members.size)
+            cols = columns if len(fitting) == len(needed) else columns[:, [needed.index(k) for k in fitting]]
+            raw = gather_correlation(group.indices, group.indptr, group.values, cols)
             denom = sigma * group.norms[:, None]
             z = np.divide(raw, denom, out=np.zeros_like(raw), where=denom > 0)
             out[np.ix_(group.members, fitting)] = z
         return out
+
+
+def _normalised(q: np.ndarray) -> tuple[np.ndarray, float]:
+    """``q - mean(q)`` (float32) and the standard deviation of ``q`` (float64 sums), computed once per query."""
+    centred = q - np.float32(np.mean(q, dtype=np.float64))
+    return centred, math.sqrt(_sum_squares(centred.ravel()) / q.size)
 
 
 def digest_bound(correlation: np.ndarray | float, threshold: float = DEFAULT_PCE_THRESHOLD, *,

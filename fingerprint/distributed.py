@@ -444,6 +444,12 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         if kind == "generator" and name not in lib:  # as build_reference: earlier generators' images against it
             null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), {}, warn)
         commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
+    if kind == "generator":  # the decision's statistics (null, leave-one-out), computed here as a build does
+        from fingerprint import interrupt
+        from fingerprint.generator_stats import refresh_statistics
+
+        with interrupt.deferred(f"the statistics of generator {name!r} were written to {library}"):
+            refresh_statistics(library, warn=warn)
     return report
 
 
@@ -473,6 +479,7 @@ def _worker_attributor(payload, token: str):
 def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bool) -> list:
     """Worker task: an Attribution, or a one-line error string, per path (strict: raise)."""
     from fingerprint.errors import GanprintError
+    from fingerprint.generator_attribution import file_jpeg_quality
     from fingerprint.io import iter_images
 
     att = _worker_attributor(payload, token)
@@ -481,7 +488,7 @@ def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bo
         try:
             if item.error is not None:
                 raise item.error
-            out.append(att.score(item.image, path))  # a refusal names the file: its label
+            out.append(att.score(item.image, path, file_jpeg_quality(path)))  # a refusal names the file: its label
         except GanprintError as err:  # "<path>: <problem>"
             if strict:
                 raise
@@ -517,7 +524,9 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     refs += [(g.name, "generator", g.F, g.params) for g in att.generators]
     worker_options = dict(method=att.method, pce_threshold=att.pce_threshold,
                           generator_threshold=att.generator_threshold, rotations=len(att.rotations) > 1,
-                          query_sigma=att.query_sigma, retry_sigma=att.retry_sigma, backend=backend)
+                          query_sigma=att.query_sigma, retry_sigma=att.retry_sigma, backend=backend,
+                          scale_search=att.scale_search, min_scale=att.min_scale,
+                          generator_models=att.generator_models)
     del att
     payload = client.scatter([(refs, worker_options)], broadcast=True, hash=True)[0]
     token = payload.key

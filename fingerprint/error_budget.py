@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 
 import scipy.special
 
+from fingerprint.scores import DEFAULT_PCE_THRESHOLD
+
 __all__ = [
     "ALPHA",
     "BASE_PCE",
@@ -64,8 +66,8 @@ __all__ = [
     "threshold",
 ]
 
-BASE_PCE = 60.0
-"""PCE threshold at one position (the same value as ``fingerprint.scores.DEFAULT_PCE_THRESHOLD``)."""
+BASE_PCE = DEFAULT_PCE_THRESHOLD
+"""PCE threshold at one position: ``fingerprint.scores.DEFAULT_PCE_THRESHOLD`` (60), written once there."""
 
 
 def _check_n(n_positions: float) -> float:
@@ -361,6 +363,8 @@ class SearchPlan:
         """Human text: ``"searched 4 rotations × 37 scales × 1.2 M shifts: threshold 91"``.
 
         Without ``name``, every active stage, joined by ``"; "``; a stage that cannot run says so.
+        A stage with part of the budget says which (``"(25% of the error budget)"``): that share,
+        besides its positions, raises its threshold.
         """
         stages = [self.stage(name)] if name is not None else list(self.active)
         if not stages:
@@ -371,6 +375,7 @@ class SearchPlan:
             if st.n_positions == 0:
                 texts.append(f"{label}nothing (the query does not fit)")
                 continue
-            thr = self.threshold(st.name)
-            texts.append(f"{label}searched {st.describe()}: threshold {thr:.1f}")
+            thr, share = self.threshold(st.name), self.share(st.name)
+            part = f" ({share:.0%} of the error budget)" if share < 1.0 else ""
+            texts.append(f"{label}searched {st.describe()}{part}: threshold {thr:.1f}")
         return "; ".join(texts)

@@ -20,8 +20,8 @@ from fingerprint.errors import GanprintError, InvalidImageError
 
 UNKNOWN = "unknown"
 
-__all__ = ["EvaluationReport", "auc", "eer", "evaluate_library", "format_report", "read_labelled_queries", "roc_curve",
-           "roc_curves"]
+__all__ = ["EvaluationReport", "auc", "eer", "evaluate_conditions", "evaluate_library", "format_conditions",
+           "format_report", "read_labelled_queries", "roc_curve", "roc_curves"]
 
 
 def read_labelled_queries(queries: str | os.PathLike) -> list[tuple[Path, str]]:
@@ -283,11 +283,17 @@ def threshold_rules(att) -> tuple[dict[str, str], dict[str, float | None]]:
         base = att.pce_threshold
         if att.method == "pce":
             words["camera"] = (f"PCE >= {base:g} at one position, raised with the number of positions searched "
-                               "(crop search, rotations, second residual) to keep its false-alarm rate")
+                               "(crop search, rotations, second residual, scales) to keep its false-alarm rate")
             values["pce"] = base
         else:
             words["camera"] = f"NCC >= sqrt(tau / pixels), tau the PCE threshold ({base:g} at one position) of the search"
-    if att.generators:
+    models = getattr(att, "generator_models", None)
+    if att.generators and models is not None:
+        words["generator"] = (f"z = NCC*sqrt(D) above each generator's null for the query's size and hypothesis "
+                              f"(aligned, crop search, resized fingerprint) at {models.fpr:g} false alarms per image, "
+                              "within its leave-one-out genuine range, residual testable (texture gate)")
+        values["z"] = None
+    elif att.generators:
         g = att.generator_threshold
         if g is None or g.value is None:
             n = g.n_null if g is not None else 0
@@ -305,7 +311,9 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
                      query_sigma: float = 2.0,
                      plots: str | os.PathLike | None = None, progress: bool = True,
                      warn: Callable[[str], None] | None = None, recursive: bool = True,
-                     generator_threshold: float | None = None, backend: str = "auto") -> EvaluationReport:
+                     generator_threshold: float | None = None, backend: str = "auto",
+                     transform=None, seed: int = 0, scale_search: bool = True,
+                     min_scale: float | None = None) -> EvaluationReport:
     """Attribute every labelled query against ``library`` and compute the metrics (and plots).
 
     ``report.failed`` lists the query files that could not be read (each also passed to ``warn``),
@@ -314,9 +322,17 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     the library's calibrated one. ``backend``: as in :class:`~fingerprint.attribution.Attributor`
     ("auto", "cpu", "cuda"; resolved once). Plots: ``roc.png`` (log false-positive axis, the
     operating points of the decisions marked), ``scores.png`` (thresholds marked with their value),
-    ``confusion.png``.
+    ``confusion.png``. ``transform``: a ``fingerprint.transforms`` pipeline (or its text, e.g.
+    ``"resize:0.5+jpeg:75"``) applied in memory to every query before it is scored (random crops
+    seeded per image from ``seed``, :func:`~fingerprint.transforms.image_rng`); see
+    :func:`evaluate_conditions` for several.
     """
     import sys
+
+    from fingerprint.generator_attribution import file_jpeg_quality
+    from fingerprint.transforms import Pipeline, apply_pipeline, image_rng, parse_pipeline
+
+    pipeline = None if transform is None else transform if isinstance(transform, Pipeline) else parse_pipeline(transform)
 
     from tqdm import tqdm
 
@@ -324,17 +340,32 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     from fingerprint.io import iter_images
 
     pairs, left_out = labelled_queries(queries, recursive=recursive)
+    scaled = {"scale_search": scale_search} | ({"min_scale": min_scale} if min_scale is not None else {})
     att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma,
-                          generator_threshold=generator_threshold, backend=backend)
+                          generator_threshold=generator_threshold, backend=backend, **scaled)
     references = [c.name for c in att.cameras] + [g.name for g in att.generators]
     results, labels, failed = [], [], []
     loaded = iter_images((path for path, _ in pairs), crop=crop)
-    for (path, label), item in tqdm(zip(pairs, loaded), total=len(pairs), desc="evaluate", unit="img", file=sys.stderr,
-                                    disable=None if progress else True, leave=False):
+    desc = "evaluate" if pipeline is None or not pipeline.steps else f"evaluate {pipeline.spec()}"
+    for index, ((path, label), item) in enumerate(tqdm(zip(pairs, loaded), total=len(pairs), desc=desc, unit="img",
+                                                       file=sys.stderr, disable=None if progress else True,
+                                                       leave=False)):
         try:
             if item.error is not None:
                 raise item.error
-            results.append(att.score(item.image, str(path)))  # a refusal names the file: its label
+            image, quality = item.image, None
+            if pipeline is not None and pipeline.steps:
+                try:
+                    t = apply_pipeline(image, pipeline, image_rng(seed, index))
+                except ValueError as err:  # e.g. a crop larger than this query
+                    raise InvalidImageError(f"cannot apply {pipeline.spec()!r}: {err}", path=path) from None
+                image, quality = t.image, t.jpeg_quality if t.quantization is not None else None
+            elif getattr(att, "generator_models", None) is not None:
+                quality = file_jpeg_quality(path)
+            if getattr(att, "generator_models", None) is not None:  # a JPEG query's quality reaches the decision
+                results.append(att.score(image, str(path), quality))
+            else:
+                results.append(att.score(image, str(path)))  # a refusal names the file: its label
             labels.append(label)
         except GanprintError as err:  # "<path>: <problem>"
             failed.append(str(err))
@@ -360,6 +391,30 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
             str(plot_confusion(report.confusion, out / "confusion.png")),
         ]
     return report
+
+
+def evaluate_conditions(library, queries, conditions, **options) -> list[tuple[str, EvaluationReport]]:
+    """:func:`evaluate_library` once per condition of ``conditions`` (text such as
+    ``"none,jpeg:75,resize:0.5,crop:160"`` or a list of pipelines, ``transforms.parse_conditions``):
+    ``[(condition, report), ...]`` in order. ``options`` as :func:`evaluate_library` (no ``plots``:
+    one set of plots would be overwritten by the next condition)."""
+    from fingerprint.transforms import parse_conditions
+
+    if options.get("plots"):
+        raise ValueError("plots are written for one condition at a time: evaluate the conditions one by one")
+    return [(p.spec(), evaluate_library(library, queries, transform=p, **options)) for p in parse_conditions(conditions)]
+
+
+def format_conditions(reports: list[tuple[str, EvaluationReport]], **options) -> str:
+    """One summary line per condition, then each full report under its condition's title."""
+    lines = ["condition: top-1 (closed set), open-set accuracy, unknown sources rejected"]
+    for cond, r in reports:
+        top1 = f"{r.top1_correct / r.top1_total:.1%}" if r.top1_total else "n/a"
+        unk = f"{r.unknown_correct}/{r.unknown_total}" if r.unknown_total else "n/a"
+        lines.append(f"  {cond}: {top1}, {r.open_set_correct / r.n_queries:.1%}, {unk}")
+    for cond, r in reports:
+        lines += ["", f"== {cond} ==", format_report(r, **options)]
+    return "\n".join(lines)
 
 
 PER_IMAGE_FIELDS = ("image", "true_source", "known_source", "decision", "closest", "correct", "top1_correct",

@@ -31,7 +31,7 @@ A decision for one query goes through four steps (DESIGN.md §7, issue 11):
 
 3. **Genuine ranges** (:class:`GenuineRange`). The same scores of the generator's own reference
    images against its fingerprint rebuilt without each of them (leave-one-out), per hypothesis and
-   size. A query above the null but below ``mean - family_k * std`` of that range is *not* that
+   size. A query above the null but below ``mean - k * std`` of that range (``k`` the prediction bound's factor at miss rate ``FAMILY_MISS``, ``GenuineRange.lower``) is *not* that
    generator: it resembles it (a sibling model of the same architecture does) and is answered
    "unknown" with the resemblance.
 
@@ -55,12 +55,14 @@ TEXTURE_WINDOW = 8  # pixels, side of the local RMS box
 MIN_INFORMATIVE_PIXELS = 64 * 64
 MIN_SPECTRAL_SPREAD = 0.3
 DEFAULT_FPR = 0.01
-FAMILY_K = 2.33  # genuine range: mean - 2.33 std, the 1 % low tail of a normal fit
+FAMILY_MISS = 1e-3  # genuine range: the rate at which a genuine query falls below it (normal prediction bound)
+FAMILY_K = None  # None: the bound's factor from FAMILY_MISS and the number of scores (GenuineRange.lower)
 MIN_NULL_SCORES = 20
 
 __all__ = [
     "DEFAULT_FPR",
     "FAMILY_K",
+    "FAMILY_MISS",
     "GeneratorDecision",
     "GenuineRange",
     "HypothesisScore",
@@ -130,7 +132,10 @@ def residual_statistics(noise: np.ndarray, image: np.ndarray | None = None) -> R
         if image.shape[:2] != (H, W):
             raise ValueError(f"image {image.shape[:2]} and noise {(H, W)} differ in size")
         saturated = _saturated(image)
-    spectrum = (np.abs(np.fft.fft2(n - n.mean(axis=(1, 2), keepdims=True))) ** 2).sum(0)
+    from scipy import fft
+
+    y = fft.fft2((n - n.mean(axis=(1, 2), keepdims=True)).astype(np.float32), workers=-1)
+    spectrum = (y.real**2 + y.imag**2).sum(0, dtype=np.float64)
     smooth = ndimage.uniform_filter(spectrum, (min(H, W) // 8) | 1, mode="wrap")
     total = float((smooth**2).sum())
     spread = float(smooth.sum() ** 2 / total / smooth.size) if total > 0 else 0.0
@@ -166,7 +171,12 @@ class NullModel:
 
     def __post_init__(self) -> None:
         s = np.asarray(self.scores, dtype=np.float64)
-        object.__setattr__(self, "scores", s[np.isfinite(s)])
+        s = np.sort(s[np.isfinite(s)])
+        object.__setattr__(self, "scores", s)
+        # computed once: a model serves every query of an attribution run
+        object.__setattr__(self, "_mean", float(s.mean()) if s.size else math.nan)
+        object.__setattr__(self, "_std", float(s.std(ddof=1)) if s.size > 1 else math.nan)
+        object.__setattr__(self, "_thresholds", {})
 
     @property
     def n(self) -> int:
@@ -174,11 +184,11 @@ class NullModel:
 
     @property
     def mean(self) -> float:
-        return float(self.scores.mean()) if self.n else math.nan
+        return self._mean
 
     @property
     def std(self) -> float:
-        return float(self.scores.std(ddof=1)) if self.n > 1 else math.nan
+        return self._std
 
     def threshold(self, fpr: float) -> float | None:
         """Score reached by a non-matching query with probability ``fpr`` (None: too few scores)."""
@@ -186,14 +196,17 @@ class NullModel:
             raise ValueError(f"the false-positive rate must be in (0, 1), got {fpr}")
         if self.n < MIN_NULL_SCORES:
             return None
-        return max(float(np.quantile(self.scores, 1 - fpr)), self.mean + float(ndtri(1 - fpr)) * self.std)
+        if fpr not in self._thresholds:
+            self._thresholds[fpr] = max(float(np.quantile(self.scores, 1 - fpr)),
+                                        self.mean + float(ndtri(1 - fpr)) * self.std)
+        return self._thresholds[fpr]
 
     def p_value(self, z: float) -> float:
         """P(non-matching score >= z): the larger of the normal tail and (count + 1) / (n + 1)."""
         if self.n < MIN_NULL_SCORES:
             return 1.0
         normal = float(ndtr(-(z - self.mean) / self.std)) if self.std > 0 else float(z <= self.mean)
-        empirical = (int((self.scores >= z).sum()) + 1) / (self.n + 1)
+        empirical = (self.n - int(np.searchsorted(self.scores, z, side="left")) + 1) / (self.n + 1)
         return min(1.0, max(normal, empirical))
 
     def standardised(self, z: float) -> float:
@@ -212,12 +225,22 @@ class GenuineRange:
     size: tuple[int, int]
     scores: np.ndarray = field(repr=False)
 
-    def lower(self, k: float = FAMILY_K) -> float:
-        """``mean - k std`` of the scores (-inf with fewer than 3 scores: no range known)."""
+    def lower(self, k: float | None = FAMILY_K) -> float:
+        """``mean - k std`` of the scores (-inf with fewer than 3 scores: no range known).
+
+        ``k`` None: the one-sided normal *prediction* bound for one more genuine score at miss rate
+        :data:`FAMILY_MISS`, ``k = t(1 - FAMILY_MISS; n - 1) sqrt(1 + 1/n)`` (Student t, n scores):
+        a dozen leave-one-out scores estimate the spread poorly, and a genuine query answered
+        "not the same model" is an error this bound keeps at about 0.1 %.
+        """
         s = np.asarray(self.scores, dtype=np.float64)
         s = s[np.isfinite(s)]
         if s.size < 3:
             return -math.inf
+        if k is None:
+            from scipy.stats import t
+
+            k = float(t.ppf(1.0 - FAMILY_MISS, s.size - 1)) * math.sqrt(1.0 + 1.0 / s.size)
         return float(s.mean() - k * s.std(ddof=1))
 
 
@@ -278,7 +301,7 @@ class _Tested:
 
 
 def _test(s: HypothesisScore, null: NullModel | None, genuine: GenuineRange | None, alpha: float,
-          family_k: float) -> _Tested:
+          family_k: float | None) -> _Tested:
     if null is None:
         return _Tested(s, -math.inf, 1.0, None, -math.inf)
     extra = max(1.0, s.n_positions / max(null.positions, 1))  # a wider search than the null's
@@ -289,7 +312,7 @@ def _test(s: HypothesisScore, null: NullModel | None, genuine: GenuineRange | No
 
 def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], NullModel],
            genuine: Mapping[tuple[str, str], GenuineRange] | None = None, *, stats: ResidualStats | None = None,
-           fpr: float = DEFAULT_FPR, family_k: float = FAMILY_K, families: Mapping[str, str] | None = None,
+           fpr: float = DEFAULT_FPR, family_k: float | None = FAMILY_K, families: Mapping[str, str] | None = None,
            min_pixels: int = MIN_INFORMATIVE_PIXELS, min_spread: float = MIN_SPECTRAL_SPREAD) -> GeneratorDecision:
     """Decide match or unknown for one query.
 
@@ -301,7 +324,8 @@ def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], Nu
     genuine : GenuineRange per (generator, hypothesis), optional (no range: no family test).
     stats : the query's residual statistics; an untestable residual is "unknown" with the reason.
     fpr : per-pair false-alarm rate, split over the hypotheses tried for each generator.
-    family_k : a score below ``mean - family_k std`` of the genuine range is "not that generator".
+    family_k : a score below ``mean - family_k std`` of the genuine range is "not that generator"
+        (None: the prediction bound of ``GenuineRange.lower``).
     families : optional generator -> architecture label, for the resemblance message.
 
     Returns

@@ -361,6 +361,20 @@ class ScaledSearch:
         ny, nx = padded.shape[0] - q.shape[0] + 1, padded.shape[1] - q.shape[1] + 1
         return peak_stats(c, (slice(0, ny), slice(0, nx)))
 
+    def aligned_fingerprint(self, stage: str, scale: float, offset: tuple[int, int],
+                            shape: tuple[int, int]) -> np.ndarray | None:
+        """The resampled fingerprint under a (rotated) query of ``shape`` where a match of ``stage``
+        put it (``ScaledMatch.scale`` and ``offset``), for the NCC at that position; None if it
+        does not fit (it always fits for a position the search scored)."""
+        if stage == "implied scale":
+            factors = self._implied_scale(shape)
+            return None if factors is None else resample_fingerprint(self.K, factors, shape)
+        t = wrap_to_fast(resample_fingerprint(self.K, scale))
+        (oy, ox), (h, w) = offset, shape
+        if oy < 0 or ox < 0 or oy + h > t.shape[0] or ox + w > t.shape[1]:
+            return None
+        return np.ascontiguousarray(t[oy: oy + h, ox: ox + w])
+
     def implied(self, WI: np.ndarray, plan: SearchPlan) -> ScaledMatch | None:
         """Stage ``implied scale``: aligned PCE against ``K`` resized exactly to the query's size."""
         t0 = time.perf_counter()

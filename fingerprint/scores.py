@@ -313,6 +313,33 @@ class ReferenceSpectrum:
         spectrum.flags.writeable = False
         self.spectrum: np.ndarray = spectrum
 
+    @classmethod
+    def from_spectrum(cls, shape: tuple[int, int], spectrum: np.ndarray) -> "ReferenceSpectrum":
+        """A reference around an already computed ``rfft2(ref - mean(ref))`` (e.g. from a cache): no FFT.
+
+        Parameters
+        ----------
+        shape : (int, int)
+            ``(H, W)`` of the reference.
+        spectrum : ndarray of complex64, shape (H, W // 2 + 1)
+            Kept as it is (not copied) and made read-only.
+
+        Raises ``ShapeMismatchError`` for another shape, ``TypeError`` for another dtype.
+        """
+        big_h, big_w = (int(shape[0]), int(shape[1]))
+        if big_h < 1 or big_w < 1:
+            raise InvalidImageError(f"a reference shape must be positive, got {tuple(shape)}")
+        if not isinstance(spectrum, np.ndarray) or spectrum.dtype != np.complex64:
+            raise TypeError(f"the spectrum must be a complex64 array, got {getattr(spectrum, 'dtype', type(spectrum))}")
+        if spectrum.shape != (big_h, big_w // 2 + 1):
+            raise ShapeMismatchError(f"a spectrum of a {big_h}x{big_w} reference has shape "
+                                     f"{(big_h, big_w // 2 + 1)}, got {spectrum.shape}")
+        ref = cls.__new__(cls)
+        spectrum.flags.writeable = False
+        ref.shape = (big_h, big_w)
+        ref.spectrum = spectrum
+        return ref
+
     def __repr__(self) -> str:
         return f"ReferenceSpectrum(shape={self.shape})"
 

@@ -1,4 +1,4 @@
-"""An on-disk cache of camera fingerprint spectra, keyed by each reference's content hash.
+"""On-disk caches of what is derived from camera fingerprints (spectra, digests), keyed by content hash.
 
 Scoring a camera reference needs the DFT of its fingerprint, ``rfft2(K - mean(K))`` as complex64,
 shape (H, W // 2 + 1) (``fingerprint.scores.ReferenceSpectrum``). Computing it costs one 2-D FFT
@@ -15,7 +15,12 @@ shape, dtype or checksum is wrong, or that cannot be read, is deleted and the sp
 Files are written to a temporary name in the same folder and renamed into place (atomic on POSIX),
 so a reader sees a whole file or none. When the folder grows past ``max_bytes`` the least recently
 used files are removed. The cache is an optimisation: a folder that cannot be written leaves
-scoring unchanged (``store`` returns False).
+scoring unchanged (``store`` returns False). ``GANPRINT_CACHE_DIR=""`` (set, empty) asks the
+callers (``fingerprint.camera_library``) to cache nothing (:func:`cache_disabled`).
+
+:class:`DigestCache` keeps fingerprint digests (``fingerprint.digest``) the same way in
+``.../digests``: one file per (content hash, digest size), the positions, values, shape and
+energy fraction checked against their SHA-256 and against the fingerprint's shape on every read.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fingerprint.digest import Digest, make_digest
 from fingerprint.scores import ReferenceSpectrum
 
-__all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "SpectrumCache", "content_hash", "default_cache_dir"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "DigestCache", "SpectrumCache", "cache_disabled", "content_hash",
+           "default_cache_dir"]
 
 FORMAT = 1
 """Version of the file layout and of the spectrum's definition (bumped if either changes)."""
@@ -46,14 +53,24 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 _STALE_TMP_S = 3600.0  # temporary files older than this are left-overs of a killed writer
 
 
-def default_cache_dir() -> Path:
-    """``$GANPRINT_CACHE_DIR/spectra``, else ``$XDG_CACHE_HOME/ganprint/spectra``, else ``~/.cache/ganprint/spectra``."""
+def default_cache_dir(kind: str = "spectra") -> Path:
+    """``$GANPRINT_CACHE_DIR/<kind>``, else ``$XDG_CACHE_HOME/ganprint/<kind>``, else ``~/.cache/ganprint/<kind>``.
+
+    ``kind`` is ``"spectra"`` or ``"digests"``. See :func:`cache_disabled` for turning caching off.
+    """
+    if kind not in ("spectra", "digests"):
+        raise ValueError(f"the cache kind is 'spectra' or 'digests', got {kind!r}")
     own = os.environ.get("GANPRINT_CACHE_DIR")
     if own:
-        return Path(own) / "spectra"
+        return Path(own) / kind
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "ganprint" / "spectra"
+    return base / "ganprint" / kind
+
+
+def cache_disabled() -> bool:
+    """True when ``GANPRINT_CACHE_DIR`` is set to the empty string: nothing is cached on disk."""
+    return os.environ.get("GANPRINT_CACHE_DIR") == ""
 
 
 def _params_dict(params: Any) -> dict:
@@ -95,21 +112,16 @@ def _spectrum_of(fingerprint: np.ndarray) -> np.ndarray:
     return ReferenceSpectrum(fingerprint).spectrum
 
 
-def _as_reference_spectrum(shape: tuple[int, int], spectrum: np.ndarray) -> ReferenceSpectrum:
-    """A :class:`ReferenceSpectrum` around an already computed spectrum (no FFT).
-
-    Sets the two attributes ``ReferenceSpectrum.__init__`` would; to be replaced by a
-    ``ReferenceSpectrum.from_spectrum`` constructor in ``scores`` (integration plan, docs/scaling.md).
-    """
-    ref = ReferenceSpectrum.__new__(ReferenceSpectrum)
-    spectrum.flags.writeable = False
-    ref.shape = (int(shape[0]), int(shape[1]))
-    ref.spectrum = spectrum
-    return ref
+def _checksum(arrays) -> bytes:
+    """SHA-256 of the bytes of ``arrays`` (C-contiguous), one after the other."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.digest()
 
 
-class SpectrumCache:
-    """Fingerprint spectra on disk (see the module doc).
+class _NpzCache:
+    """Files of NumPy arrays keyed by content hash, checked when read (the mechanics of both caches).
 
     Parameters
     ----------
@@ -125,15 +137,17 @@ class SpectrumCache:
         checksum) and deleted, since this object was made.
     """
 
+    KIND = "spectra"
+
     def __init__(self, root: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES):
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
             raise ValueError(f"max_bytes must be a non-negative integer, got {max_bytes!r}")
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else default_cache_dir(self.KIND)
         self.max_bytes = int(max_bytes)
         self.hits = self.misses = self.rejected = 0
 
     def __repr__(self) -> str:
-        return f"SpectrumCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+        return f"{type(self).__name__}({str(self.root)!r}, max_bytes={self.max_bytes})"
 
     def path(self, key: str) -> Path:
         """The file of ``key`` (64 hex digits, else ValueError: no path can leave the folder)."""
@@ -142,36 +156,32 @@ class SpectrumCache:
         return self.root / f"{key}.npz"
 
     # ---- read -------------------------------------------------------------------------------------
-    def load(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
-        """The cached spectrum of a fingerprint of ``shape``, or None (absent or refused).
-
-        A present file is checked: format, stored key, shape ``(H, W // 2 + 1)``, dtype complex64
-        and the SHA-256 of the spectrum's bytes. A file failing any check is deleted.
-        """
+    def _read(self, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """The arrays ``names`` of the file of ``key`` if its format, stored key and checksum (the
+        SHA-256 of the arrays' bytes, in that order) are right; None if absent; a damaged file is deleted."""
         path = self.path(key)
-        expected = (int(shape[0]), int(shape[1]) // 2 + 1)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 fmt = int(npz["format"])
                 stored_key = bytes(npz["key"]).decode("ascii")
                 checksum = bytes(npz["sha256"])
-                spectrum = npz["spectrum"]
+                arrays = {name: npz[name] for name in names}
         except FileNotFoundError:
             self.misses += 1
             return None
         except Exception:  # noqa: BLE001 - any unreadable file is a damaged cache entry
             self._reject(path)
             return None
-        ok = (fmt == FORMAT and stored_key == key and spectrum.shape == expected
-              and spectrum.dtype == np.complex64 and spectrum.flags.c_contiguous
-              and hashlib.sha256(memoryview(spectrum).cast("B")).digest() == checksum)
-        if not ok:
+        if fmt != FORMAT or stored_key != key or not all(a.flags.c_contiguous for a in arrays.values()) \
+                or _checksum(arrays[n] for n in names) != checksum:
             self._reject(path)
             return None
+        return arrays
+
+    def _served(self, key: str) -> None:
         self.hits += 1
         with contextlib.suppress(OSError):
-            os.utime(path)  # least recently used order for eviction
-        return spectrum
+            os.utime(self.path(key))  # least recently used order for eviction
 
     def _reject(self, path: Path) -> None:
         self.rejected += 1
@@ -179,23 +189,16 @@ class SpectrumCache:
             path.unlink()
 
     # ---- write ------------------------------------------------------------------------------------
-    def store(self, key: str, spectrum: np.ndarray) -> bool:
-        """Write a spectrum (complex64, 2-D) under ``key`` atomically; False if the folder refuses.
-
-        Evicts least recently used files afterwards if the folder is over ``max_bytes``.
-        """
+    def _write(self, key: str, arrays: dict[str, np.ndarray]) -> bool:
+        """Write ``arrays`` (C-contiguous) under ``key`` atomically with their checksum; False if refused."""
         path = self.path(key)
-        arr = np.ascontiguousarray(spectrum)
-        if arr.dtype != np.complex64 or arr.ndim != 2:
-            raise ValueError(f"a spectrum is 2-D complex64, got {arr.dtype} of shape {arr.shape}")
         tmp = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.root)
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, spectrum=arr, format=np.int64(FORMAT),
-                         key=np.frombuffer(key.encode("ascii"), dtype=np.uint8),
-                         sha256=np.frombuffer(hashlib.sha256(memoryview(arr).cast("B")).digest(), dtype=np.uint8))
+                np.savez(f, **arrays, format=np.int64(FORMAT), key=np.frombuffer(key.encode("ascii"), dtype=np.uint8),
+                         sha256=np.frombuffer(_checksum(arrays.values()), dtype=np.uint8))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -251,6 +254,39 @@ class SpectrumCache:
         except OSError:
             return 0
 
+
+class SpectrumCache(_NpzCache):
+    """Fingerprint spectra on disk (see the module doc); parameters and counters as :class:`DigestCache`."""
+
+    KIND = "spectra"
+
+    def load(self, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+        """The cached spectrum of a fingerprint of ``shape``, or None (absent or refused).
+
+        A present file is checked: format, stored key, shape ``(H, W // 2 + 1)``, dtype complex64
+        and the SHA-256 of the spectrum's bytes. A file failing any check is deleted.
+        """
+        arrays = self._read(key, ("spectrum",))
+        if arrays is None:
+            return None
+        spectrum = arrays["spectrum"]
+        if spectrum.shape != (int(shape[0]), int(shape[1]) // 2 + 1) or spectrum.dtype != np.complex64:
+            self._reject(self.path(key))
+            return None
+        self._served(key)
+        return spectrum
+
+    def store(self, key: str, spectrum: np.ndarray) -> bool:
+        """Write a spectrum (complex64, 2-D) under ``key`` atomically; False if the folder refuses.
+
+        Evicts least recently used files afterwards if the folder is over ``max_bytes``.
+        """
+        self.path(key)
+        arr = np.ascontiguousarray(spectrum)
+        if arr.dtype != np.complex64 or arr.ndim != 2:
+            raise ValueError(f"a spectrum is 2-D complex64, got {arr.dtype} of shape {arr.shape}")
+        return self._write(key, {"spectrum": arr})
+
     # ---- get or compute ---------------------------------------------------------------------------
     def spectrum(self, fingerprint: np.ndarray, params: Any = None, *, key: str | None = None) -> np.ndarray:
         """The spectrum of ``fingerprint`` from the cache, or computed (and stored).
@@ -283,4 +319,74 @@ class SpectrumCache:
     def reference_spectrum(self, fingerprint: np.ndarray, params: Any = None, *,
                            key: str | None = None) -> ReferenceSpectrum:
         """A :class:`ReferenceSpectrum` of ``fingerprint`` whose DFT comes from the cache when it can."""
-        return _as_reference_spectrum(np.shape(fingerprint), self.spectrum(fingerprint, params, key=key))
+        return ReferenceSpectrum.from_spectrum(np.shape(fingerprint), self.spectrum(fingerprint, params, key=key))
+
+
+class DigestCache(_NpzCache):
+    """Fingerprint digests (``fingerprint.digest``) on disk, one file per (reference, digest size).
+
+    Parameters
+    ----------
+    root : path, optional
+        The cache folder; default :func:`default_cache_dir` ``("digests")``.
+    max_bytes : int, optional
+        Size cap of the folder (least recently used files go first); default 4 GiB.
+
+    Attributes
+    ----------
+    hits, misses, rejected : int
+        As :class:`SpectrumCache`.
+
+    Notes
+    -----
+    The file of a digest of ``n`` pixels of the reference whose content hash is ``key`` is named
+    by ``SHA-256(key, n)``. It holds the positions (int32 or int64), the values (float32), the
+    fingerprint's shape and the energy fraction, with the SHA-256 of all four; a file whose checksum,
+    key, dtypes or sizes are wrong is deleted and the digest recomputed.
+    """
+
+    KIND = "digests"
+
+    @staticmethod
+    def digest_key(key: str, n: int) -> str:
+        """The file key of the ``n``-pixel digest of the reference whose content hash is ``key``."""
+        return hashlib.sha256(f"ganprint-digest/{FORMAT}\0{key}\0{int(n)}".encode()).hexdigest()
+
+    def load(self, key: str, shape: tuple[int, int], n: int) -> Digest | None:
+        """The cached ``n``-pixel digest of a fingerprint of ``shape`` and content hash ``key``, or None."""
+        file_key = self.digest_key(key, n)
+        arrays = self._read(file_key, ("indices", "values", "shape", "energy_fraction"))
+        if arrays is None:
+            return None
+        idx, values, dims, energy = (arrays[k] for k in ("indices", "values", "shape", "energy_fraction"))
+        size = int(shape[0]) * int(shape[1])
+        ok = (idx.dtype in (np.int32, np.int64) and idx.shape == (n,) and values.dtype == np.float32
+              and values.shape == (n,) and dims.tolist() == [int(shape[0]), int(shape[1])]
+              and energy.shape == (1,) and 0.0 <= float(energy[0]) <= 1.0
+              and (n == 0 or (int(idx[0]) >= 0 and int(idx[-1]) < size and bool(np.all(np.diff(idx) > 0)))))
+        if not ok:
+            self._reject(self.path(file_key))
+            return None
+        self._served(file_key)
+        return Digest(idx, values, (int(shape[0]), int(shape[1])), float(energy[0]))
+
+    def store(self, key: str, digest: Digest) -> bool:
+        """Write ``digest`` of the reference whose content hash is ``key``; False if the folder refuses."""
+        self.path(key)
+        return self._write(self.digest_key(key, digest.indices.size), {
+            "indices": np.ascontiguousarray(digest.indices), "values": np.ascontiguousarray(digest.values, np.float32),
+            "shape": np.asarray(digest.shape, dtype=np.int64),
+            "energy_fraction": np.asarray([digest.energy_fraction], dtype=np.float64)})
+
+    def digest(self, fingerprint: np.ndarray, n: int, params: Any = None, *, key: str | None = None) -> Digest:
+        """The ``n``-pixel digest of ``fingerprint`` from the cache, or computed (and stored)."""
+        shape = np.shape(fingerprint)
+        if len(shape) != 2:
+            raise ValueError(f"a fingerprint is 2-D, got shape {shape}")
+        key = key if key is not None else content_hash(fingerprint, params)
+        cached = self.load(key, shape, n)
+        if cached is not None:
+            return cached
+        made = make_digest(fingerprint, n)
+        self.store(key, made)
+        return made

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from fingerprint.scores import DEFAULT_RADIUS
+# the PCE's own pieces, so that ``peak_stats`` is exactly ``ReferenceSpectrum.pce`` (one definition)
+from fingerprint.scores import DEFAULT_RADIUS, _neighbourhood_energy, _sum_squares
 
 __all__ = ["Peak", "Template", "coarse_stats", "peak_stats"]
 
@@ -29,17 +30,7 @@ class Template:
     padded: tuple[int, int]  # (Ph, Pw)
 
 
-_CHUNK = 1 << 16
 _RADIUS = DEFAULT_RADIUS  # PCE exclusion half-width (11 x 11), as fingerprint.scores
-
-
-def _sum_squares(flat: np.ndarray) -> float:
-    """``sum(x**2)`` of a float32 vector: float32 BLAS per 65536 elements, float64 across (as ``scores``)."""
-    total = 0.0
-    for start in range(0, flat.size, _CHUNK):
-        part = flat[start: start + _CHUNK]
-        total += float(np.dot(part, part))
-    return total
 
 
 @dataclass(frozen=True)
@@ -68,10 +59,8 @@ def peak_stats(c: np.ndarray, allowed: tuple[slice, slice]) -> Peak:
     j = int(np.argmax(region))
     ry, rx = j // region.shape[1], j % region.shape[1]
     py, px = ry + allowed[0].start, rx + allowed[1].start
-    rows = np.unique(np.arange(py - _RADIUS, py + _RADIUS + 1) % big_h)
-    cols = np.unique(np.arange(px - _RADIUS, px + _RADIUS + 1) % big_w)
-    near = c[np.ix_(rows, cols)].astype(np.float64)
-    far = max(_sum_squares(c.reshape(-1)) - float(np.sum(near * near)), 0.0) / (c.size - near.size)
+    near_energy, near_count = _neighbourhood_energy(c, (py, px), _RADIUS)
+    far = max(_sum_squares(c) - near_energy, 0.0) / (c.size - near_count)
     value = float(c[py, px])
     local = c[np.ix_(np.arange(py - 1, py + 2) % big_h, np.arange(px - 1, px + 2) % big_w)].astype(np.float64)
     if far <= 0.0:

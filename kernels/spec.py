@@ -67,8 +67,13 @@ def gray_image(image, xp=np):
     scale = value_scale(image.dtype)
     if scale != 1.0:
         x *= np.float32(scale)
-    if x.ndim == 3:
-        x = x @ xp.asarray(GRAY_WEIGHTS, dtype=xp.float32)
+    if x.ndim == 3:  # a weighted sum of the channels, not ``x @ weights``: OpenBLAS aborts the process
+        #              when it cannot allocate its buffers, where NumPy raises MemoryError
+        w = [np.float32(v) for v in GRAY_WEIGHTS]
+        gray = x[..., 0] * w[0]
+        for c in range(1, x.shape[2]):
+            gray += x[..., c] * w[c]
+        x = gray
     return x
 
 

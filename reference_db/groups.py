@@ -15,8 +15,9 @@ from . import schema
 from .records import ParamValue, ReferenceInfo
 from .validate import param_value, text
 
-__all__ = ["append_calibration", "append_sources", "calibration_keys", "read_arrays", "read_calibration",
-           "read_info", "read_meta", "sum_shapes", "write_reference", "write_update"]
+__all__ = ["append_calibration", "append_sources", "calibration_keys", "calibration_scores", "drop_calibration",
+           "read_arrays", "read_calibration", "read_info", "read_meta", "sum_shapes", "write_reference",
+           "write_update"]
 
 
 def read_info(g: h5py.Group, name: str, *, with_sources: bool) -> ReferenceInfo:
@@ -175,6 +176,33 @@ def calibration_keys(f: h5py.File, key: str) -> set[tuple[str, str]]:
     shas, refs = found
     pairs = zip((text(s) for s in shas[()]), refs.asstr()[()])
     return {(s, str(r)) for s, r in pairs if s}
+
+
+def calibration_scores(f: h5py.File, key: str) -> list[tuple[str, str, float]]:
+    """``(image sha256, reference, value)`` of every value of ``key`` recorded with its pair (unkeyed ones left out)."""
+    ds = _calibration_values(f, key)
+    found = _calibration_sources(f, key, len(ds)) if ds is not None else None
+    if found is None:
+        return []
+    shas, refs = found
+    values = np.asarray(ds[()], dtype=np.float64)
+    return [(text(s), str(r), float(v)) for s, r, v in zip(shas[()], refs.asstr()[()], values) if text(s)]
+
+
+def drop_calibration(f: h5py.File, key: str) -> int:
+    """Delete the values of ``key`` and their recorded pairs from file ``f``; returns how many values there were.
+
+    The layout is checked first (``TypeError`` when it is not the schema's), so nothing is deleted from damaged data.
+    """
+    ds = _calibration_values(f, key)
+    if ds is None:
+        return 0
+    n = len(ds)
+    found = _calibration_sources(f, key, n)
+    del f[schema.CALIBRATION][key]
+    if found is not None:
+        del f[schema.CALIBRATION_SOURCES][key]
+    return n
 
 
 def append_calibration(f: h5py.File, key: str, values: np.ndarray,

@@ -17,6 +17,7 @@ API); this module composes them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +35,7 @@ from .errors import (
     LibraryPermissionError,
     ReferenceExistsError,
 )
+from .calibration_api import CalibrationMethods
 from .reading import LibraryReader
 from .records import ParamValue, Reference, ReferenceInfo, iso, utc_now
 
@@ -43,7 +45,7 @@ __all__ = ["MODES", "Library", "Reference", "ReferenceInfo"]
 MODES = ("r", "r+", "a", "w-", "x")
 
 
-class Library(LibraryReader):
+class Library(CalibrationMethods, LibraryReader):
     """The reference library of camera and generator fingerprints: an index file, one file per reference.
 
     Parameters
@@ -89,12 +91,13 @@ class Library(LibraryReader):
 
     Notes
     -----
-    Every mutating call (`add`, `update`, `remove`, `rename`, `add_calibration`) is one atomic
-    commit: the new or changed references are written to new files, fsynced, and a new index is
-    renamed onto ``path``. Inside ``with lib.transaction():`` the writes are committed once, at the
-    end, or not at all if the block raises. A writer holds the
-    lock on ``PATH.lock`` from open to `close`, so a read-modify-write (``get`` then ``update``)
-    cannot lose another writer's update; open for writing only while you write. A reader (``"r"``)
+    Every mutating call (`add`, `update`, `remove`, `rename`, and `add_calibration`,
+    `clear_calibration` of ``calibration_api``) is one atomic commit: the new or changed references
+    are written to new files, fsynced, and a new index is renamed onto ``path``. Inside
+    ``with lib.transaction():`` the writes are committed once, at the end, or not at all if the
+    block raises. A writer holds the lock on ``PATH.lock`` from open to `close`, so a
+    read-modify-write (``get`` then ``update``) cannot lose another writer's update; open for
+    writing only while you write. A reader (``"r"``)
     sees the library as it was when opened, never a half-written file; reopen to see later writes.
     A ``Library`` object is not thread-safe.
 
@@ -456,8 +459,11 @@ class Library(LibraryReader):
         kind: str | None = None,
         shape: tuple[int, ...] | None = None,
         params: Mapping[str, ParamValue] | None = None,
+        sources_removed: Iterable[str] = (),
     ) -> None:
         """Replace a reference's fingerprint and sums with new totals and record the added sources.
+
+        The reference keeps its ``created`` time; ``updated`` becomes now.
 
         Parameters
         ----------
@@ -468,9 +474,13 @@ class Library(LibraryReader):
         sums : dict of str to ndarray
             The new running sums; same names and shapes as the stored ones.
         n_images : int
-            The new total count: at least the stored count plus ``len(sources_added)``.
+            The new total count: at least the stored count minus ``len(sources_removed)`` plus
+            ``len(sources_added)``.
         sources_added : iterable of (str, str)
             ``(file name, sha256)`` of the images added since the stored totals.
+        sources_removed : iterable of str, optional
+            SHA-256s of recorded sources whose images the new totals no longer count (an image
+            taken out of the sums); their entries leave the source list.
         kind, shape, params : optional
             When given, must equal the stored values (a guard against mixing sources).
 
@@ -480,6 +490,8 @@ class Library(LibraryReader):
             No reference of that name.
         ReferenceExistsError
             An added SHA-256 is already counted in the reference (the message names both files).
+        ValueError
+            A removed SHA-256 is not among the recorded sources.
         ReferenceMismatchError
             Kind, image shape, parameters, fingerprint shape or sums differ ("existing ... vs new ...").
         LibraryWriteError
@@ -495,6 +507,13 @@ class Library(LibraryReader):
         with self._group(name) as g:
             meta = groups.read_meta(g)
         where = f"reference {name!r} in {self._path}"
+        removed = {schema.check_sha256(s) for s in sources_removed}
+        unknown = sorted(removed - {sha for _, sha in old.sources})
+        if unknown:
+            raise ValueError(f"{where}: no recorded source has SHA-256 {unknown[0]}; nothing was updated")
+        if removed:  # the totals are compared with what is left
+            old = dataclasses.replace(old, n_images=old.n_images - len(removed),
+                                      sources=[(f, sha) for f, sha in old.sources if sha not in removed])
         validate.check_update(where, old, meta["sum_shapes"], fingerprint=fp, sums=sums_, n_images=n, added=added,
                               kind=kind, shape=shape, params=params)
         validate.check_arrays(where, old.kind, old.shape, fp, sums_)
@@ -508,43 +527,6 @@ class Library(LibraryReader):
 
         with self._writing() as draft:
             draft.put_reference(name, fill)
-
-    def add_calibration(self, key: str, values: Iterable[float], *, sha256: Iterable[str] | None = None,
-                        against: Iterable[str] | None = None) -> int:
-        """Append finite values to the calibration dataset ``key`` (one atomic commit, or part of
-        the open transaction); returns how many were added.
-
-        With ``sha256`` and ``against`` (one per value: the SHA-256 of the image scored and the
-        reference it was scored against) a value is skipped when that pair is already recorded
-        for ``key`` (or repeats within ``values``), so adding the same scores twice adds nothing.
-        Non-finite values are refused with ``ValueError``.
-        """
-        self._check_writable()
-        schema.check_name(key)
-        values = np.asarray(values, dtype=np.float64).ravel()
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"calibration values for {key!r} must be finite")
-        if (sha256 is None) != (against is None):
-            raise TypeError("give both sha256 and against (one per value), or neither")
-        keys = None
-        if sha256 is not None and against is not None:
-            keys = [(schema.check_sha256(s), schema.check_name(r)) for s, r in zip(sha256, against, strict=True)]
-            if len(keys) != values.size:
-                raise ValueError(f"{len(keys)} (sha256, reference) keys for {values.size} calibration values")
-        with self._calibration(key) as f:
-            stored = groups.calibration_keys(f, key) if f is not None else set()  # also checks the layout
-        if keys is not None:
-            keep = []
-            for i, k in enumerate(keys):
-                if k not in stored:
-                    stored.add(k)
-                    keep.append(i)
-            values, keys = values[keep], [keys[i] for i in keep]
-        if values.size == 0:
-            return 0
-        with self._writing() as draft, draft.calibration_file() as f:
-            groups.append_calibration(f, key, values, keys)
-        return int(values.size)
 
     def remove(self, name: str) -> None:
         """Delete a reference (one atomic commit, or part of the open transaction).

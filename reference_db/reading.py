@@ -242,6 +242,27 @@ class LibraryReader:
         """
         return self._read(name, with_sums=with_sums)
 
+    def fingerprint(self, name: str) -> np.ndarray:
+        """The fingerprint of reference ``name`` alone (float32), checked as `get` checks it.
+
+        What attribution reads: the metadata is checked against the arrays' shapes and dtypes
+        (as `info`) and the fingerprint for NaN and inf, in one open of the reference, without
+        reading its sources or running sums.
+
+        Raises
+        ------
+        ReferenceNotFoundError, DamagedReferenceError
+            As `get`.
+        """
+        with self._group(name) as g:
+            info = groups.read_info(g, name, with_sources=False)
+            problem = validate.record_problem(info, **groups.read_meta(g))
+            fingerprint = None if problem else groups.read_arrays(g, with_sums=False)[0]
+        problem = problem or validate.nonfinite_problem("its fingerprint", fingerprint)
+        if problem:
+            raise self._damaged(name, problem)
+        return fingerprint
+
     def export_fingerprint(self, name: str, out: str | os.PathLike[str]) -> np.ndarray:
         """Write the fingerprint of reference ``name`` to the ``.npy`` file ``out`` and return it.
 

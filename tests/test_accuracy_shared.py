@@ -123,8 +123,10 @@ def test_generators_closed_set_top1(generators):
 
 def test_generators_open_set_at_the_calibrated_threshold(generators):
     results, labels, names = generators
-    thresholds = {s.threshold for r in results for s in r.scores.values()}
-    assert len(thresholds) == 1 and np.isfinite(next(iter(thresholds)))  # one calibrated threshold
+    # each generator has its own calibrated null (generator_attribution): a finite threshold for every
+    # query of a size it was calibrated at
+    for name in names:
+        assert all(np.isfinite(r.scores[name].threshold) for r in results), name
     outsiders = [r for r, label in zip(results, labels) if label in UNKNOWN_SOURCES]
     assert len(outsiders) == 65
     false_matches = [r.image for r in outsiders if r.best is not None]

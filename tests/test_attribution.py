@@ -53,10 +53,16 @@ def test_crop_at_unknown_offset_is_found(cameras):
     cams, refs = cameras
     img = next(cams[1].images(1, seed=9))
     crop = img[37:37 + 96, 61:61 + 128]
-    s = Attributor(refs).score(crop).scores["cam1"]
-    assert s.match and s.offset == (37, 61)
-    assert s.n_positions == (SHAPE[0] - 96 + 1) * (SHAPE[1] - 128 + 1)
-    assert s.threshold == pytest.approx(search_threshold(60.0, s.n_positions))
+    att = Attributor(refs)
+    s = att.score(crop).scores["cam1"]
+    assert s.match and s.offset == (37, 61) and s.scale == 1.0 and s.stage == "native"
+    # one budget: the native stage counts every shift of every rotation that fits (4 here) and both
+    # residuals, and has its share of the budget beside the scaled stages of a smaller query
+    plan = att.cameras[1].search.plan((96, 128), n_sigmas=2)
+    shifts = (SHAPE[0] - 96 + 1) * (SHAPE[1] - 128 + 1) + (SHAPE[0] - 128 + 1) * (SHAPE[1] - 96 + 1)
+    assert plan.stage("native").n_positions == 2 * 2 * shifts and s.n_positions == plan.n_positions
+    assert s.threshold == pytest.approx(plan.threshold("native"))
+    assert s.threshold > search_threshold(60.0, 4 * shifts)  # the native stage has half the budget
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -85,7 +91,8 @@ def test_ncc_method_decides_with_equivalent_threshold(cameras):
     cams, refs = cameras
     res = Attributor(refs, method="ncc").score(next(cams[0].images(1, seed=11)))
     s = res.scores["cam0"]
-    assert s.decided_by == "ncc" and s.threshold == pytest.approx(np.sqrt(60.0 / (SHAPE[0] * SHAPE[1])))
+    # the PCE threshold of the search (2 rotations x 2 residuals) converted: PCE ~ NCC**2 * pixels
+    assert s.decided_by == "ncc" and s.threshold == pytest.approx(np.sqrt(search_threshold(60.0, 4) / (SHAPE[0] * SHAPE[1])))
     assert res.best == "cam0"
 
 
@@ -199,10 +206,26 @@ def test_unknown_query_reports_the_whole_search(cameras):
     cams, refs = cameras
     res = Attributor(refs).score(next(cams[2].images(1, seed=22)))
     s = res.scores["cam0"]
-    # rotations 0 and 180 fit a non-square fingerprint, then the sigma-5 retry at rotation 0: 3 positions
-    assert not s.match and s.n_positions == 3 and s.threshold == pytest.approx(search_threshold(60.0, 3))
+    # rotations 0 and 180 fit a non-square fingerprint, each with both residuals: 4 positions, one budget
+    assert not s.match and s.n_positions == 4 and s.threshold == pytest.approx(search_threshold(60.0, 4))
+    assert "2 rotations × 2 sigmas" in s.searched and s.false_alarm > 0.01
     no_retry = Attributor(refs, retry_sigma=None).score(next(cams[2].images(1, seed=22))).scores["cam0"]
-    assert no_retry.n_positions == 2
+    assert no_retry.n_positions == 2 and no_retry.threshold == pytest.approx(search_threshold(60.0, 2))
+
+
+def test_second_residual_is_one_more_test_of_the_same_budget(cameras):
+    """A match found only with the second residual is reported as such, at the threshold that
+    counts both residuals from the start (whether or not the second one was needed)."""
+    cams, refs = cameras
+    att = Attributor(refs)
+    cam = att.cameras[0]
+    own, other = next(cams[0].images(1, seed=21)), next(cams[2].images(1, seed=21))
+    W_other, W_own = extract_residual(other, sigma=2.0), extract_residual(own, sigma=5.0)
+    I = gray_image(own)
+    dec = cam.search.score([W_other * gray_image(other), W_own * I])
+    assert dec.match and dec.sigma_index == 1
+    rec = cam.record(dec, [W_other, W_own], I, sigmas=(2.0, 5.0))
+    assert rec.match and "sigma 5" in rec.note and rec.threshold == pytest.approx(search_threshold(60.0, 4))
 
 
 def test_one_default_per_kind():

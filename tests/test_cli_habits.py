@@ -86,7 +86,8 @@ def case(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_generator_library(case, tmp_path_factory):
-    """camA + camB + the single generator gen1: its threshold is uncalibrated."""
+    """camA + camB + the single generator gen1: decided against its own null (the default null of
+    simulated camera photos: a one-generator library needs no calibration)."""
     library, samples, _ = case
     lib = tmp_path_factory.mktemp("onegen") / "lib.h5"
     copy_library(library, lib)
@@ -113,15 +114,14 @@ def test_case_folder_end_to_end(capsys, one_generator_library, case):
         assert re.fullmatch(r"PCE \d+\.\d >= \d+\.\d", got[name][1]), got[name]
     assert "turned 90 deg counter-clockwise" in got["camA/rot.jpg"][2]
     assert f"at row {CROP_AT[0]}, column {CROP_AT[1]}" in got["camA/crop.png"][2]
-    assert got["gen1/s0.png"][0].startswith("unknown (closest ")
-    assert "gen1" in "\t".join(got["gen1/s0.png"]) and "uncalibrated" in "\t".join(got["gen1/s0.png"])
+    assert got["gen1/s0.png"][0] == "gen1" and got["gen1/s0.png"][1].startswith("z "), got["gen1/s0.png"]
     huge = "\t".join(got["big/huge.png"])
     assert f"not compared with camA, camB: query {SIDE + 8}x{SIDE - 16} is larger than the fingerprint" in huge
-    assert "inf" not in out.replace("information", "")
+    assert "inf" not in out.replace("information", "").replace("informative", "")
     summary = [line for line in lines if line.startswith("# ") and line != lines[0]]
-    assert summary[0] == "# 6 images: 4 matched (cameras 4), 2 unknown, 0 unreadable; 2 file(s) in the folders left out (listed below)"
-    assert "uncalibrated" in summary[1] and "--generator-z" in summary[1]
-    left = summary[2:]
+    assert summary[0] == ("# 6 images: 5 matched (cameras 4, generators 1), 1 unknown, 0 unreadable; 2 file(s) in "
+                          "the folders left out (listed below)")
+    left = summary[1:]
     assert left == [f"# left out: {folder / 'gen1' / '._s0.png'} (hidden file, not an image: content is not JPEG, "
                     "PNG, TIFF, BMP or WebP)",
                     f"# left out: {folder / 'notes.txt'} (not an image: content is not JPEG, PNG, TIFF, BMP or WebP)"]
@@ -139,15 +139,16 @@ def test_no_recursive_reports_the_sub_folder(capsys, case):
     assert "no images in folder" in err and "sub-folder(s) not searched (--no-recursive)" in err
 
 
-def test_build_reports_the_uncalibrated_generator_threshold(capsys, case, tmp_path):
+def test_build_reports_how_generators_are_decided(capsys, case, tmp_path):
     library, samples, _ = case
     lib = tmp_path / "lib.h5"
     copy_library(library, lib)
     code, out, err = cli(capsys, "build", lib, "--name", "gen1", "--kind", "generator", "--quiet", samples)
     assert code == EXIT_OK
     line = out.splitlines()[1]
-    assert line.startswith("generator threshold: uncalibrated (0 non-matching scores, 20 needed)")
-    assert "ganprint calibrate" in line and "--generator-z" in line
+    assert re.fullmatch(r"generator decision: each of 1 generator\(s\) against its own null \((\d+) non-matching "
+                        r"scores: simulated camera photos, .*\) at 0\.01 false alarms per image", line), line
+    assert int(line.split("(")[2].split()[0]) >= 20
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def test_json_has_no_infinity_and_says_why(capsys, one_generator_library, case):
     for cam in ("camA", "camB"):
         assert res["scores"][cam]["threshold"] is None and "larger than the fingerprint" in res["scores"][cam]["note"]
     gen = res["scores"]["gen1"]
-    assert gen["threshold"] is None and "uncalibrated" in gen["note"] and gen["match"] is False
+    assert gen["match"] is False and 0 < gen["threshold"] < 1 and res["decision"] == "unknown"  # an NCC threshold
 
 
 def test_list_json_lines_are_strict_json(capsys, one_generator_library):
@@ -299,13 +300,13 @@ def test_evaluate_per_image_thresholds_and_exit_status(capsys, one_generator_lib
     assert code == EXIT_ERROR  # broken.jpg could not be read; the report is printed all the same
     assert f"{labelled / 'camA' / 'broken.jpg'}" in err
     assert "camera threshold: PCE >= 60 at one position" in out
-    assert "generator threshold: none: uncalibrated" in out
+    assert "generator threshold: z = NCC*sqrt(D) above each generator's null" in out
     assert "1 query file(s) could not be read and are not counted above:" in out
     assert "2 pair(s) without a camera PCE score, left out of its ROC: query 200x176 is larger" in out
     assert f"{labelled / 'README.txt'} (not in a per-source sub-folder)" in out
     assert f"{labelled / 'gen1' / '._s0.png'} (hidden file" in out
-    wrong = out.split("wrong decisions (")[1].split("\n\n")[0].splitlines()[1:]
-    assert any(str(labelled / "gen1" / "s0.png") in w and "gen1 -> unknown" in w for w in wrong)
+    wrong = out.split("wrong decisions (")[1].split("\n\n")[0].splitlines()[1:] if "wrong decisions (" in out else []
+    assert not any(str(labelled / "gen1" / "s0.png") in w for w in wrong)  # gen1, by its own null
     if suffix == ".csv":
         with open(per_image, newline="", encoding="utf-8") as fh:
             table = list(csv.DictReader(fh))
@@ -316,7 +317,7 @@ def test_evaluate_per_image_thresholds_and_exit_status(capsys, one_generator_lib
     assert set(by_name) == {"IMG_0001", "photo.jfif", "rot.jpg", "crop.png", "s0.png", "huge.png"}
     assert str(by_name["rot.jpg"]["correct"]) == "True" and by_name["rot.jpg"]["decision"] == "camA"
     assert by_name["huge.png"]["true_source"] == "elsewhere" and str(by_name["huge.png"]["known_source"]) == "False"
-    assert by_name["s0.png"]["decision"] == "unknown" and str(by_name["s0.png"]["correct"]) == "False"
+    assert by_name["s0.png"]["decision"] == "gen1" and str(by_name["s0.png"]["correct"]) == "True"
     assert f"per-image results: {per_image}" in out
 
 

@@ -127,6 +127,22 @@ def test_remove_image_by_sha256_and_its_errors(capsys, tmp_path, images):
         assert "cam" not in opened
 
 
+def test_remove_image_keeps_the_created_time(capsys, tmp_path, images, monkeypatch):
+    import datetime
+
+    import reference_db.library
+
+    lib = tmp_path / "lib.h5"
+    at = lambda day: (lambda: datetime.datetime(2025, 1, day, 12, 0, 0, tzinfo=datetime.timezone.utc))  # noqa: E731
+    monkeypatch.setattr(reference_db.library, "utc_now", at(1))
+    assert cli(capsys, "build", lib, "--name", "cam", "--kind", "camera", "--quiet", *images["cam_a"][:3])[0] == EXIT_OK
+    monkeypatch.setattr(reference_db.library, "utc_now", at(2))
+    assert cli(capsys, "remove", lib, "cam", "--image", images["cam_a"][1])[0] == EXIT_OK
+    info = reference(lib, "cam").info
+    assert (info.created, info.updated) == ("2025-01-01T12:00:00Z", "2025-01-02T12:00:00Z")
+    assert [p for p, _ in info.sources] == [str(images["cam_a"][0]), str(images["cam_a"][2])]
+
+
 # --- the quality line of a build ------------------------------------------------------------------------
 
 def test_build_quality_line_flags_wrong_images(capsys, tmp_path, images):

@@ -17,38 +17,46 @@ from fingerprint.digest import (
 from fingerprint.errors import InvalidImageError, ShapeMismatchError
 from fingerprint.scores import ReferenceSpectrum
 from fingerprint.synthetic import make_camera
-from kernels import digest_cpu
-from tests import naive
+from kernels import config, digest_cpu
+import naive
 
 
-def _random_csc(rng, n_refs, n_pixels, per_ref, ref_dtype):
-    """A pixel-major sparse matrix with ``per_ref`` distinct pixels in each row (some pixels empty)."""
-    rows, cols = [], []
-    for j in range(n_refs):
-        cols.append(np.sort(rng.choice(n_pixels, per_ref, replace=False)))
-        rows.append(np.full(per_ref, j))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    order = np.lexsort((rows, cols))
-    rows, cols = rows[order], cols[order]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n_pixels))]).astype(np.int64)
-    values = rng.standard_normal(rows.size).astype(np.float32)
-    return indptr, rows.astype(ref_dtype), values
+def _random_rows(rng, n_refs, n_pixels, lengths):
+    """A reference-major sparse matrix: row j keeps ``lengths[j]`` distinct ascending pixels."""
+    cols = [np.sort(rng.choice(n_pixels, n, replace=False)) for n in lengths]
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = rng.standard_normal(int(indptr[-1])).astype(np.float32)
+    return np.concatenate(cols), indptr, values
+
+
+def _pixel_major(indices, indptr, values, n_pixels):
+    """The same matrix in the twin's pixel-major layout (``tests/naive.py::sparse_correlation``)."""
+    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    order = np.lexsort((rows, indices))
+    counts = np.bincount(indices, minlength=n_pixels)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows[order], values[order]
 
 
 @pytest.mark.parametrize("build", ["parallel", "serial"])
-@pytest.mark.parametrize("ref_dtype", [np.uint16, np.int32])
-def test_sparse_correlation_kernel_matches_its_twin(build, ref_dtype):
+@pytest.mark.parametrize("n_cols", [4, 1, 3])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_gather_kernel_matches_its_twin(build, n_cols, index_dtype):
+    """Both builds at a size that the wrapper sends to the parallel one (>= PARALLEL_MIN_SIZE entries),
+    uneven rows, one empty row, the four-column fast path and the general one."""
     rng = np.random.default_rng(3)
-    n_refs, n_pixels = 37, 900
-    indptr, refs, values = _random_csc(rng, n_refs, n_pixels, 120, ref_dtype)
-    columns = rng.standard_normal((n_pixels, 3)).astype(np.float32)
-    expected = naive.sparse_correlation(indptr, refs, values, columns, n_refs)
-    kernel = getattr(digest_cpu._sparse_correlation, build)
-    bounds = np.array([0, 301, 302, n_pixels], dtype=np.int64)  # uneven chunks, one of a single pixel
-    partial = np.zeros((3, n_refs, 3))
-    kernel(indptr, refs, values, columns, bounds, partial)
-    np.testing.assert_allclose(partial.sum(axis=0), expected, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(digest_cpu.sparse_correlation(indptr, refs, values, columns, n_refs), expected,
+    n_refs, n_pixels = 41, 6000
+    lengths = rng.integers(1500, 2500, n_refs)
+    lengths[7] = 0
+    indices, indptr, values = _random_rows(rng, n_refs, n_pixels, lengths)
+    indices = indices.astype(index_dtype)
+    assert indices.size >= config.PARALLEL_MIN_SIZE
+    columns = rng.standard_normal((n_pixels, n_cols)).astype(np.float32)
+    expected = naive.sparse_correlation(*_pixel_major(indices, indptr, values, n_pixels), columns, n_refs)
+    out = np.full((n_refs, n_cols), np.nan)
+    getattr(digest_cpu._gather_correlation, build)(indices, indptr, values, columns, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+    assert np.all(out[7] == 0)
+    np.testing.assert_allclose(digest_cpu.gather_correlation(indices, indptr, values, columns), expected,
                                rtol=1e-5, atol=1e-4)
 
 

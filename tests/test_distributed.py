@@ -165,6 +165,15 @@ def test_generator_build_equals_in_process_with_calibration(tmp_path, client, da
         n_a, n_b = len(gens["ganA"]), len(gens["ganB"])
         assert len(na) == len(nb) == n_a + n_b
         np.testing.assert_allclose(np.sort(nb), np.sort(na), rtol=1e-5)
+        # the decision's per-generator statistics: the last-built generator's are those of an in-process build
+        from fingerprint.maintenance import _statistics_null_keys
+
+        keys = [k for k in _statistics_null_keys(a) if ":ganB:" in k]
+        assert keys == [k for k in _statistics_null_keys(b) if ":ganB:" in k]
+        assert sum(a.calibration(k).size for k in keys) > 0
+        for key in keys:
+            np.testing.assert_allclose(np.sort(b.calibration(key)), np.sort(a.calibration(key)), rtol=1e-4, atol=1e-4,
+                                       err_msg=key)
 
 
 def test_worker_killed_mid_build(tmp_path, client, data):
@@ -252,6 +261,26 @@ def test_attribution_equals_in_process(tmp_path, client, data):
     with pytest.raises(InvalidImageError) as caught:
         list(attribute_distributed(lib, queries, client=client, progress=False, strict=True))
     assert caught.value.path == str(tmp_path / "bad.png")
+
+
+def test_labels_build_on_the_cluster_equals_in_process(tmp_path, client, data):
+    """``build --labels`` with ``--scheduler``: each planned reference built over the workers."""
+    import functools
+
+    from fingerprint.labels import build_labels, parse_labels, plan_labels
+
+    root, cams, gens = data
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"{p},camA\n" for p in cams["camA"][:3])
+                      + "".join(f"{p},ganA,generator\n" for p in gens["ganA"][:3]), encoding="utf-8")
+    lib1, lib2 = tmp_path / "inproc.h5", tmp_path / "dist.h5"
+    for lib, builder in ((lib1, None), (lib2, functools.partial(build_reference_distributed, client=client))):
+        plan = plan_labels(parse_labels(labels, kind="camera"), lib, csv_path=labels)
+        result = build_labels(lib, plan, builder=builder, warn=lambda m: None)
+        assert [(ref.name, rep.n_images, err) for ref, rep, err in result.reports] == \
+               [("camA", 3, None), ("ganA", 3, None)]
+    for name in ("camA", "ganA"):
+        _assert_same(lib1, lib2, name)
 
 
 def test_cli_scheduler_local(tmp_path, data, capsys):

@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from fingerprint.attribution import Attribution, ReferenceScore
 from fingerprint.calibration import MIN_NULL_SCORES, threshold_from_null
+from fingerprint.errors import InvalidImageError
 from fingerprint.evaluate import (
     auc,
     eer,
@@ -143,6 +144,34 @@ def test_evaluate_library_reports_unreadable_queries_by_file(small_library, tmp_
     cropped = evaluate_library(library, folder, crop=(64, 64), rotations=False, progress=False, warn=None)
     assert cropped.n_queries == n_good and len(cropped.failed) == 2
     assert "smaller than the 64x64 crop" in cropped.failed[1]
+
+
+def test_evaluate_conditions_scores_transformed_copies(small_library, tmp_path):
+    """``--transform``: one report per condition, the copies made in memory; a crop that does not fit
+    a query is a failure naming the file."""
+    from fingerprint.evaluate import evaluate_conditions, format_conditions
+
+    library, queries = small_library
+    folder = tmp_path / "queries"
+    for camera, files in queries.items():
+        (folder / camera).mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, folder / camera / f.name)
+    n = sum(len(v) for v in queries.values())
+    side = min(min(Image.open(f).size) for v in queries.values() for f in v)
+    reports = evaluate_conditions(library, folder, "none,jpeg:95,crop:32@center", rotations=False, progress=False)
+    assert [c for c, _ in reports] == ["none", "jpeg:95", "crop:32@center"]
+    plain = evaluate_library(library, folder, rotations=False, progress=False)
+    assert reports[0][1].top1_correct == plain.top1_correct
+    assert all(r.n_queries == n and not r.failed for _, r in reports)
+    warnings: list[str] = []
+    with pytest.raises(InvalidImageError, match="no query could be scored"):
+        evaluate_library(library, folder, transform=f"crop:{side + 1}", progress=False, warn=warnings.append)
+    assert len(warnings) == n and all(f"cannot apply 'crop:{side + 1}'" in m for m in warnings)
+    text = format_conditions(reports[:2])
+    assert "== jpeg:95 ==" in text and text.splitlines()[1].startswith("  none: ")
+    with pytest.raises(ValueError):
+        evaluate_conditions(library, folder, "jpeg:101", progress=False)
 
 
 def test_plots_are_written(tmp_path):

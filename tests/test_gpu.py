@@ -266,10 +266,11 @@ def test_sim_attributor_cuda_gives_the_cpu_decisions(sim_config, simulated_devic
     att = Attributor(refs, backend="cuda")
     assert att.backend == "cuda" and all(isinstance(c.spectrum, DeviceSpectrum) for c in att.cameras)
     gpu = att.score_batch(queries, ["own", "outsider", "crop"])
-    # on the device: 3 residuals at sigma 2 and the outsider's retry, and every PCE the CPU computed
-    assert simulated_device["residual"] == 4 and simulated_device["pce"] == len(cpu_pces) == 20
+    # on the device: 3 residuals at sigma 2 and the outsider's sigma-5 residual, and every PCE the CPU
+    # computed (the native stage of one budget: the sigma-5 residual is tried at all 4 rotations)
+    assert simulated_device["residual"] == 4 and simulated_device["pce"] == len(cpu_pces) == 26
     assert [(r.decision, r.best) for r in cpu] == [("match", "cam0"), ("unknown", None), ("match", "cam1")]
-    assert cpu[1].scores["cam0"].n_positions == 5 and cpu[2].scores["cam1"].offset == (3, 5)  # 4 rotations + retry
+    assert cpu[1].scores["cam0"].n_positions == 8 and cpu[2].scores["cam1"].offset == (3, 5)  # 4 rotations x 2 sigmas
     naive_same_scores(cpu, gpu)
 
 

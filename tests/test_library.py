@@ -705,6 +705,53 @@ class TestConcurrency:
             child.wait()
 
 
+# ---- update with sources_removed, calibration_scores, clear_calibration ---------------------------
+
+def test_update_with_sources_removed_keeps_created(tmp_path):
+    days = iter(range(1, 10))
+    clock = lambda: datetime.datetime(2025, 1, next(days), tzinfo=datetime.timezone.utc)  # noqa: E731
+    with Library(tmp_path / "x.h5", "a", clock=clock) as lib:
+        lib.add("cam", **camera_kwargs(files=("a.png", "b.png", "c.png"), n=3))
+        new = {k: v for k, v in camera_kwargs(2.0).items() if k in ("fingerprint", "sums")}
+        lib.update("cam", **new, n_images=2, sources_added=[], sources_removed=[sha("b.png")])
+        info = lib.info("cam")
+        assert info.sources == [("a.png", sha("a.png")), ("c.png", sha("c.png"))] and info.n_images == 2
+        assert (info.created, info.updated) == ("2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z")  # day 1: the index
+        with pytest.raises(ValueError, match="no recorded source"):
+            lib.update("cam", **new, n_images=2, sources_added=[], sources_removed=[sha("b.png")])
+        with pytest.raises(ValueError, match="at least the stored count"):  # 2 - 1 + 0 > 0 is fine, 0 is not
+            lib.update("cam", **new, n_images=0, sources_added=[], sources_removed=[sha("a.png")])
+        # removed and added back in one call: counted once
+        lib.update("cam", **new, n_images=2, sources_added=[("a2.png", sha("a.png"))], sources_removed=[sha("a.png")])
+        assert lib.info("cam").sources == [("c.png", sha("c.png")), ("a2.png", sha("a.png"))]
+
+
+def test_clear_calibration_is_one_commit_and_keeps_other_keys(tmp_path):
+    path = tmp_path / "x.h5"
+    with Library(path, "a") as lib:
+        lib.add_calibration("k", [1.0, 2.0], sha256=[sha("a"), sha("b")], against=["g", "g"])
+        lib.add_calibration("k", [3.0])  # unkeyed
+        lib.add_calibration("j", [9.0])
+        assert lib.calibration_scores("k") == [(sha("a"), "g", 1.0), (sha("b"), "g", 2.0)]
+    with Library(path, "r+") as lib:
+        with pytest.raises(RuntimeError, match="boom"), lib.transaction():
+            assert lib.clear_calibration("k") == 3
+            assert lib.calibration("k").size == 0  # visible inside the transaction
+            raise RuntimeError("boom")
+        assert list(lib.calibration("k")) == [1.0, 2.0, 3.0]  # discarded: unchanged
+        with lib.transaction():
+            assert lib.clear_calibration("k") == 3
+            assert lib.add_calibration("k", [5.0], sha256=[sha("a")], against=["g"]) == 1  # the pair is free again
+    with Library(path) as lib:
+        assert list(lib.calibration("k")) == [5.0] and list(lib.calibration("j")) == [9.0]
+        assert lib.calibration_scores("k") == [(sha("a"), "g", 5.0)]
+        with pytest.raises(LibraryPermissionError):
+            lib.clear_calibration("k")
+    with Library(path, "r+") as lib:
+        assert lib.clear_calibration("nothing-here") == 0
+    assert data_files(path) == _named_files(path)  # no data file left behind
+
+
 # ---- crash safety --------------------------------------------------------------------------------
 
 def _writer_step(lib):
@@ -720,6 +767,8 @@ def _writer_step(lib):
     with lib.transaction():
         lib.update("r", fingerprint=fp, sums={"S": np.full((1, 128, 128), v), "N": np.ones((1, 128, 128))}, n_images=v,
                    sources_added=[(f"{v}.png", hashlib.sha256(str(v).encode()).hexdigest())])
+        lib.clear_calibration("z")  # the calibration replaced in the same commit
+        lib.add_calibration("z", np.full(v, float(v)))
         if "tmp" in lib:
             lib.remove("tmp")
         else:
@@ -754,6 +803,8 @@ def _check_consistent(path: Path) -> int:
         assert np.all(ref.fingerprint == v) and np.all(ref.sums["S"] == v)
         if "tmp" in lib:
             assert lib.info("tmp").n_images == v
+        z = lib.calibration("z")
+        assert (z.size == 0 and v == 1) or (z.size == v and np.all(z == v))  # v == 1: before the first step
     return v
 
 

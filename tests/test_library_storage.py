@@ -286,3 +286,17 @@ def test_upgrade_failure_leaves_schema_1(v1, monkeypatch):
     assert v1.read_bytes() == before and not list(Path(f"{v1}.d").iterdir())
     with Library(v1) as lib:
         assert lib.schema_version == 1
+
+
+def test_fingerprint_alone_is_read_and_checked(lib3, v1):
+    for path in (lib3, v1):
+        with Library(path) as lib:
+            for name in lib.names():
+                assert np.array_equal(lib.fingerprint(name), lib.get(name, with_sums=False).fingerprint)
+                assert lib.fingerprint(name).dtype == np.float32
+    with h5py.File(lib3, "r+") as f:
+        f["references/b/fingerprint"][0, 0] = np.nan
+    with Library(lib3) as lib:
+        with pytest.raises(DamagedReferenceError, match="NaN"):
+            lib.fingerprint("b")
+        assert lib.fingerprint("a").shape == (8, 6)

@@ -142,9 +142,9 @@ def test_batches_are_bounded_by_bytes_as_well_as_count(small_library, tmp_path, 
     sizes = []
     real = attribution.Attributor.score_batch
 
-    def spy(self, images, labels=None):
+    def spy(self, images, labels=None, qualities=None):
         sizes.append(sum(im.nbytes for im in images))
-        return real(self, images, labels)
+        return real(self, images, labels, qualities)
 
     monkeypatch.setattr(attribution.Attributor, "score_batch", spy)
     monkeypatch.setattr(attribution, "BATCH_BYTES", 3 * 96 * 96 * 3)  # three 96 x 96 RGB images

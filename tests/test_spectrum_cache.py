@@ -155,3 +155,33 @@ def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("GANPRINT_CACHE_DIR")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "ganprint" / "spectra"
+
+
+def test_digests_round_trip_per_size_and_refuse_a_wrong_file(tmp_path, K, monkeypatch):
+    from fingerprint.spectrum_cache import DigestCache
+
+    cache = DigestCache(tmp_path)
+    d100, d200 = cache.digest(K, 100), cache.digest(K, 200)
+    assert d100.indices.size == 100 and d200.indices.size == 200 and len(list(tmp_path.iterdir())) == 2
+    monkeypatch.setattr(sc, "make_digest", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = DigestCache(tmp_path).digest(K, 100)
+    assert np.array_equal(again.indices, d100.indices) and again.energy_fraction == d100.energy_fraction
+    key = content_hash(K)
+    assert cache.load(key, (40, 48), 100) is None and cache.rejected == 1  # another shape: refused, deleted
+    misses = cache.misses
+    assert cache.load(key, K.shape, 100) is None and cache.misses == misses + 1  # it is gone
+
+
+def test_reference_spectrum_from_a_spectrum_scores_as_the_computed_one(K):
+    from fingerprint.errors import ShapeMismatchError
+
+    computed = ReferenceSpectrum(K)
+    spectrum = computed.spectrum.copy()
+    made = ReferenceSpectrum.from_spectrum(K.shape, spectrum)
+    assert made.shape == K.shape and made.spectrum is spectrum and not spectrum.flags.writeable
+    q = K[5:30, 3:33] + np.random.default_rng(4).standard_normal((25, 30)).astype(np.float32)
+    assert made.pce(q, search="crop") == computed.pce(q, search="crop")
+    with pytest.raises(ShapeMismatchError):
+        ReferenceSpectrum.from_spectrum((48, 42), computed.spectrum)
+    with pytest.raises(TypeError):
+        ReferenceSpectrum.from_spectrum(K.shape, computed.spectrum.astype(np.complex128))

@@ -1,0 +1,258 @@
+"""Build-time statistics of generators: default null, the other generators' images, leave-one-out.
+
+What ``build`` and ``calibrate`` store for ``fingerprint.generator_attribution`` (see its
+docstring for the keys). :class:`GeneratorStatistics` follows a build: it keeps up to
+``MAX_GENUINE_IMAGES`` of the added images with their residuals and scores every added image
+against the library's other generators; :meth:`GeneratorStatistics.finish` adds the default null
+(simulated cameras), the other generators' source images against the new fingerprint (read again,
+as ``build.reverse_null_scores`` does, so that the statistics do not depend on the order of
+builds) and the leave-one-out genuine scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from fingerprint.estimate import FingerprintParams, GeneratorAccumulator
+from fingerprint.generator_attribution import (GENUINE_QUALITIES, MAX_GENUINE_IMAGES, NULL_JPEG, GeneratorModel, GeneratorModels, StatRecord, _sha,
+                                               decide_one, genuine_key, load_generator_models, null_key,
+                                               query_residual, versions)
+
+KEEP_BYTES = 256 * 2**20  # images and residuals kept for leave-one-out, at most
+
+__all__ = ["GeneratorStatistics", "calibration_records", "default_null_records", "generator_records", "loo_records",
+           "refresh_statistics", "write_records"]
+
+
+def _version_scores(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams,
+                    qualities: Sequence[int], *, genuine: bool) -> Iterable[tuple[GeneratorModel, str, tuple[int, int], float, str]]:
+    """(target, hypothesis name, size, z, sha) for every version of ``image`` against every target.
+
+    Null scores (``genuine`` False) come under every hypothesis the version's size allows; genuine
+    scores only under the hypothesis that is true for the version (a crop under "crop", a resized
+    copy under "resize", a JPEG re-save under "aligned@q<Q>"). Untestable versions (texture gate)
+    are left out: the decision never scores them.
+    """
+    from fingerprint.generator_decision import insufficient_signal
+
+    shape = targets[0].shape
+    for spec, quality, x in versions(image, shape, qualities=qualities):
+        R, stats = query_residual(x, params)
+        if insufficient_signal(stats) is not None:
+            continue
+        sha = _sha(x, spec)
+        size = tuple(R.shape[1:])
+        for m in targets:
+            for s in m.hypotheses(R):
+                if genuine:
+                    true = ("aligned" if spec == "none" else f"aligned@q{quality}" if quality else spec.split(":")[0])
+                    if true.split("@")[0] != s.hypothesis:
+                        continue
+                    yield m, true, size, s.z, sha
+                else:
+                    yield m, s.hypothesis, size, s.z, sha
+
+
+def generator_records(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams) -> list[StatRecord]:
+    """Null records of one image known to come from none of ``targets`` (all of one shape and params)."""
+    if not targets:
+        return []
+    return [StatRecord(null_key(m.name, hyp, size), m.name, sha, z)
+            for m, hyp, size, z, sha in _version_scores(targets, image, params, (NULL_JPEG,), genuine=False)]
+
+
+_NULL_CACHE: dict = {}  # the default null's residuals, per (shape, channels, params, counts): a build reuses them
+NULL_CACHE_BYTES = 512 * 2**20
+
+
+def _default_null_residuals(shape: tuple[int, int], channels: int, params: FingerprintParams, cameras: int,
+                            per_camera: int, seed: int) -> list[tuple[np.ndarray, str]]:
+    """(residual, sha) of every testable version of the default null images (computed once per process
+    when they fit in ``NULL_CACHE_BYTES``; they do not depend on the generator)."""
+    from fingerprint.default_null import default_null_images
+    from fingerprint.generator_decision import insufficient_signal
+
+    key = (tuple(shape), channels, params, cameras, per_camera, seed)
+    if key in _NULL_CACHE:
+        return _NULL_CACHE[key]
+    out, size = [], 0
+    for image, _ in default_null_images(shape, cameras=cameras, per_camera=per_camera, seed=seed):
+        x = image if channels == 3 else np.asarray(image.mean(-1).round(), np.uint8)
+        for spec, _, v in versions(x, shape, qualities=(NULL_JPEG,)):
+            R, stats = query_residual(v, params)
+            if insufficient_signal(stats) is None:
+                out.append((R, _sha(v, spec)))
+                size += R.nbytes
+    _NULL_CACHE.clear()
+    if size <= NULL_CACHE_BYTES:
+        _NULL_CACHE[key] = out
+    return out
+
+
+def default_null_records(target: GeneratorModel, *, cameras: int | None = None, per_camera: int | None = None,
+                         seed: int = 0) -> list[StatRecord]:
+    """The default null of a generator: simulated camera photos (``default_null``) at its size,
+    ``cameras`` x ``per_camera`` of them (default ``generator_attribution.NULL_CAMERAS`` x
+    ``NULL_PER_CAMERA``), in every version, under every hypothesis."""
+    from fingerprint import generator_attribution as ga
+
+    cameras = ga.NULL_CAMERAS if cameras is None else cameras
+    per_camera = ga.NULL_PER_CAMERA if per_camera is None else per_camera
+    out = []
+    for R, sha in _default_null_residuals(target.shape, target.F.shape[0], target.params, cameras, per_camera, seed):
+        size = tuple(R.shape[1:])
+        out += [StatRecord(null_key(target.name, s.hypothesis, size), target.name, sha, s.z)
+                for s in target.hypotheses(R)]
+    return out
+
+
+def loo_records(name: str, params: FingerprintParams, sums: dict[str, np.ndarray], n_images: int,
+                kept: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[StatRecord]:
+    """Genuine records: each kept ``(image, residual)`` of generator ``name`` (its residual as added
+    to ``sums``), in every version, against the fingerprint of the other ``n_images - 1`` images."""
+    from scipy import fft
+
+    if n_images < 3:
+        return []
+    out = []
+    for image, r in kept[:MAX_GENUINE_IMAGES]:
+        loo = {"sum": sums["sum"] - r}
+        if "power" in sums:
+            y = fft.rfft2(r, axes=(-2, -1), workers=-1)
+            y[:, 0, 0] = 0
+            loo["power"] = sums["power"] - (y.real**2 + y.imag**2).astype(np.float32)
+        F = GeneratorAccumulator.from_sums(params, loo, n_images - 1).fingerprint()
+        m = GeneratorModel(name, params, F)
+        out += [StatRecord(genuine_key(name, hyp.split("@")[0], size, int(hyp.split("@q")[1]) if "@q" in hyp else None),
+                           name, sha, z)
+                for _, hyp, size, z, sha in _version_scores([m], image, params, GENUINE_QUALITIES, genuine=True)]
+    return out
+
+
+def write_records(lib, records: Iterable[StatRecord]) -> int:
+    """Append records to the library's calibration data, one dataset per key (call inside a transaction)."""
+    by_key: dict[str, list[StatRecord]] = {}
+    for r in records:
+        if math.isfinite(r.value):
+            by_key.setdefault(r.key, []).append(r)
+    n = 0
+    for key, rs in by_key.items():
+        n += lib.add_calibration(key, [r.value for r in rs], sha256=[r.sha256 for r in rs],
+                                 against=[r.generator for r in rs])
+    return n
+
+
+def calibration_records(models: GeneratorModels, image: np.ndarray, match_fpr: float = 1e-3) -> list[StatRecord]:
+    """Null records of a ``calibrate`` image against every generator; raises ``ValueError`` naming the
+    generator when the image looks like one of them (any hypothesis above its null threshold at
+    ``match_fpr`` and inside its genuine range): it cannot be a negative."""
+    groups: dict = {}
+    for m in models.models:
+        groups.setdefault((m.params, m.shape), []).append(m)
+    out = []
+    for (params, _), group in groups.items():
+        R, stats = query_residual(image, params)
+        strict = GeneratorModels(group, match_fpr * len(models.models))
+        dec, _ = decide_one(strict, R, stats, None, group)
+        if dec.decision == "match":
+            raise ValueError(f"matches generator {dec.best!r} ({dec.reason}), not a negative")
+        out += generator_records(group, image, params)
+    return out
+
+
+class GeneratorStatistics:
+    """The statistics of one generator build (see the module docstring).
+
+    Parameters
+    ----------
+    lib : the open library, or None when the build creates it
+    name, params : the generator being built
+    """
+
+    def __init__(self, lib, name: str, params: FingerprintParams):
+        self.name, self.params = name, params
+        models = load_generator_models(lib).models if lib is not None else []
+        self.others = [m for m in models if m.name != name and m.params == params]
+        self.kept: list[tuple[np.ndarray, np.ndarray]] = []
+        self.records: list[StatRecord] = []
+        self._bytes = 0
+
+    def add(self, image: np.ndarray, residual: np.ndarray) -> None:
+        """One image added to the generator, with the residual the accumulator added."""
+        same = [m for m in self.others if m.shape == tuple(residual.shape[1:])]
+        self.records += generator_records(same, image, self.params)
+        size = image.nbytes + residual.nbytes
+        if len(self.kept) < MAX_GENUINE_IMAGES and self._bytes + size <= KEEP_BYTES:
+            self.kept.append((image, residual))
+            self._bytes += size
+
+    def finish(self, lib, acc, decode: dict, warn: Callable[[str], None]) -> list[StatRecord]:
+        """Every record of the build, to write with the reference."""
+        from fingerprint.io import iter_images
+
+        new = GeneratorModel(self.name, self.params, acc.fingerprint())
+        out = list(self.records)
+        out += default_null_records(new)
+        if self.name not in lib:  # a new generator: the earlier generators' images against it
+            missing = 0
+            for other in load_generator_models(lib).models:
+                if other.name == self.name or other.params != self.params or other.shape != new.shape:
+                    continue
+                info = lib.info(other.name)
+                wanted = dict((path, sha) for path, sha in info.sources)
+                got = 0
+                for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
+                    if item.error is None and item.sha256 == wanted.get(str(item.path)):
+                        out += generator_records([new], item.image, self.params)
+                        got += 1
+                missing += len(wanted) - got
+            if missing:
+                warn(f"{missing} source image(s) of earlier generators are missing or changed: the null statistics "
+                     f"of {self.name!r} leave them out")
+        out += loo_records(self.name, self.params, acc.sums, acc.n_images, self.kept)
+        return out
+
+
+def refresh_statistics(library, *, lock_timeout: float = 10.0, warn: Callable[[str], None] | None = None) -> int:
+    """Compute the statistics of every generator of a library that has none (a library built before
+    them): default null, every other generator's source images, and leave-one-out from the stored
+    sums and the source files (read again, checked against their SHA-256; a missing or changed file
+    is left out, with one warning). One atomic commit; returns the number of values written."""
+    from reference_db import Library
+
+    from fingerprint.io import iter_images
+
+    warn = warn or (lambda msg: None)
+    with Library(library, "r+", lock_timeout=lock_timeout) as lib:
+        models = load_generator_models(lib).models
+        todo = [m for m in models if not m.nulls]
+        if not todo:
+            return 0
+        images: dict[str, list[np.ndarray]] = {}
+        for m in models:
+            info = lib.info(m.name)
+            wanted = dict((path, sha) for path, sha in info.sources)
+            got = [item.image for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True)
+                   if item.error is None and item.sha256 == wanted.get(str(item.path))]
+            if len(got) < len(wanted):
+                warn(f"{len(wanted) - len(got)} source image(s) of {m.name!r} are missing or changed: left out of "
+                     "its statistics")
+            images[m.name] = got
+        records: list[StatRecord] = []
+        for m in todo:
+            records += default_null_records(m)
+            for other in models:
+                if other.name != m.name and other.params == m.params and other.shape == m.shape:
+                    for x in images[other.name]:
+                        records += generator_records([m], x, m.params)
+            ref = lib.get(m.name)
+            if len(images[m.name]) == ref.n_images:  # leave-one-out needs every image of the sums
+                from fingerprint.estimate import generator_residual
+
+                kept = [(x, generator_residual(x, m.params)) for x in images[m.name][:MAX_GENUINE_IMAGES]]
+                records += loo_records(m.name, m.params, ref.sums, ref.n_images, kept)
+        with lib.transaction():
+            return write_records(lib, records)
