@@ -55,7 +55,7 @@ TEXTURE_WINDOW = 8  # pixels, side of the local RMS box
 MIN_INFORMATIVE_PIXELS = 64 * 64
 MIN_SPECTRAL_SPREAD = 0.3
 DEFAULT_FPR = 0.01
-FAMILY_MISS = 1e-3  # genuine range: the rate at which a genuine query falls below it (normal prediction bound)
+FAMILY_MISS = 1e-2  # genuine range: the rate at which a genuine query falls below it (normal prediction bound)
 FAMILY_K = None  # None: the bound's factor from FAMILY_MISS and the number of scores (GenuineRange.lower)
 MIN_NULL_SCORES = 20
 
@@ -231,7 +231,9 @@ class GenuineRange:
         ``k`` None: the one-sided normal *prediction* bound for one more genuine score at miss rate
         :data:`FAMILY_MISS`, ``k = t(1 - FAMILY_MISS; n - 1) sqrt(1 + 1/n)`` (Student t, n scores):
         a dozen leave-one-out scores estimate the spread poorly, and a genuine query answered
-        "not the same model" is an error this bound keeps at about 0.1 %.
+        "not the same model" is an error this bound keeps at about 1 %. (At 0.1 % the bound let
+        through more non-matching 128-pixel crops: 5.8 % against 2.9 % of the negatives of
+        ``benchmarks/gan_wild.py``; the rule also guards the null's small-crop tail.)
         """
         s = np.asarray(self.scores, dtype=np.float64)
         s = s[np.isfinite(s)]
