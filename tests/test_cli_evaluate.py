@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from fingerprint.cli import main
+from test_evaluate import copy_queries
 from test_reliability import small_library  # noqa: F401 - fixture
 
 
 @pytest.fixture
 def query_folder(small_library, tmp_path):
     library, queries = small_library
-    folder = tmp_path / "queries"
-    for camera, files in queries.items():
-        (folder / camera).mkdir(parents=True)
-        for f in files:
-            shutil.copyfile(f, folder / camera / f.name)
-    return library, folder, sum(len(v) for v in queries.values())
+    return library, copy_queries(queries, tmp_path / "queries"), sum(len(v) for v in queries.values())
 
 
 def test_evaluate_transform_conditions_json_and_per_image(query_folder, tmp_path, capsys):

@@ -121,14 +121,19 @@ def test_plots_import_nothing_of_ganprint():
     assert not {m for m in modules if m.split(".")[0] in ("fingerprint", "kernels", "reference_db")}, modules
 
 
-def test_evaluate_library_reports_unreadable_queries_by_file(small_library, tmp_path):
-    """Queries that cannot be read or scored are listed (and warned about) once each, one line naming the file."""
-    library, queries = small_library
-    folder = tmp_path / "queries"
+def copy_queries(queries, folder):
+    """The small library's queries copied into ``folder``, one sub-folder per source (evaluate's layout)."""
     for camera, files in queries.items():
         (folder / camera).mkdir(parents=True)
         for f in files:
             shutil.copyfile(f, folder / camera / f.name)
+    return folder
+
+
+def test_evaluate_library_reports_unreadable_queries_by_file(small_library, tmp_path):
+    """Queries that cannot be read or scored are listed (and warned about) once each, one line naming the file."""
+    library, queries = small_library
+    folder = copy_queries(queries, tmp_path / "queries")
     broken = folder / "camA" / "broken.png"
     broken.write_bytes(b"not a PNG")
     tiny = folder / "camB" / "tiny.png"
@@ -152,11 +157,7 @@ def test_evaluate_conditions_scores_transformed_copies(small_library, tmp_path):
     from fingerprint.evaluate import evaluate_conditions, format_conditions
 
     library, queries = small_library
-    folder = tmp_path / "queries"
-    for camera, files in queries.items():
-        (folder / camera).mkdir(parents=True)
-        for f in files:
-            shutil.copyfile(f, folder / camera / f.name)
+    folder = copy_queries(queries, tmp_path / "queries")
     n = sum(len(v) for v in queries.values())
     side = min(min(Image.open(f).size) for v in queries.values() for f in v)
     reports = evaluate_conditions(library, folder, "none,jpeg:95,crop:32@center", rotations=False, progress=False)
