@@ -13,6 +13,7 @@ a library of one reference.
     .venv/bin/python benchmarks/bench_library.py --full     # N = 1, 10, 100, 1000 (~3 GB of disk)
     .venv/bin/python benchmarks/bench_library.py --check    # the 1 vs 25 references criterion
     .venv/bin/python benchmarks/bench_library.py --search   # attribution through fingerprint.camera_library
+    .venv/bin/python benchmarks/bench_library.py --search --through-attribute   # and through Attributor.score
 
 ``--search`` times attribution the way the library is read for it (``fingerprint.camera_library``):
 for N = 1, 10, 100, 1000 camera references of 512 x 512 (fingerprints and aligned queries of
@@ -147,7 +148,7 @@ def _digest_run(path: Path, cache: Path, queries: list) -> dict:
             index_s = time.perf_counter() - t
         if cams is None:
             cams = LazyCameras(refs, refs.matching(wi2.shape, "camera"),
-                               lambda name, K, spec: CameraSearch(K, spectrum=spec))
+                               lambda name, K: CameraSearch(K, spectrum=refs.spectrum(name, K)))
         sparse["s"] = 0.0
         dec = decide_preselected(cams, wi2, lambda wi5=wi5: wi5, select=select)  # builds the kept only
         times.append(time.perf_counter() - t)
@@ -159,6 +160,26 @@ def _digest_run(path: Path, cache: Path, queries: list) -> dict:
             "per_query_s": float(np.median(times[1:] or times)), "sparse_s": float(np.median(sparse_times[1:] or sparse_times)),
             "decided": float(np.mean(built)), "loads": refs.loads, "decisions": decisions,
             "spectrum_hits": refs.spectra.hits, "digest_hits": refs.digests.hits}
+
+
+def _attribute_run(path: Path, cache: Path, images: list) -> dict:
+    """The same queries through the wired path: ``load_attributor`` then ``Attributor.score`` on the
+    image (residuals, digests, exact PCEs and records all timed)."""
+    from fingerprint.attribution import load_attributor
+
+    t0 = time.perf_counter()
+    att = load_attributor(path, cache=cache, backend="cpu")
+    open_s = time.perf_counter() - t0
+    decisions, times = [], []
+    with att:
+        for image in images:
+            t = time.perf_counter()
+            res = att.score(image)
+            times.append(time.perf_counter() - t)
+            decisions.append(res.best)
+        loads = att.references.loads
+    return {"open_s": open_s, "first_s": open_s + times[0], "per_query_s": float(np.median(times[1:] or times)),
+            "decisions": decisions, "loads": loads}
 
 
 def _best(dec) -> str | None:
@@ -184,7 +205,8 @@ def _exhaustive_run(path: Path, cache: Path, queries: list, limit: int) -> dict:
             "decisions": decisions}
 
 
-def search(folder: Path, sizes, n_queries: int, exhaustive_queries: int, library_file: str | None) -> None:
+def search(folder: Path, sizes, n_queries: int, exhaustive_queries: int, library_file: str | None,
+           through_attribute: bool = False) -> None:
     import bench_search as bs  # the fingerprints and queries of the digest benchmark
 
     from fingerprint.residual import extract_residual
@@ -199,9 +221,10 @@ def search(folder: Path, sizes, n_queries: int, exhaustive_queries: int, library
         if library_file:
             np.savez(library_file, fps=np.stack(fps), info=np.array("{}"))
     names = [f"cam{1000 + j:04d}" for j in range(big)]
-    queries = []
+    queries, images = [], []
     for _, image, _ in bs.queries(bs.SHAPE, n_queries):
         I = gray_image(image)
+        images.append(image)
         queries.append((extract_residual(image) * I, extract_residual(image, 5.0) * I))
     print(f"{'N':>5} {'':5} {'open s':>7} {'index s':>8} {'first q s':>10} {'per q s':>8} {'sparse s':>9} "
           f"{'decided':>8} {'loads':>6} | exhaustive: {'first q s':>9} {'per q s':>8} same   load  "
@@ -219,6 +242,12 @@ def search(folder: Path, sizes, n_queries: int, exhaustive_queries: int, library
                     f"{'' if same_runs else ' (cold and warm differ!)'}  {os.getloadavg()[0]:.1f}") if label == "warm" else ""
             print(f"{n:5d} {label:5} {r['open_s']:7.3f} {r['index_s']:8.3f} {r['first_s']:10.3f} {r['per_query_s']:8.3f} "
                   f"{r['sparse_s']:9.3f} {r['decided']:8.1f} {r['loads']:6d} {tail}", flush=True)
+        if through_attribute:  # the wired path (cache warm from the runs above), residuals included
+            att = _attribute_run(path, cache, images)
+            agree = sum(a == b for a, b in zip(ex["decisions"], att["decisions"]))
+            print(f"{n:5d} {'attr':5} {att['open_s']:7.3f} {'':>8} {att['first_s']:10.3f} {att['per_query_s']:8.3f} "
+                  f"{'':>9} {'':>8} {att['loads']:6d} | same as exhaustive {agree}/{len(ex['decisions'])}  "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
         shutil.rmtree(f"{path}.d", ignore_errors=True)
         path.unlink()
         shutil.rmtree(cache, ignore_errors=True)
@@ -234,13 +263,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SEARCH_SIZES)), help="--search: reference counts")
     parser.add_argument("--queries", type=int, default=14, help="--search: aligned queries (at most 14)")
     parser.add_argument("--exhaustive-queries", type=int, default=14, help="--search: queries also searched exhaustively")
+    parser.add_argument("--through-attribute", action="store_true",
+                        help="--search: also time the same queries through load_attributor + Attributor.score")
     parser.add_argument("--library-file", help="--search: an .npz of the fingerprints (bench_search.py --library-file)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         if args.search:
             search(folder, sorted(int(n) for n in args.sizes.split(",")), args.queries, args.exhaustive_queries,
-                   args.library_file)
+                   args.library_file, args.through_attribute)
             return 0
         if args.check:
             small, big = (measure(folder, n, 1024, 3, args.repeat) for n in (1, 25))

@@ -10,13 +10,14 @@ library; ``attribute`` and ``attribute_paths`` score arrays and files.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from fingerprint.calibration import DEFAULT_FPR, NULL_KEY, GeneratorThreshold, threshold_from_null
-from fingerprint.camera_match import CameraReference, gray_image
-from fingerprint.camera_search import decide_cameras
+from fingerprint.camera_library import (DIGEST_MIN_CAMERAS, CameraPreselector, LazyCameras, LazyReferences,
+                                        aligned_rotations, can_match, decide_preselected, not_confirmed)
+from fingerprint.camera_match import CameraReference, gray_image, too_large_record
 from fingerprint.error_budget import false_alarm_one
 from fingerprint.decision import Attribution, ReferenceScore, decide
 from fingerprint.estimate import FingerprintParams, generator_residual
@@ -26,6 +27,7 @@ from fingerprint.residual import extract_residual
 from fingerprint.scaled_search import DEFAULT_MIN_SCALE
 from fingerprint.scores import DEFAULT_PCE_THRESHOLD
 from kernels._backend import resolve_backend
+from reference_db import DamagedReferenceError
 from kernels.spec import QUERY_SIGMA, check_image
 
 RETRY_SIGMA = 5.0  # second denoiser strength for camera queries that match nothing (prnu-python's default)
@@ -50,8 +52,15 @@ class Attributor:
 
     Parameters
     ----------
-    references : iterable of (name, kind, fingerprint, params)
-        ``params`` a :class:`FingerprintParams` or dict.
+    references : iterable of (name, kind, fingerprint, params), or LazyReferences
+        ``params`` a :class:`FingerprintParams` or dict. A
+        :class:`~fingerprint.camera_library.LazyReferences` (what :func:`load_attributor` passes)
+        is read on demand: generators at once, each camera only when a query's shape lets it
+        answer (its fingerprint spectrum from the on-disk cache), and an aligned query is scored
+        exactly only against the cameras its fingerprint digests cannot rule out
+        (``camera_library.CameraPreselector``, with the PCE method and more than two aligned
+        cameras; the decision is the exhaustive search's). :meth:`close` closes the library it
+        opened.
     method : {"pce", "ncc"}
         Score that decides camera matches (generators always use NCC).
     pce_threshold : float
@@ -88,6 +97,11 @@ class Attributor:
         Smallest resize factor searched (default 0.3).
     progress : callable, optional
         ``progress(camera, fraction, text)`` during the scale search (the slow stage).
+    preselect : bool or None
+        Digest pre-selection of a :class:`LazyReferences`'s cameras for aligned queries: None
+        (default) when more than ``camera_library.DIGEST_MIN_CAMERAS`` cameras are aligned with the
+        query (below that every camera is scored, so every score is reported), True whenever more
+        than two are, False never (every camera scored exactly, e.g. for an evaluation's ROC).
     backend : {"auto", "cpu", "cuda"}
         Where query residuals and scores are computed, resolved once here
         (``kernels._backend.resolve_backend``, work size = the largest reference): ``"cuda"`` keeps
@@ -96,12 +110,12 @@ class Attributor:
         the resolved name. The same ``ReferenceScore`` records come out, up to float32 rounding.
     """
 
-    def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]], *, method: str = "pce",
+    def __init__(self, references: Iterable[tuple[str, str, np.ndarray, Any]] | LazyReferences, *, method: str = "pce",
                  pce_threshold: float = DEFAULT_PCE_THRESHOLD,
                  generator_threshold: float | GeneratorThreshold | None = None, rotations: bool = True,
                  query_sigma: float = QUERY_SIGMA, retry_sigma: float | None = RETRY_SIGMA, backend: str = "auto",
                  scale_search: bool = True, min_scale: float = DEFAULT_MIN_SCALE, progress=None,
-                 generator_models: GeneratorModels | None = None):
+                 generator_models: GeneratorModels | None = None, preselect: bool | None = None):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not pce_threshold > 0:
@@ -115,26 +129,53 @@ class Attributor:
         self.min_scale = float(min_scale)
         self.progress = progress
         alpha = false_alarm_one(self.pce_threshold)
-        self.cameras: list[CameraReference] = []
+        self._alpha = alpha
         self.generators: list[GeneratorReference] = []
+        self.references = references if isinstance(references, LazyReferences) else None
+        self.preselector: CameraPreselector | None = None
         if generator_threshold is None or isinstance(generator_threshold, GeneratorThreshold):
             self.generator_threshold = generator_threshold
         else:
             self.generator_threshold = GeneratorThreshold(float(generator_threshold), float("nan"), 0, "given")
         gthr = self.generator_threshold
-        references = list(references)
-        pixels = max((int(np.prod(np.shape(fp)[-2:])) for _, _, fp, _ in references), default=None)
+        lazy = self.references
+        if lazy is not None:  # generators now (small, every query needs them); cameras on demand
+            pixels = lazy.max_pixels()
+            eager = []
+            for n in lazy.names("generator"):
+                try:
+                    eager.append((n, "generator", lazy.fingerprint(n), lazy.entries[n].params))
+                except DamagedReferenceError:
+                    continue  # reported (warn) and left out by LazyReferences
+        else:
+            eager = list(references)
+            pixels = max((int(np.prod(np.shape(fp)[-2:])) for _, _, fp, _ in eager), default=None)
         self.backend = resolve_backend(backend, pixels=pixels)
         self.device = _cuda_device() if self.backend == "cuda" else None
-        for name, kind, fp, params in references:
+        cameras: dict[str, CameraReference] = {}
+        self._camera_shapes: dict[str, tuple[int, ...]] = {}
+        for name, kind, fp, params in eager:
             params = params if isinstance(params, FingerprintParams) else FingerprintParams.from_dict(dict(params, kind=kind))
             if kind == "camera":
-                self.cameras.append(CameraReference(name, fp, params, self.device, rotations=self.rotations,
-                                                    scale_search=self.scale_search, min_scale=self.min_scale,
-                                                    alpha=alpha))
+                cameras[name] = self._camera(name, fp, params)
+                self._camera_shapes[name] = tuple(np.shape(fp))
             else:
                 self.generators.append(GeneratorReference(name, fp, params, gthr.value if gthr else None,
                                                   gthr.describe() if gthr else None))
+        self._cameras: Mapping[str, CameraReference] = cameras
+        # wavelet levels of the camera query residual: the first camera's parameters
+        self._levels = next(iter(cameras.values())).params.levels if cameras else None
+        if lazy is not None:
+            names = lazy.names("camera")
+            self._camera_shapes = {n: lazy.entries[n].shape for n in names}
+            # a cached CPU spectrum is of no use to the CUDA native stage, which computes its own
+            make = lambda n, K: self._camera(n, K, lazy.entries[n].params,  # noqa: E731
+                                             lazy.spectrum(n, K) if self.device is None else None)
+            self._cameras = LazyCameras(lazy, names, make)
+            self._levels = lazy.entries[names[0]].params.levels if names else None
+            if method == "pce" and preselect is not False:  # digests bound the PCE, not an NCC decision
+                self.preselector = CameraPreselector(lazy, alpha=alpha, n_sigmas=2 if self.retry_sigma else 1,
+                                                     min_cameras=DIGEST_MIN_CAMERAS if preselect is None else 0)
         groups: dict = {}
         for gen in self.generators:
             groups.setdefault((gen.params, gen.F.shape), []).append(gen)
@@ -142,6 +183,37 @@ class Attributor:
         self.generator_models = generator_models
         if generator_models is not None:  # the same generators, decided by generator_attribution
             self.banks = []
+
+    def _camera(self, name: str, fingerprint: np.ndarray, params: FingerprintParams, spectrum=None) -> CameraReference:
+        return CameraReference(name, fingerprint, params, self.device, spectrum=spectrum, rotations=self.rotations,
+                               scale_search=self.scale_search, min_scale=self.min_scale, alpha=self._alpha)
+
+    @property
+    def camera_names(self) -> list[str]:
+        """Names of the camera references, in library order (nothing is loaded)."""
+        return list(self._cameras)
+
+    @property
+    def cameras(self) -> Sequence[CameraReference]:
+        """The camera references (lazily built ones are built as they are reached: prefer
+        :attr:`camera_names` and :meth:`camera` to look at a few)."""
+        c = self._cameras
+        return c.as_list() if isinstance(c, LazyCameras) else list(c.values())
+
+    def camera(self, name: str) -> CameraReference:
+        """The camera reference ``name`` (built now if it is read lazily); KeyError if there is none."""
+        return self._cameras[name]
+
+    def close(self) -> None:
+        """Close the library that :func:`load_attributor` opened for lazy reading (idempotent)."""
+        if self.references is not None:
+            self.references.close()
+
+    def __enter__(self) -> Attributor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def score(self, image: np.ndarray, label: str = "image", quality: int | None = None) -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference; ``quality``:
@@ -159,7 +231,7 @@ class Attributor:
         # (H, W, 1) comes back as (H, W): gray, as extract_residual reads it
         images = [check_image(im, label) for im, label in zip(images, labels)]
         per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
-        if self.cameras:
+        if self._camera_shapes:
             for scores, image in zip(per_image, images):
                 scores.update(self._camera_scores(image))
         decisions: list = []
@@ -183,9 +255,21 @@ class Attributor:
 
     def _camera_scores(self, image: np.ndarray) -> dict[str, ReferenceScore]:
         """Every camera's record for one checked image, cheapest stages first for every camera
-        (``decide_cameras``): native and implied scale at ``query_sigma``; the native stage with
-        the ``retry_sigma`` residual if no camera matched; the scale search camera by camera
-        until one matches. Residuals and the native stage on the device with CUDA."""
+        (``camera_library.decide_preselected``, which is ``camera_search.decide_cameras`` over the
+        cameras the digests keep): native and implied scale at ``query_sigma``; the native stage
+        with the ``retry_sigma`` residual if no camera matched; the scale search camera by camera
+        until one matches. A camera smaller than the query is not loaded (``too_large_record``),
+        one left out by the digests is "not confirmed" (``camera_library.not_confirmed``).
+        Residuals and the native stage on the device with CUDA."""
+        shape = image.shape[:2]
+        skipped = self.references.skipped if self.references is not None else {}
+        shapes = {n: s for n, s in self._camera_shapes.items() if n not in skipped}  # damaged ones found so far: out
+        if not shapes and not self.generators and self.references is not None:
+            self._no_usable_references()
+        fits = [n for n, s in shapes.items() if can_match("camera", s, shape, self.rotations)]
+        out = {n: too_large_record(n, s, shape, self.method) for n, s in shapes.items() if n not in fits}
+        if not fits:
+            return out
         x = image if self.device is None else self.device.put(image)  # one copy to the device
         residuals = [self._residual(x, self.query_sigma)]  # first: the largest allocation fails before any other
         I = gray_image(x) if self.device is None else self.device.gray(x)
@@ -194,61 +278,76 @@ class Attributor:
             def second():
                 residuals.append(self._residual(x, self.retry_sigma))
                 return residuals[-1] * I
-        decisions = decide_cameras({c.name: c.search for c in self.cameras}, residuals[0] * I, second,
-                                   progress=self.progress)
+        cams = self._cameras
+        searches = cams.view(fits, "search") if isinstance(cams, LazyCameras) else {n: cams[n].search for n in fits}
+        select = None
+        if self.preselector is not None:
+            select = lambda wi, names: self.preselector.candidates(self._host(wi), names, self.rotations)  # noqa: E731
+        decisions = decide_preselected(searches, residuals[0] * I, second, select=select, progress=self.progress)
         sigmas = (self.query_sigma, self.retry_sigma)
-        return {c.name: c.record(decisions[c.name], residuals, I, method=self.method, sigmas=sigmas)
-                for c in self.cameras}
+        n_sigmas = 2 if self.retry_sigma else 1
+        for n in fits:
+            if n in decisions:
+                out[n] = cams[n].record(decisions[n], residuals, I, method=self.method, sigmas=sigmas)
+            elif n not in skipped:  # ruled out by its digest: it cannot reach the threshold
+                turns = aligned_rotations(self._camera_shapes[n], shape, self.rotations)
+                out[n] = not_confirmed(n, len(turns) * n_sigmas, self._alpha, method=self.method)
+        if not self.generators and skipped and all(n in skipped for n in shapes):  # all found damaged when read
+            self._no_usable_references()
+        return {n: out[n] for n in shapes if n in out}  # library order
+
+    def _host(self, a) -> np.ndarray:
+        return np.asarray(a) if self.device is None else np.ascontiguousarray(self.device.host(a))
+
+    def _no_usable_references(self):
+        """A lazily read library whose every reference was found damaged: no answer can be given."""
+        refs = self.references
+        raise ValueError(f"{refs.path}: the library holds no usable references ({len(refs.skipped)} damaged)")
 
     def _residual(self, x, sigma: float):
         """Camera query residual of a checked image (on the device with the CUDA backend)."""
-        levels = self.cameras[0].params.levels
+        levels = self._levels
         return extract_residual(x, sigma, levels) if self.device is None else self.device.residual(x, sigma, levels)
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
-                    warn=None, backend: str = "auto", **options) -> Attributor:
-    """An :class:`Attributor` over every reference of a library (a path or an open ``Library``).
+                    warn=None, backend: str = "auto", cache=None, **options) -> Attributor:
+    """An :class:`Attributor` over the references of a library (a path or an open ``Library``).
 
-    The generator NCC threshold is calibrated from the library's non-matching scores at per-pair
+    References are read lazily (``camera_library.LazyReferences``): the generators now, each
+    camera when a query's shape lets it answer, its spectrum and digest from the on-disk cache
+    (``cache``: a folder, False for none, None for the default, see ``LazyReferences``). The
+    generator NCC threshold is calibrated from the library's non-matching scores at per-pair
     false-positive rate ``fpr`` (see ``fingerprint.calibration``) unless ``generator_threshold``
     is given. A damaged reference (NaN or inf values, inconsistent shapes, unreadable data) is
-    skipped: ``warn`` (default: print to stderr) gets one line naming it and the problem.
-    ``backend`` ("auto", "cpu", "cuda") and ``options`` go to :class:`Attributor`.
+    skipped: ``warn`` (default: print to stderr) gets one line naming it and the problem, when it
+    is found. ``backend`` ("auto", "cpu", "cuda") and ``options`` go to :class:`Attributor`. A
+    library given by its path stays open (read-only, no lock) until ``Attributor.close``.
     """
     import sys
 
-    from reference_db import DamagedReferenceError, Library
-
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    own = not isinstance(library, Library)
-    lib = Library(library, "r") if own else library
-    skipped = 0
+    refs = LazyReferences(library, cache=cache, warn=warn)
     try:
-        refs = []
-        for name in lib.names():
-            try:
-                ref = lib.get(name, with_sums=False)
-            except DamagedReferenceError as err:
-                warn(str(err))
-                skipped += 1
-                continue
-            params = FingerprintParams.from_dict(dict(ref.info.params, kind=ref.kind))
-            refs.append((name, ref.kind, ref.fingerprint, params))
+        lib, path = refs.library, refs.path
+        if not refs.entries:
+            n = len(refs.skipped)
+            what = f"no usable references ({n} damaged)" if n else "no references; build some first"
+            raise ValueError(f"{path}: the library holds {what}")
         null = lib.calibration(NULL_KEY)
         models = load_generator_models(lib, fpr=fpr, warn=warn) if generator_threshold is None else None
-    finally:
-        if own:
-            lib.close()
-    if models is not None and models.notes:  # a library built before the per-generator statistics
-        warn(f"{getattr(lib, 'path', library)}: generators without their statistics ({'; '.join(models.notes)}); "
-             "they are decided by the library-wide threshold until `ganprint calibration LIBRARY --reset` computes them")
-        models = None
-    if not refs:
-        what = f"no usable references ({skipped} damaged)" if skipped else "no references; build some first"
-        raise ValueError(f"{getattr(lib, 'path', library)}: the library holds {what}")
-    threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
-    return Attributor(refs, generator_threshold=threshold, generator_models=models, backend=backend, **options)
+        if models is not None and models.notes:  # a library built before the per-generator statistics
+            warn(f"{path}: generators without their statistics ({'; '.join(models.notes)}); they are decided by "
+                 "the library-wide threshold until `ganprint calibration LIBRARY --reset` computes them")
+            models = None
+        threshold = generator_threshold if generator_threshold is not None else threshold_from_null(null, fpr)
+        att = Attributor(refs, generator_threshold=threshold, generator_models=models, backend=backend, **options)
+        if not att.camera_names and not att.generators:  # every generator found damaged when read
+            raise ValueError(f"{path}: the library holds no usable references ({len(refs.skipped)} damaged)")
+        return att
+    except BaseException:
+        refs.close()
+        raise
 
 
 def attribute(images, library, *, crop: tuple[int, int] | None = None, **options) -> list[Attribution]:
@@ -269,13 +368,18 @@ def attribute(images, library, *, crop: tuple[int, int] | None = None, **options
     -------
     list of Attribution, one per image, in order.
     """
-    from fingerprint.io import crop_center, iter_images
 
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
         images = [images]
     elif isinstance(images, (str, bytes)) or hasattr(images, "__fspath__"):
         images = [images]
-    att = load_attributor(library, **options)
+    with load_attributor(library, **options) as att:
+        return _attribute_each(att, images, crop)
+
+
+def _attribute_each(att: Attributor, images, crop) -> list[Attribution]:
+    from fingerprint.io import crop_center, iter_images
+
     out = []
     for i, item in enumerate(images):
         if isinstance(item, np.ndarray):
@@ -302,6 +406,15 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
     while decoding or scoring it) is reported like a bad file, naming it, and the others are
     answered. ``options``: as :func:`load_attributor` (``backend`` included).
     """
+    att = load_attributor(library, **options)  # library errors first: they concern every image
+    try:
+        yield from _attribute_files(att, paths, crop, strict, progress, max_pixels)
+    finally:
+        att.close()
+
+
+def _attribute_files(att: Attributor, paths, crop, strict: bool, progress: bool, max_pixels: int | None):
+    """The body of :func:`attribute_paths` with the attributor loaded."""
     import sys
 
     from tqdm import tqdm
@@ -310,7 +423,6 @@ def attribute_paths(library, paths, *, crop=None, strict: bool = False, progress
     from fingerprint.errors import GanprintError, InvalidImageError
     from fingerprint.io import collect_image_paths, iter_images
 
-    att = load_attributor(library, **options)  # library errors first: they concern every image
     files: list = []
     seen: set = set()
     for item in paths:

@@ -39,12 +39,15 @@ from fingerprint.error_budget import ALPHA
 from fingerprint.error_budget import threshold as budget_threshold
 from fingerprint.estimate import FingerprintParams
 from fingerprint.scores import ReferenceSpectrum
-from fingerprint.spectrum_cache import DigestCache, SpectrumCache, cache_disabled, content_hash
+from fingerprint.spectrum_cache import DigestCache, SpectrumCache, cache_disabled, content_hash, content_key
 
-__all__ = ["CameraPreselector", "LazyCameras", "LazyReferences", "ReferenceEntry", "aligned_rotations",
+__all__ = ["DIGEST_MIN_CAMERAS", "CameraPreselector", "LazyCameras", "LazyReferences", "ReferenceEntry", "aligned_rotations",
            "can_match", "decide_preselected", "matching", "not_confirmed"]
 
 ROTATIONS = (0, 1, 2, 3)
+DIGEST_MIN_CAMERAS = 32
+"""Aligned cameras from which ``Attributor`` pre-selects by default: below, every camera is scored
+(a PCE each, every score reported); above, the exact search of the few kept saves most of them."""
 NOT_CONFIRMED = "not confirmed: its digest score is below the bound of any match (fingerprint digests)"
 
 
@@ -115,6 +118,7 @@ class ReferenceEntry:
     kind: str
     shape: tuple[int, ...]  # of the fingerprint: (H, W) for a camera, (H, W) or (C, H, W) for a generator
     params: FingerprintParams
+    fingerprint_sha256: str | None = None  # recorded by the library (None: written before it was)
 
 
 def _warn_stderr(msg: str) -> None:
@@ -174,7 +178,8 @@ class LazyReferences:
                                           f"{info.damaged}; it is not used (remove it, then build it again)")
                     continue
                 params = FingerprintParams.from_dict(dict(info.params, kind=info.kind))
-                self.entries[info.name] = ReferenceEntry(info.name, info.kind, tuple(info.fingerprint_shape), params)
+                self.entries[info.name] = ReferenceEntry(info.name, info.kind, tuple(info.fingerprint_shape), params,
+                                                         info.fingerprint_sha256)
         except BaseException:
             self.close()
             raise
@@ -240,9 +245,15 @@ class LazyReferences:
         return K
 
     def key(self, name: str) -> str:
-        """The content hash of ``name`` (reads its fingerprint the first time)."""
+        """The content hash of ``name``: from the SHA-256 the library recorded for its fingerprint
+        (nothing read), else computed by reading the fingerprint (a reference written before the
+        library recorded it)."""
         if name not in self._keys:
-            self.fingerprint(name)
+            entry = self.entries[name]
+            if entry.fingerprint_sha256 is not None:
+                self._keys[name] = content_key(entry.fingerprint_sha256, entry.shape, entry.params)
+            else:
+                self.fingerprint(name)
         return self._keys[name]
 
     def spectrum(self, name: str, fingerprint: np.ndarray | None = None) -> ReferenceSpectrum:
@@ -258,16 +269,26 @@ class LazyReferences:
     def digest(self, name: str, n: int | None = None) -> Digest:
         """The ``n``-pixel digest of camera ``name`` (default :func:`digest.digest_size`), cached.
 
-        Reads the fingerprint to learn its content hash, and computes the digest if the cache does
-        not hold it; the fingerprint is not kept.
+        With the fingerprint's SHA-256 recorded by the library, a cached digest is read without
+        reading the fingerprint; otherwise the fingerprint is read (to learn its content hash, and
+        to compute the digest if the cache does not hold it) and not kept.
         """
-        K = self.fingerprint(name)
-        n = digest_size(K.shape) if n is None else int(n)
-        if self.digests is None:
-            from fingerprint.digest import make_digest
+        from fingerprint.digest import make_digest
 
-            return make_digest(K, n)
-        return self.digests.digest(K, n, key=self._keys[name])
+        shape = _plane(self.entries[name].shape)
+        n = digest_size(shape) if n is None else int(n)
+        if self.digests is None:
+            return make_digest(self.fingerprint(name), n)
+        if self.entries[name].fingerprint_sha256 is None:
+            K = self.fingerprint(name)
+            return self.digests.digest(K, n, key=self._keys[name])
+        key = self.key(name)  # from the recorded SHA-256: nothing read yet
+        cached = self.digests.load(key, shape, n)
+        if cached is None:
+            K = self.fingerprint(name)  # checked against that SHA-256: its content hash is ``key``
+            cached = make_digest(K, n)
+            self.digests.store(key, cached)
+        return cached
 
 
 # ---- pre-selection of aligned camera queries ----------------------------------------------------
@@ -286,6 +307,9 @@ class CameraPreselector:
         Query residuals the plans count (2 with the sigma-5 second residual, the default).
     fraction, top_k, margin, pce_ratio
         The digest size (fraction of the pixels) and :func:`digest.preselect`'s arguments.
+    min_cameras : int
+        With at most this many aligned cameras (or at most ``top_k``) every one is kept without
+        a sparse pass (default 0).
 
     Attributes
     ----------
@@ -297,12 +321,13 @@ class CameraPreselector:
 
     def __init__(self, references: LazyReferences, *, alpha: float = ALPHA, n_sigmas: int = 2,
                  fraction: float = DIGEST_FRACTION, top_k: int = DEFAULT_TOP_K, margin: float = DEFAULT_MARGIN,
-                 pce_ratio: float = PCE_RATIO):
+                 pce_ratio: float = PCE_RATIO, min_cameras: int = 0):
         if not 0.0 < alpha < 1.0 or int(n_sigmas) < 1:
             raise ValueError(f"alpha must be in (0, 1) and n_sigmas >= 1, got {alpha!r} and {n_sigmas!r}")
         self.references = references
         self.alpha, self.n_sigmas = float(alpha), int(n_sigmas)
         self.fraction, self.top_k, self.margin, self.pce_ratio = float(fraction), int(top_k), float(margin), float(pce_ratio)
+        self.min_cameras = int(min_cameras)
         self._indexes: dict[tuple[int, int], tuple[DigestIndex | None, list[str]]] = {}
         self.last: Preselection | None = None
         self.scored = self.kept = 0
@@ -333,14 +358,14 @@ class CameraPreselector:
         score reaches the bound or they are among the ``top_k`` best; every other name (a camera
         for a crop or scaled search) is kept as it is. Names come back in their input order.
         A camera left out cannot match (module doc): record it with :func:`not_confirmed`. With at
-        most ``top_k`` aligned cameras every one is kept without computing a digest.
+        most ``top_k`` (or ``min_cameras``) aligned cameras every one is kept without computing a digest.
         """
         WI = np.asarray(WI)
         rotations = tuple(sorted({int(k) % 4 for k in rotations}))
         entries = self.references.entries
         shapes = {(WI.shape[1], WI.shape[0]) if k % 2 else tuple(WI.shape) for k in rotations}
         aligned = [n for n in names if n in entries and entries[n].kind == "camera" and entries[n].shape in shapes]
-        if len(aligned) <= self.top_k:  # preselect would keep them all (the top k): no sparse pass
+        if len(aligned) <= max(self.top_k, self.min_cameras):  # every one kept: no sparse pass
             return [n for n in names if n in entries]
         wanted = set(aligned)
         z_rows, r_rows, row_names, counts = [], [], [], []
@@ -372,15 +397,15 @@ class CameraPreselector:
 
 # ---- cameras built on first use, and the decision over the pre-selected ones ---------------------
 class LazyCameras(Mapping):
-    """``{name: camera}`` over ``names``, each built by ``make(name, fingerprint, spectrum)`` when first looked up.
+    """``{name: camera}`` over ``names``, each built by ``make(name, fingerprint)`` when first looked up.
 
-    ``make`` gets the fingerprint read from the library and its ``ReferenceSpectrum`` (from the
-    spectrum cache) and returns the scoring object (e.g. ``camera_match.CameraReference(name, K,
-    params, spectrum=spectrum, ...)``); built objects are kept. Iterating gives the names, in
-    order, without building anything.
+    ``make`` gets the fingerprint read from the library and returns the scoring object (e.g.
+    ``camera_match.CameraReference(name, K, params, spectrum=references.spectrum(name, K), ...)``,
+    the spectrum from the cache); built objects are kept. Iterating gives the names, in order,
+    without building anything.
     """
 
-    def __init__(self, references: LazyReferences, names: Sequence[str], make: Callable[[str, np.ndarray, Any], Any]):
+    def __init__(self, references: LazyReferences, names: Sequence[str], make: Callable[[str, np.ndarray], Any]):
         self.references, self.make = references, make
         self._names = list(names)
         self._built: dict[str, Any] = {}
@@ -397,7 +422,7 @@ class LazyCameras(Mapping):
                 K = self.references.fingerprint(name)
             except DamagedReferenceError:
                 raise KeyError(name) from None
-            self._built[name] = self.make(name, K, self.references.spectrum(name, K))
+            self._built[name] = self.make(name, K)
         return self._built[name]
 
     def __iter__(self) -> Iterator[str]:

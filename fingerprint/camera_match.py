@@ -31,7 +31,21 @@ from fingerprint.scaled_search import DEFAULT_MIN_SCALE
 from fingerprint.scores import ncc, search_threshold
 from kernels.spec import gray_image  # re-exported: the gray query image I of the camera scores
 
-__all__ = ["CameraReference", "gray_image"]
+__all__ = ["CameraReference", "gray_image", "too_large_record"]
+
+
+def too_large_record(name: str, fingerprint_shape: Sequence[int], query_shape: Sequence[int],
+                     method: str = "pce") -> ReferenceScore:
+    """The record of a camera whose fingerprint (H, W) is smaller than the query (h, w) at every rotation.
+
+    Nothing can be searched (the scaled stages resample the fingerprint down, smaller still): a
+    non-match with an infinite threshold, no positions and a false-alarm probability of 1.
+    """
+    H, W = (int(n) for n in fingerprint_shape[-2:])
+    h, w = (int(n) for n in query_shape[:2])
+    return ReferenceScore(name, "camera", None, None, method, math.inf, False, n_positions=0,
+                          note=f"query {h}x{w} is larger than the fingerprint {H}x{W} at every rotation",
+                          scale=None, false_alarm=1.0, stage=None, searched=None)
 
 
 class CameraReference:
@@ -92,13 +106,9 @@ class CameraReference:
         converted (``PCE ~ NCC**2 * pixels``); the search itself stops on PCE matches.
         """
         searched = dec.describe_searched() or None
-        if dec.pce is None:
-            H, Wd = self.K.shape
-            h, w = residuals[0].shape
-            # nothing fits natively at any rotation; a resampled fingerprint is smaller still
-            return ReferenceScore(self.name, "camera", None, None, method, math.inf, False, n_positions=0,
-                                  note=f"query {h}x{w} is larger than the fingerprint {H}x{Wd} at every rotation",
-                                  scale=None, false_alarm=1.0, stage=None, searched=searched)
+        if dec.pce is None:  # nothing fits natively at any rotation; a resampled fingerprint is smaller still
+            return dataclasses.replace(too_large_record(self.name, self.K.shape, residuals[0].shape, method),
+                                       searched=searched)
         xp, k = self.xp, (dec.rotation or 0) // 90
         Wr, Ir = xp.rot90(residuals[dec.sigma_index], k), xp.rot90(I, k)
         h, w = (int(n) for n in Wr.shape)

@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the hypotheses each tries), in (0, 0.5] (default 0.01)")
     a.add_argument("--no-rotations", action="store_true", help="do not try 90/180/270 degree rotations")
     add_scale_options(a)
+    a.add_argument("--exhaustive", action="store_true",
+                   help="score every camera exactly, with every score reported; by default, against more than "
+                        "32 cameras of a full-size query's shape, fingerprint digests leave out the cameras that "
+                        "cannot match ('not confirmed'; the same decisions, faster)")
     a.add_argument("--sigma", type=_sigma, default=2.0,
                    help="denoiser noise std of camera query residuals in grey levels, 0.1 to 100 (default 2)")
     a.add_argument("--json", action="store_true", help="one JSON object per line (JSON Lines), one per image")
@@ -236,6 +240,8 @@ def cmd_attribute(args) -> int:
                    generator_threshold=args.generator_z, fpr=args.fpr, rotations=not args.no_rotations,
                    query_sigma=args.sigma, backend=args.backend,
                    strict=args.strict, progress=not args.quiet, **scale_options(args))
+    if args.exhaustive:
+        options["preselect"] = False
     damaged: list[str] = []  # a damaged reference is skipped with one warning line, and the exit code says so
     options["warn"] = lambda msg: (damaged.append(msg), _warn(msg))
     files, errors, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=args.strict)
@@ -307,8 +313,9 @@ def cmd_calibrate(args) -> int:
     refused: list[str] = []  # images that cannot be negatives (a generator's own) and unreadable ones: exit 1
     n = calibrate_with_negatives(args.library, files, crop=args.crop, progress=not args.quiet,
                                  warn=lambda msg: (refused.append(msg), _warn(msg)))
-    att = load_attributor(args.library)
-    print(f"added {n} non-matching score(s); generator threshold: {describe_generator_threshold(att.generator_threshold)}")
+    with load_attributor(args.library) as att:
+        described = describe_generator_threshold(att.generator_threshold)
+    print(f"added {n} non-matching score(s); generator threshold: {described}")
     for path, why in skipped:
         print(left_out(path, why))
     return EXIT_ERROR if refused else EXIT_OK

@@ -115,7 +115,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, size: int = 256, progress: 
     timings["attribute queries"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report = evaluate_results(results, labels, [c.name for c in att.cameras] + [g.name for g in att.generators])
+    report = evaluate_results(results, labels, att.camera_names + [g.name for g in att.generators])
     with Library(lib_path) as lib:
         spectra = {n: lib.get(n, with_sums=False).fingerprint for n in lib.names() if kinds.get(n) == "generator"}
     plots = out / "plots"

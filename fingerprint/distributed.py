@@ -516,17 +516,25 @@ def attribute_distributed(library, paths, *, client, crop: tuple[int, int] | Non
     from fingerprint.attribution import load_attributor
     from fingerprint.build import progress_bar
     from fingerprint.io import collect_image_paths
+    from reference_db import DamagedReferenceError
 
     files = [str(p) for p in collect_image_paths(paths)]
     backend = options.pop("backend", "auto")  # the workers' choice, not the client's
     att = load_attributor(library, backend="cpu", **options)  # the same references and thresholds as in-process
-    refs = [(c.name, "camera", c.K, c.params) for c in att.cameras]
+    lazy = att.references  # fingerprints read, no spectrum computed here: the workers compute their own
+    refs = []
+    for n in att.camera_names:
+        try:
+            refs.append((n, "camera", lazy.fingerprint(n), lazy.entries[n].params))
+        except DamagedReferenceError:
+            continue  # reported (warn) and left out, as in-process
     refs += [(g.name, "generator", g.F, g.params) for g in att.generators]
     worker_options = dict(method=att.method, pce_threshold=att.pce_threshold,
                           generator_threshold=att.generator_threshold, rotations=len(att.rotations) > 1,
                           query_sigma=att.query_sigma, retry_sigma=att.retry_sigma, backend=backend,
                           scale_search=att.scale_search, min_scale=att.min_scale,
                           generator_models=att.generator_models)
+    att.close()
     del att
     payload = client.scatter([(refs, worker_options)], broadcast=True, hash=True)[0]
     token = payload.key

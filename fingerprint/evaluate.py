@@ -279,7 +279,7 @@ def threshold_rules(att) -> tuple[dict[str, str], dict[str, float | None]]:
     from fingerprint.calibration import MIN_NULL_SCORES
 
     words, values = {}, {}
-    if att.cameras:
+    if att.camera_names:
         base = att.pce_threshold
         if att.method == "pce":
             words["camera"] = (f"PCE >= {base:g} at one position, raised with the number of positions searched "
@@ -341,9 +341,10 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
 
     pairs, left_out = labelled_queries(queries, recursive=recursive)
     scaled = {"scale_search": scale_search} | ({"min_scale": min_scale} if min_scale is not None else {})
+    # every camera scored exactly (no digest pre-selection): the ROC and the closed-set answer need every score
     att = load_attributor(library, method=method, rotations=rotations, fpr=fpr, query_sigma=query_sigma,
-                          generator_threshold=generator_threshold, backend=backend, **scaled)
-    references = [c.name for c in att.cameras] + [g.name for g in att.generators]
+                          generator_threshold=generator_threshold, backend=backend, preselect=False, **scaled)
+    references = att.camera_names + [g.name for g in att.generators]
     results, labels, failed = [], [], []
     loaded = iter_images((path for path, _ in pairs), crop=crop)
     desc = "evaluate" if pipeline is None or not pipeline.steps else f"evaluate {pipeline.spec()}"

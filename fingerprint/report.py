@@ -113,7 +113,7 @@ def _library_facts(path: Path, att: Attributor) -> dict[str, Any]:
     gthr = att.generator_threshold
     return {
         "path": str(path.resolve()), "sha256": file_sha256(path), "schema_version": schema,
-        "ganprint_version": __version__, "n_cameras": len(att.cameras), "n_generators": len(att.generators),
+        "ganprint_version": __version__, "n_cameras": len(att.camera_names), "n_generators": len(att.generators),
         "generator_threshold": gthr.describe() if gthr else "no generator threshold",
         "pce_threshold": att.pce_threshold, "null": null[np.isfinite(null)],
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", " UTC"),
@@ -184,13 +184,15 @@ def localize_reference(att: Attributor, image: np.ndarray, name: str, *, score: 
     """
     from reference_db import ReferenceNotFoundError
 
-    cams = {c.name: c for c in att.cameras}
-    if name not in cams:
+    if name not in att.camera_names:
         if any(g.name == name for g in att.generators):
             raise ValueError(f"{name} is a generator; tamper localisation needs a camera fingerprint")
-        known = ", ".join(sorted(cams)) or "none"
+        known = ", ".join(sorted(att.camera_names)) or "none"
         raise ReferenceNotFoundError(f"no camera reference named {name!r} in the library (cameras: {known})")
-    cam = cams[name]
+    try:
+        cam = att.camera(name)
+    except KeyError:  # found damaged when its fingerprint was read (reported by the attributor's warning)
+        raise ReferenceNotFoundError(f"the camera reference {name!r} is damaged and cannot be used") from None
     if score is None:
         single = Attributor([(name, "camera", cam.K, cam.params)], pce_threshold=att.pce_threshold,
                             rotations=att.rotations != (0,), query_sigma=att.query_sigma, retry_sigma=att.retry_sigma)

@@ -33,7 +33,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from fingerprint.digest import Digest, make_digest
 from fingerprint.scores import ReferenceSpectrum
 
 __all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "DigestCache", "SpectrumCache", "cache_disabled", "content_hash",
-           "default_cache_dir"]
+           "content_key", "default_cache_dir"]
 
 FORMAT = 1
 """Version of the file layout and of the spectrum's definition (bumped if either changes)."""
@@ -100,10 +100,22 @@ def content_hash(fingerprint: np.ndarray, params: Any = None) -> str:
         64 lowercase hex digits.
     """
     k = np.ascontiguousarray(fingerprint, dtype="<f4")
+    return content_key(hashlib.sha256(memoryview(k).cast("B")).hexdigest(), k.shape, params)
+
+
+def content_key(fingerprint_sha256: str, shape: Sequence[int], params: Any = None) -> str:
+    """:func:`content_hash` from the SHA-256 of the fingerprint's bytes, without the fingerprint.
+
+    ``fingerprint_sha256``: 64 lowercase hex digits of SHA-256 over the C-ordered little-endian
+    float32 bytes (what the library records, ``ReferenceInfo.fingerprint_sha256``); ``shape``
+    the fingerprint's shape.
+    """
+    if not _KEY.fullmatch(str(fingerprint_sha256)):
+        raise ValueError(f"a fingerprint SHA-256 is 64 lowercase hex digits, got {fingerprint_sha256!r}")
+    shape = tuple(int(n) for n in shape)
     h = hashlib.sha256()
-    h.update(f"ganprint-fingerprint/{FORMAT}\0{k.shape}\0".encode())
-    h.update(memoryview(k).cast("B"))
-    h.update(b"\0" + json.dumps(_params_dict(params), sort_keys=True, default=str).encode())
+    h.update(f"ganprint-fingerprint/{FORMAT}\0{shape}\0{fingerprint_sha256}\0".encode())
+    h.update(json.dumps(_params_dict(params), sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

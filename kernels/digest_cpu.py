@@ -21,12 +21,21 @@ from numba import prange
 
 from kernels._jit import sized_kernel
 
-__all__ = ["gather_correlation"]
+__all__ = ["CHUNK", "gather_correlation"]
+
+
+CHUNK = 4096
+"""Entries summed in float32 before their sum joins the float64 total (module doc: precision)."""
 
 
 @sized_kernel  # sized by ``indices`` (the stored entries): parallel from kernels.config.PARALLEL_MIN_SIZE on
 def _gather_correlation(indices, indptr, values, columns, out):
     """``out[j] = sum_p values[p] * columns[indices[p]]`` over reference j's entries (no checks).
+
+    Products are summed in float32 over runs of at most ``CHUNK`` entries, each run's sum added
+    to a float64 total: the float32 chains vectorise and keep four independent accumulators busy
+    (about 4x faster here than float64 throughout, 65 M entries x 4 columns), and a run's rounding
+    error stays below about ``sqrt(CHUNK) * 2**-24`` of its terms' root-sum-square.
 
     Parameters
     ----------
@@ -41,24 +50,35 @@ def _gather_correlation(indices, indptr, values, columns, out):
     for j in prange(n_refs):
         start, stop = indptr[j], indptr[j + 1]
         if n_cols == 4:  # the four rotations of a square query: four accumulators in registers
-            a0 = a1 = a2 = a3 = 0.0
-            for p in range(start, stop):
-                row = columns[indices[p]]
-                v = np.float64(values[p])
-                a0 += v * row[0]
-                a1 += v * row[1]
-                a2 += v * row[2]
-                a3 += v * row[3]
-            out[j, 0], out[j, 1], out[j, 2], out[j, 3] = a0, a1, a2, a3
+            t0 = t1 = t2 = t3 = 0.0
+            for first in range(start, stop, CHUNK):
+                a0 = a1 = a2 = a3 = np.float32(0.0)
+                for p in range(first, min(first + CHUNK, stop)):
+                    row = columns[indices[p]]
+                    v = values[p]
+                    a0 += v * row[0]
+                    a1 += v * row[1]
+                    a2 += v * row[2]
+                    a3 += v * row[3]
+                t0 += a0
+                t1 += a1
+                t2 += a2
+                t3 += a3
+            out[j, 0], out[j, 1], out[j, 2], out[j, 3] = t0, t1, t2, t3
         else:
-            acc = np.zeros(n_cols)
-            for p in range(start, stop):
-                row = columns[indices[p]]
-                v = np.float64(values[p])
+            total = np.zeros(n_cols)
+            acc = np.zeros(n_cols, dtype=np.float32)
+            for first in range(start, stop, CHUNK):
+                acc[:] = 0.0
+                for p in range(first, min(first + CHUNK, stop)):
+                    row = columns[indices[p]]
+                    v = values[p]
+                    for c in range(n_cols):
+                        acc[c] += v * row[c]
                 for c in range(n_cols):
-                    acc[c] += v * row[c]
+                    total[c] += acc[c]
             for c in range(n_cols):
-                out[j, c] = acc[c]
+                out[j, c] = total[c]
 
 
 def gather_correlation(indices: np.ndarray, indptr: np.ndarray, values: np.ndarray,

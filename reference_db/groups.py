@@ -6,6 +6,7 @@ an open ``h5py.Group`` and never open, commit or lock a file. Arguments are alre
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import h5py
@@ -16,8 +17,14 @@ from .records import ParamValue, ReferenceInfo
 from .validate import param_value, text
 
 __all__ = ["append_calibration", "append_sources", "calibration_keys", "calibration_scores", "drop_calibration",
-           "read_arrays", "read_calibration", "read_info", "read_meta", "sum_shapes", "write_reference",
-           "write_update"]
+           "fingerprint_sha256", "read_arrays", "read_calibration", "read_info", "read_meta", "sum_shapes",
+           "write_reference", "write_update"]
+
+
+def fingerprint_sha256(fingerprint: np.ndarray) -> str:
+    """SHA-256 (64 lowercase hex) of a fingerprint as C-ordered little-endian float32 bytes."""
+    k = np.ascontiguousarray(fingerprint, dtype="<f4")
+    return hashlib.sha256(memoryview(k).cast("B")).hexdigest()
 
 
 def read_info(g: h5py.Group, name: str, *, with_sources: bool) -> ReferenceInfo:
@@ -41,6 +48,7 @@ def read_info(g: h5py.Group, name: str, *, with_sources: bool) -> ReferenceInfo:
         n_sources=int(a[schema.ATTR_N_SOURCES]),
         fingerprint_shape=tuple(g[schema.FINGERPRINT].shape),
         sum_names=tuple(sorted(g[schema.SUMS].keys())),
+        fingerprint_sha256=text(a[schema.ATTR_FINGERPRINT_SHA256]) if schema.ATTR_FINGERPRINT_SHA256 in a else None,
     )
 
 
@@ -85,6 +93,7 @@ def write_reference(g: h5py.Group, *, kind: str, fingerprint: np.ndarray, sums: 
     g.attrs[schema.ATTR_GANPRINT_VERSION] = version
     g.attrs[schema.ATTR_N_SOURCES] = np.int64(0)
     g.create_dataset(schema.FINGERPRINT, data=fingerprint)
+    g.attrs[schema.ATTR_FINGERPRINT_SHA256] = fingerprint_sha256(g[schema.FINGERPRINT][()])  # of what is stored
     sg = g.create_group(schema.SUMS)
     for key, arr in sums.items():
         sg.create_dataset(key, data=arr)
@@ -118,6 +127,7 @@ def write_update(g: h5py.Group, *, fingerprint: np.ndarray, sums: Mapping[str, n
                  added: list[tuple[str, str]], now: str, version: str) -> None:
     """Overwrite the arrays of group ``g`` with new totals (same shapes, stored dtypes kept)."""
     g[schema.FINGERPRINT][...] = fingerprint
+    g.attrs[schema.ATTR_FINGERPRINT_SHA256] = fingerprint_sha256(g[schema.FINGERPRINT][()])
     for key, arr in sums.items():
         ds = g[schema.SUMS][key]
         ds[...] = arr.astype(ds.dtype, copy=False)

@@ -150,6 +150,9 @@ class LibraryReader:
             problem = validate.nonfinite_problem(what, arr)
             if problem:
                 raise self._damaged(name, problem)
+        problem = _checksum_problem(info, fingerprint)
+        if problem:
+            raise self._damaged(name, problem)
         return Reference(info=info, fingerprint=fingerprint, sums=sums)
 
     # ---- references -------------------------------------------------------------------------------
@@ -258,7 +261,7 @@ class LibraryReader:
             info = groups.read_info(g, name, with_sources=False)
             problem = validate.record_problem(info, **groups.read_meta(g))
             fingerprint = None if problem else groups.read_arrays(g, with_sums=False)[0]
-        problem = problem or validate.nonfinite_problem("its fingerprint", fingerprint)
+        problem = problem or validate.nonfinite_problem("its fingerprint", fingerprint) or _checksum_problem(info, fingerprint)
         if problem:
             raise self._damaged(name, problem)
         return fingerprint
@@ -364,3 +367,10 @@ class LibraryReader:
             detail = " ".join(str(err).split()) or type(err).__name__
             raise NotALibraryError(f"the calibration data {key!r} of the library {self._path} is damaged "
                                    f"({detail})") from None
+
+
+def _checksum_problem(info: ReferenceInfo, fingerprint: np.ndarray) -> str | None:
+    """Why ``fingerprint`` is not the one written (its recorded SHA-256 differs), or None (or none recorded)."""
+    if info.fingerprint_sha256 is None or groups.fingerprint_sha256(fingerprint) == info.fingerprint_sha256:
+        return None
+    return "its fingerprint does not match the SHA-256 recorded when it was written (the file was altered)"

@@ -43,6 +43,10 @@ class ReferenceInfo:
         Shape of the stored fingerprint.
     sum_names : tuple of str
         Names of the stored running sums.
+    fingerprint_sha256 : str or None
+        SHA-256 of the fingerprint's float32 bytes (C order, little-endian) recorded when it was
+        written, or None for a reference written before it was recorded. Reading the fingerprint
+        checks it; it also names the fingerprint's content without reading it (caches).
     damaged : str or None
         Why the reference cannot be used (unreadable, inconsistent shapes, NaN or inf values), or
         None. A damaged reference's other fields may be empty.
@@ -61,6 +65,7 @@ class ReferenceInfo:
     fingerprint_shape: tuple[int, ...] = ()
     sum_names: tuple[str, ...] = ()
     damaged: str | None = None
+    fingerprint_sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

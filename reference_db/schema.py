@@ -20,6 +20,8 @@ the user names is a small **index** file; each reference lives in its own HDF5 f
             @updated           str      ISO 8601 UTC
             @ganprint_version  str      the ganprint that last wrote this reference
             @n_sources         int64    length of the two source datasets
+            @fingerprint_sha256 str     optional (written since 2026-12-02): SHA-256, 64 lowercase hex, of
+                               the fingerprint as C-ordered little-endian float32; checked on every read
             fingerprint        float32, finite: camera (H, W); generator (H, W) or (C, H, W)
             sums/<sum name>    float32 or float64, finite: the running sums, SUM_LAYOUTS of the kind
                                (camera "S", "N" (C, H, W); generator "sum" (C, H, W), "power" (C, H, W//2+1))
@@ -75,6 +77,7 @@ ATTR_N_IMAGES: Final = "n_images"
 ATTR_IMAGE_SHAPE: Final = "image_shape"
 ATTR_UPDATED: Final = "updated"
 ATTR_N_SOURCES: Final = "n_sources"
+ATTR_FINGERPRINT_SHA256: Final = "fingerprint_sha256"  # optional: files written before it have none
 # ATTR_CREATED and ATTR_GANPRINT_VERSION are reused on reference groups.
 
 # The optional group of calibration data (float64 1-D datasets, appended to).

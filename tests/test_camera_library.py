@@ -85,7 +85,7 @@ def test_nothing_is_loaded_until_asked(small_library, tmp_path, monkeypatch):
         assert refs.entries["big"].shape == (64, 96) and refs.entries["gen"].shape == (3, 32, 32)
         assert refs.matching((60, 60), "camera") == ["big"] and refs.max_pixels() == 64 * 96
         made = []
-        cams = LazyCameras(refs, refs.matching((48, 48), "camera"), lambda n, K, spec: made.append(n) or (K, spec))
+        cams = LazyCameras(refs, refs.matching((48, 48), "camera"), lambda n, K: made.append(n) or (K, refs.spectrum(n, K)))
         assert list(cams) == ["big", "square"] and len(cams) == 2 and calls == []
         K, spec = cams["square"]
         assert calls == ["square"] and made == ["square"] and cams.built == ["square"] and refs.loads == 1
@@ -112,7 +112,7 @@ def test_a_damaged_reference_is_reported_and_left_out(small_library):
             refs.fingerprint("square")
         assert "square" in refs.skipped and refs.names("camera") == ["big"] and len(warnings) == 1
     with LazyReferences(small_library, cache=False, warn=warnings.append) as refs:
-        cams = LazyCameras(refs, ["big", "square"], lambda n, K, spec: K)
+        cams = LazyCameras(refs, ["big", "square"], lambda n, K: K)
         with pytest.raises(KeyError):  # found damaged when first looked up: left out from then on
             cams["square"]
         assert list(cams) == ["big"] and len(cams) == 1 and len(warnings) == 2
@@ -192,7 +192,7 @@ def cameras(tmp_path_factory):
         queries.append(np.ascontiguousarray(np.rot90(image)) if j == 6 else image)
     for j in range(4):
         queries.append(next(make_camera("unknown", 700 + j, shape=SHAPE).images(1, seed=j, jpeg_quality=85)))
-    return path, [(extract_residual(q), extract_residual(q, 5.0), gray_image(q)) for q in queries]
+    return path, [(extract_residual(q), extract_residual(q, 5.0), gray_image(q)) for q in queries], queries
 
 
 def _decision(dec):
@@ -202,7 +202,7 @@ def _decision(dec):
 
 @pytest.mark.parametrize("top_k", [0, 2])
 def test_preselection_decides_as_the_exhaustive_search(cameras, tmp_path, top_k):
-    path, queries = cameras
+    path, queries, _ = cameras
     with LazyReferences(path, cache=tmp_path / "cache") as refs:
         names = refs.names("camera")
         searches = {n: CameraSearch(refs.fingerprint(n), spectrum=refs.spectrum(n)) for n in names}
@@ -224,7 +224,7 @@ def test_preselection_decides_as_the_exhaustive_search(cameras, tmp_path, top_k)
 
 
 def test_without_a_selection_the_passes_are_those_of_decide_cameras(cameras, tmp_path):
-    path, queries = cameras
+    path, queries, _ = cameras
     with LazyReferences(path, cache=False) as refs:
         searches = {n: CameraSearch(refs.fingerprint(n)) for n in refs.names("camera")[:6]}
         for W2, W5, I in (queries[0], queries[-1]):
@@ -247,3 +247,57 @@ def test_crops_and_other_kinds_pass_through_and_the_left_out_are_recorded(small_
     record = not_confirmed("square", 8)
     assert record.match is False and record.pce is None and record.note == NOT_CONFIRMED
     assert record.threshold == pytest.approx(budget_threshold(n_positions=8))
+
+
+# ---- wired into attribution ---------------------------------------------------------------------------
+def test_load_attributor_reads_lazily_and_decides_as_every_camera_scored(cameras, tmp_path):
+    """``load_attributor`` (lazy references, digests) against an ``Attributor`` holding every camera:
+    the same answer for every query, every camera it scored scored alike, the others non-matches."""
+    from fingerprint.attribution import Attributor, load_attributor
+
+    path, _, images = cameras
+    with Library(path) as lib:
+        eager = Attributor([(n, "camera", lib.fingerprint(n), PARAMS) for n in lib.names()])
+    expected = [eager.score(im, f"q{i}") for i, im in enumerate(images)]
+    loads = []
+    for run in range(2):  # the second run finds the digests in the cache: it reads the confirmed cameras only
+        with load_attributor(path, cache=tmp_path / "cache", preselect=True) as att:  # 20 cameras: below the default
+            assert att.preselector is not None and att.camera_names == sorted(att.camera_names)
+            assert att.references.loads == 0  # nothing read before the first query
+            chosen = images if run == 0 else images[-5:]
+            for i, (image, want) in enumerate(zip(chosen, expected if run == 0 else expected[-5:])):
+                got = att.score(image, f"q{i}")
+                assert got.best == want.best and list(got.scores) == list(want.scores)
+                confirmed = [n for n, s in got.scores.items() if s.note != NOT_CONFIRMED]
+                for n, s in got.scores.items():
+                    if n in confirmed:
+                        assert (s.pce, s.match, s.rotation) == pytest.approx((want.scores[n].pce, want.scores[n].match,
+                                                                              want.scores[n].rotation))
+                    else:
+                        assert not s.match and not want.scores[n].match and s.pce is None
+                        assert s.as_dict()["note"] == NOT_CONFIRMED
+                if got.best is None:
+                    assert len(confirmed) < len(got.scores) / 2
+            loads.append(att.references.loads)
+    assert loads[0] >= 20 > loads[1]  # digests computed from every fingerprint once, then read from the cache
+
+
+def test_the_ncc_method_and_small_queries_search_every_camera(cameras, tmp_path):
+    from fingerprint.attribution import load_attributor
+
+    path, _, images = cameras
+    with load_attributor(path, cache=False, method="ncc", preselect=True) as att:
+        assert att.preselector is None  # a digest bounds the PCE, not the NCC at the peak
+    with load_attributor(path, cache=False, preselect=False) as att:
+        assert att.preselector is None
+    with load_attributor(path, cache=False) as att:  # by default 20 aligned cameras are all scored
+        res = att.score(images[-1])
+        assert att.preselector.scored == 0 and all(s.note != NOT_CONFIRMED for s in res.scores.values())
+    with load_attributor(path, cache=False) as att:
+        crop = np.ascontiguousarray(images[0][:120, :112])
+        res = att.score(crop)  # a crop: searched exhaustively, every camera loaded
+        assert (res.best or res.closest) == "cam00" and att.references.loads == 20 and len(res.scores) == 20
+        assert all(s.note != NOT_CONFIRMED for s in res.scores.values())
+        big = np.zeros((140, 140), np.uint8)
+        res = att.score(big)  # larger than every fingerprint: nothing to load or search
+        assert all(s.pce is None and "larger than the fingerprint" in s.note for s in res.scores.values())

@@ -60,6 +60,20 @@ def test_gather_kernel_matches_its_twin(build, n_cols, index_dtype):
                                rtol=1e-5, atol=1e-4)
 
 
+def test_gather_kernel_sums_long_rows_in_float32_runs_without_losing_precision():
+    """Rows of several ``CHUNK`` runs (the float32 partial sums) against the float64 twin."""
+    rng = np.random.default_rng(5)
+    n_refs, n_pixels = 5, 40000
+    lengths = np.array([3 * digest_cpu.CHUNK + 17, digest_cpu.CHUNK, digest_cpu.CHUNK + 1, 1, 20000])
+    indices, indptr, values = _random_rows(rng, n_refs, n_pixels, lengths)
+    for n_cols in (4, 2):
+        columns = (rng.standard_normal((n_pixels, n_cols)) + 0.5).astype(np.float32)  # a bias: sums grow
+        expected = naive.sparse_correlation(*_pixel_major(indices, indptr, values, n_pixels), columns, n_refs)
+        got = digest_cpu.gather_correlation(indices, indptr, values, columns)
+        scale = np.sqrt(np.diff(indptr))[:, None] * 2.0  # root-sum-square of a row's terms, about
+        assert np.all(np.abs(got - expected) <= 1e-5 * scale)
+
+
 def test_make_digest_keeps_the_strongest_centred_pixels():
     rng = np.random.default_rng(0)
     K = (rng.standard_normal((40, 50)) + 0.3).astype(np.float32)

@@ -143,6 +143,31 @@ def test_attribute_skips_a_nan_fingerprint(library_copy, small_library, bad):
     assert len(warnings) == 2 and all("'camA'" in w and str(library_copy) in w for w in warnings)
 
 
+def test_an_altered_finite_fingerprint_is_found_by_its_recorded_sha256(library_copy, small_library):
+    """A finite value changed behind the library's back is no NaN: the SHA-256 written with the
+    fingerprint finds it, on every read; a reference written before the SHA-256 was recorded still reads."""
+    healthy_library, files = small_library
+    with Library(healthy_library) as lib:
+        info = lib.info("camA", with_sources=False)
+        assert info.fingerprint_sha256 is not None and len(info.fingerprint_sha256) == 64
+        original = lib.fingerprint("camA")
+    poke(library_copy, "references/camA/fingerprint", float(original[3, 4]) + 0.25, (3, 4))
+    with Library(library_copy) as lib:
+        with pytest.raises(DamagedReferenceError, match="SHA-256 recorded"):
+            lib.fingerprint("camA")
+        with pytest.raises(DamagedReferenceError, match="SHA-256 recorded"):
+            lib.get("camA")
+        assert "SHA-256" in lib.damaged()["camA"] and "camB" not in lib.damaged()
+    warnings: list[str] = []
+    (result,) = attribute(files["camA"][0], library_copy, warn=warnings.append)
+    assert set(result.scores) == {"camB"} and len(warnings) == 1 and "'camA'" in warnings[0]
+    with h5py.File(library_copy, "r+") as f:  # as written before the attribute existed
+        del f["references/camA"].attrs["fingerprint_sha256"]
+    with Library(library_copy) as lib:
+        assert lib.info("camA").fingerprint_sha256 is None
+        assert lib.fingerprint("camA")[3, 4] == np.float32(float(original[3, 4]) + 0.25)
+
+
 def test_cli_on_a_damaged_reference(library_copy, small_library, tmp_path):
     _, files = small_library
     poke(library_copy, "references/camA/fingerprint", np.nan, (3, 4))

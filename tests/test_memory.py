@@ -101,6 +101,8 @@ def memory_cases(tmp_path_factory):
 
 
 def test_attribute_reports_the_image_that_does_not_fit_and_answers_the_rest(small_library, memory_cases):
+    """The 3000 x 3000 image is larger than every fingerprint of the library (96 x 96): nothing is
+    computed for it (no residual: no camera can be searched), so it is answered within the limit."""
     s = memory_cases["small"]
     paths = [s[0], memory_cases["residual"], s[1], memory_cases["decode"], s[2]]
     proc = _run_limited("attribute", small_library[0], paths)
@@ -108,9 +110,30 @@ def test_attribute_reports_the_image_that_does_not_fit_and_answers_the_rest(smal
     out = json.loads(proc.stdout)
     assert len(out) == 5
     assert [out[i] for i in (0, 2, 4)] == [f"answered {s[i]}" for i in range(3)]
-    assert out[1].startswith(f"{memory_cases['residual']}: not enough memory"), out[1]
+    assert out[1] == f"answered {memory_cases['residual']}"
     assert out[3].startswith(f"{memory_cases['decode']}: not enough memory to decode"), out[3]
     assert all("\n" not in line for line in out)
+
+
+def test_an_image_whose_scoring_runs_out_of_memory_is_reported_and_the_rest_answered(small_library, memory_cases,
+                                                                                     monkeypatch):
+    """MemoryError while scoring (the residual of a large query against a large fingerprint): the
+    image is named in one line, the batch is rescored one by one, the others are answered."""
+    from fingerprint.attribution import Attributor
+    from fingerprint.io import load_image
+
+    s = memory_cases["small"]
+    real, target = Attributor._camera_scores, load_image(s[1])
+
+    def scores(self, image):
+        if image.shape == target.shape and np.array_equal(image, target):
+            raise MemoryError
+        return real(self, image)
+
+    monkeypatch.setattr(Attributor, "_camera_scores", scores)
+    out = list(attribute_paths(small_library[0], [s[0], s[1], s[2]], progress=False))
+    assert [o.image for o in (out[0], out[2])] == [str(s[0]), str(s[2])]
+    assert isinstance(out[1], str) and out[1].startswith(f"{s[1]}: not enough memory to attribute"), out[1]
 
 
 def test_build_skips_the_image_that_does_not_fit(library_copy, memory_cases):
@@ -125,11 +148,11 @@ def test_build_skips_the_image_that_does_not_fit(library_copy, memory_cases):
 
 def test_cli_attribute_under_a_memory_limit_prints_one_line_per_bad_image(small_library, memory_cases):
     s = memory_cases["small"]
-    proc = _run_limited("cli", small_library[0], [s[0], memory_cases["residual"], s[1]])
+    proc = _run_limited("cli", small_library[0], [s[0], memory_cases["decode"], s[1]])
     assert proc.returncode == EXIT_ERROR, proc.stderr[-3000:]
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "not enough memory" in errors[0] and str(memory_cases["residual"]) in errors[0]
+    assert len(errors) == 1 and "not enough memory" in errors[0] and str(memory_cases["decode"]) in errors[0]
     assert str(s[0]) in proc.stdout and str(s[1]) in proc.stdout
 
 
