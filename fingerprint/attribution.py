@@ -10,6 +10,7 @@ library; ``attribute`` and ``attribute_paths`` score arrays and files.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -311,7 +312,8 @@ class Attributor:
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
-                    warn=None, backend: str = "auto", cache=None, **options) -> Attributor:
+                    warn=None, backend: str = "auto", cache=None, names: Iterable[str] | None = None,
+                    **options) -> Attributor:
     """An :class:`Attributor` over the references of a library (a path or an open ``Library``).
 
     References are read lazily (``camera_library.LazyReferences``): the generators now, each
@@ -323,11 +325,14 @@ def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: f
     skipped: ``warn`` (default: print to stderr) gets one line naming it and the problem, when it
     is found. ``backend`` ("auto", "cpu", "cuda") and ``options`` go to :class:`Attributor`. A
     library given by its path stays open (read-only, no lock) until ``Attributor.close``.
+    ``names``: only these references (a shard of the library, ``fingerprint.distributed``;
+    generators not named are neither scored nor decided).
     """
     import sys
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    refs = LazyReferences(library, cache=cache, warn=warn)
+    names = None if names is None else list(names)
+    refs = LazyReferences(library, cache=cache, warn=warn, names=names)
     try:
         lib, path = refs.library, refs.path
         if not refs.entries:
@@ -336,6 +341,8 @@ def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: f
             raise ValueError(f"{path}: the library holds {what}")
         null = lib.calibration(NULL_KEY)
         models = load_generator_models(lib, fpr=fpr, warn=warn) if generator_threshold is None else None
+        if models is not None and names is not None:  # a shard: its generators only (the rate stays per image)
+            models = dataclasses.replace(models, models=[m for m in models.models if m.name in refs.entries])
         if models is not None and models.notes:  # a library built before the per-generator statistics
             warn(f"{path}: generators without their statistics ({'; '.join(models.notes)}); they are decided by "
                  "the library-wide threshold until `ganprint calibration LIBRARY --reset` computes them")

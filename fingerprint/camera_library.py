@@ -140,6 +140,9 @@ class LazyReferences:
     warn : callable, optional
         Gets one line per damaged reference (default: print to stderr); damaged references are
         left out (:attr:`skipped`).
+    names : iterable of str, optional
+        Describe only these references (a shard of the library, ``fingerprint.distributed``);
+        default all. A name the library does not hold is ignored.
 
     Attributes
     ----------
@@ -154,7 +157,7 @@ class LazyReferences:
     """
 
     def __init__(self, library, *, cache: str | os.PathLike[str] | bool | None = None,
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, names: Iterable[str] | None = None):
         from reference_db import Library
 
         self._own = not isinstance(library, Library)
@@ -171,8 +174,11 @@ class LazyReferences:
             self.spectra = SpectrumCache(os.path.join(os.fspath(cache), "spectra"))
             self.digests = DigestCache(os.path.join(os.fspath(cache), "digests"))
         self.entries: dict[str, ReferenceEntry] = {}
+        wanted = None if names is None else set(names)
         try:
             for info in self.library.infos(with_sources=False):  # metadata only: no array is read
+                if wanted is not None and info.name not in wanted:
+                    continue
                 if info.damaged:
                     self._skip(info.name, f"reference {info.name!r} in the library {self.path} is damaged: "
                                           f"{info.damaged}; it is not used (remove it, then build it again)")

@@ -127,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     # --- distributed (fingerprint/distributed.py) ---
     a.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
                    help="attribute on a Dask cluster: a scheduler address, or local[:N] worker processes (needs ganprint[dist])")
+    a.add_argument("--shards", type=_count, metavar="N",
+                   help="with --scheduler: split the camera references into N shards, each read from the library "
+                        "by one worker (for a library larger than one worker's memory; the library must be at the "
+                        "same path on every worker); default: every worker holds every reference")
 
     ca = sub.add_parser("calibrate", help="add non-matching generator scores from images of no library generator")
     ca.add_argument("library")
@@ -250,7 +254,7 @@ def cmd_attribute(args) -> int:
             from fingerprint.distributed import attribute_distributed, connect
 
             client = stack.enter_context(connect(args.scheduler))
-            items = attribute_distributed(args.library, files, client=client, **options)
+            items = attribute_distributed(args.library, files, client=client, shards=args.shards, **options)
         else:
             items = attribute_paths(args.library, files, max_pixels=args.max_pixels, **options)
         failed = _print_attributions(_after_library(items, errors), args, skipped)
@@ -422,6 +426,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    if not problem and getattr(args, "shards", None) is not None and not getattr(args, "scheduler", None):
+        problem = "--shards needs --scheduler (shards are spread over Dask workers)"
     if problem:
         _err(problem)
         return EXIT_USAGE

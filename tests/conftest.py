@@ -33,6 +33,23 @@ def tolerance(dtype) -> float:
 def pytest_configure(config):
     # pytest resets warning filters per test; keep the spec's 4 levels on tiny sub-bands quiet there too
     config.addinivalue_line("filterwarnings", "ignore:Level value of .* is too high:UserWarning")
+    # attribution caches spectra and digests on disk (fingerprint/spectrum_cache.py): in a folder of
+    # this run, not the user's ~/.cache (subprocesses of the CLI tests inherit it); tests of the
+    # default location set or unset the variable themselves
+    if "GANPRINT_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["GANPRINT_CACHE_DIR"] = _OWN_CACHE[0] = tempfile.mkdtemp(prefix="ganprint-test-cache-")
+
+
+_OWN_CACHE: list[str | None] = [None]  # the cache folder pytest_configure made, removed at the end
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE[0] is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE[0], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -263,6 +263,48 @@ def test_attribution_equals_in_process(tmp_path, client, data):
     assert caught.value.path == str(tmp_path / "bad.png")
 
 
+def test_shard_names_balance_pixels_and_keep_generators_on_the_first():
+    from fingerprint.distributed import shard_names
+
+    sizes = {"a": 100, "b": 60, "c": 50, "d": 40, "e": 10}
+    shards = shard_names(sizes, ["g1", "g2"], 2)
+    assert sorted(sum(shards, [])) == ["a", "b", "c", "d", "e", "g1", "g2"]
+    assert shards == [["a", "d", "g1", "g2"], ["b", "c", "e"]]  # 140 and 120 pixels: largest first, to the lighter
+    assert shard_names({"a": 1}, ["g"], 4) == [["a", "g"]]  # never an empty shard
+    assert shard_names({}, ["g"], 3) == [["g"]]
+    with pytest.raises(ValueError):
+        shard_names(sizes, [], 0)
+
+
+def test_sharded_attribution_equals_in_process(tmp_path, client, data):
+    """Two shards (one camera each, the generators with the first), pinned to the two workers."""
+    _, cams, gens = data
+    lib = tmp_path / "lib.h5"
+    for name in ("camA", "camB"):
+        build_reference(lib, name, "camera", cams[name][:4], progress=False)
+    build_reference(lib, "ganA", "generator", gens["ganA"][:3], progress=False)
+    queries = [cams["camA"][4], cams["camB"][5], gens["ganA"][4], tmp_path / "bad.png", gens["ganB"][4]]
+    (tmp_path / "bad.png").write_text("nope")
+    want = list(attribute_paths(lib, queries, progress=False))
+    got = list(attribute_distributed(lib, queries, client=client, progress=False, batch_size=2, shards=2))
+    assert len(got) == len(want) == 5
+    for w, g in zip(want, got):
+        if isinstance(w, str):
+            assert g == w
+            continue
+        assert (g.image, g.best, g.decision, g.closest) == (w.image, w.best, w.decision, w.closest)
+        assert list(g.scores) == list(w.scores)
+        for name in w.scores:
+            a, b = w.scores[name], g.scores[name]
+            assert a.match == b.match and a.threshold == pytest.approx(b.threshold)  # the same budget
+            if a.match or a.pce is None or a.kind == "generator":
+                assert (a.offset, a.rotation) == (b.offset, b.rotation)
+                assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
+            else:  # a shard whose cameras matched nothing runs its later passes (the sigma-5 residual), which
+                assert b.pce >= a.pce * (1 - 1e-6)  # in-process a match in another shard made unnecessary
+    assert got[0].best == "camA" and got[1].best == "camB"
+
+
 def test_labels_build_on_the_cluster_equals_in_process(tmp_path, client, data):
     """``build --labels`` with ``--scheduler``: each planned reference built over the workers."""
     import functools
@@ -296,6 +338,12 @@ def test_cli_scheduler_local(tmp_path, data, capsys):
     capsys.readouterr()
     assert main(["attribute", str(lib2), "--quiet", "--json", "--scheduler", "local:2", str(cams["camA"][4])]) == 0
     assert '"best": "camA"' in capsys.readouterr().out
+    assert main(["attribute", str(lib2), "--quiet", "--json", "--scheduler", "local:2", "--shards", "2",
+                 str(cams["camA"][4])]) == 0  # one camera: one shard
+    assert '"best": "camA"' in capsys.readouterr().out
+    assert main(["attribute", str(lib2), "--quiet", "--shards", "2", str(cams["camA"][4])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--shards needs --scheduler" in err[0]
 
 
 def test_cli_scheduler_without_dask(tmp_path, data):
