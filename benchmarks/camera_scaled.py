@@ -5,6 +5,7 @@
     python benchmarks/camera_scaled.py --peak-width    # PCE against scale error (chooses the grid)
     python benchmarks/camera_scaled.py --resampling    # fingerprint down vs query up, filters
     python benchmarks/camera_scaled.py --timing        # 6 MP resized query against 6 cameras
+    python benchmarks/camera_scaled.py --timing --timing-variants crop --orders ranked,library --no-others
     python benchmarks/camera_scaled.py --through-attribute   # the same cases through fingerprint.attribute
 
 Fingerprints: the 10 flat-fields of each camera in ``../shared/data/dresden/ff`` through the public
@@ -14,9 +15,13 @@ build API (``fingerprint.build.build_reference``), cached in ``/tmp/ganprint_ben
 bicubic); the same then JPEG q75; the same then cropped to 80 % of each side at a seeded random
 offset. Every query is scored against the 6 cameras as an attribution would: native crop search
 and implied scale for every camera (sigma 2), the sigma-5 residual in the native stage if no
-camera matched, then the scale search camera by camera until one matches
-(``fingerprint.camera_search``, one error budget per decision). ``--all-cameras`` runs every
-stage of every camera (no early stop across cameras) to check wrong matches thoroughly.
+camera matched, then the scale-search stage until one camera matches
+(``fingerprint.camera_search.scale_stage``: every camera surveyed at 1/4 resolution, then
+searched the likeliest first, side by side; one error budget per decision). ``--orders
+ranked,library`` scores every query also with that stage run camera by camera in library order
+(the order before ``scale_stage``), times both and checks that the decisions agree.
+``--all-cameras`` runs every stage of every camera (no early stop across cameras) to check
+wrong matches thoroughly.
 ``--through-attribute`` scores each case's queries with the public ``fingerprint.attribute``
 (arrays against the library file: the wired path, residuals and records included) instead.
 ``--photos 0,4,8`` restricts any case to those photos (indices into the sorted nat/ list).
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -40,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from fingerprint.build import build_reference
-from fingerprint.camera_search import CameraSearch, decide_cameras
+from fingerprint.camera_search import CameraSearch, decide_cameras, merge
 from fingerprint.io import load_image
 from fingerprint.residual import extract_residual
 from fingerprint.scaled_search import resample_fingerprint
@@ -93,11 +99,50 @@ def pipeline(shape: tuple[int, int], scale: float, filt: str, variant: str) -> s
     return spec
 
 
-def attribute(image: np.ndarray, searches: dict[str, CameraSearch], *, all_cameras: bool = False):
-    """Score one query against every camera as an attribution would; returns ({camera: decision}, seconds)."""
+ORDERS = ("ranked", "library")
+
+
+def library_order_stage(searches: dict[str, CameraSearch], wi2: np.ndarray, n_sigmas: int, dec: dict) -> dict:
+    """The scale-search stage as it was before ``camera_search.scale_stage``: camera by camera in
+    library order until one matches (kept here to measure the new order against)."""
+    for c, s in searches.items():
+        if any(d.match for d in dec.values()):
+            break
+        dec[c] = merge(dec[c], s.score([wi2], n_sigmas=n_sigmas, stages=("scale search",)))
+    return dec
+
+
+def attribute(image: np.ndarray, searches: dict[str, CameraSearch], *, all_cameras: bool = False,
+              order: str = "ranked"):
+    """Score one query against every camera as an attribution would; returns ({camera: decision}, seconds).
+
+    ``order``: ``"ranked"``, the scale-search stage of ``decide_cameras`` (``scale_stage``:
+    surveyed, then likeliest first); ``"library"``: the same passes with the stage camera by
+    camera in library order (:func:`library_order_stage`, the order before it)."""
     t0 = time.perf_counter()
-    dec = decide_cameras(searches, product(image, 2.0), lambda: product(image, 5.0), exhaustive=all_cameras)
+    wi2 = product(image, 2.0)
+    if order == "ranked" or all_cameras:
+        dec = decide_cameras(searches, wi2, lambda: product(image, 5.0), exhaustive=all_cameras)
+    else:
+        # decide_cameras with no scale-search stage (cameras of scaled=False views), then the old loop
+        plain = {c: _NoScale(s) for c, s in searches.items()}
+        dec = decide_cameras(plain, wi2, lambda: product(image, 5.0))
+        if not any(d.match for d in dec.values()):
+            dec = library_order_stage(searches, wi2, 2, dec)
     return dec, time.perf_counter() - t0
+
+
+class _NoScale:
+    """A ``CameraSearch`` seen without its scale-search stage (the plan, hence every threshold, unchanged)."""
+
+    def __init__(self, search: CameraSearch):
+        self.search = search
+
+    def score(self, *args, **kwargs):
+        return self.search.score(*args, **kwargs)
+
+    def can_scale_search(self, *args) -> bool:
+        return False
 
 
 class _Record:
@@ -119,41 +164,61 @@ def through_attribute(image: np.ndarray, library: Path):
 
 
 def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: bool,
-              library: Path | None = None) -> list[dict]:
-    searches = {c: CameraSearch(k) for c, k in K.items()} if library is None else None
+              library: Path | None = None, orders=("ranked",)) -> list[dict]:
+    """Every case, each query scored with each order of ``orders`` in turn (one set of searches,
+    hence of caches, per order); with two orders, each query's decisions are compared: the
+    answer (camera matched or unknown) and, per camera, match and PCE where both ended."""
+    if library is not None:
+        orders = ("attribute",)
+    searches = {o: {c: CameraSearch(k) for c, k in K.items()} for o in orders} if library is None else None
     rows = []
     for scale, filt, variant, subset in cases:
-        matched = wrong = 0
-        times, pces, rows_case = [], [], []
+        counts = {o: [0, 0, [], []] for o in orders}  # matched, wrong, times, true PCEs
+        n = differ = 0
         for i, p in enumerate(photos):
             if subset is not None and i not in subset:
                 continue
+            n += 1
             img = load_image(p)
             spec = pipeline(img.shape[:2], scale, filt, variant)
             q = apply_pipeline(img, spec, image_rng(12, i)).image
-            if library is not None:
-                dec, secs = through_attribute(q, library)
-            else:
-                dec, secs = attribute(q, searches, all_cameras=all_cameras)
-            best = min(dec, key=lambda c: dec[c].false_alarm)
-            true = camera_of(p)
-            d = dec[best]
-            ok = d.match and best == true
-            matched += ok
-            wrong += d.match and best != true
-            times.append(secs)
-            t = dec[true]
-            pces.append(t.pce if t.pce is not None else float("nan"))
-            rows_case.append((p.stem, spec, ok, best if d.match else "unknown", t.pce, t.scale, t.stage, secs))
-            print(f"  {p.stem:20s} {spec:40s} {'OK ' if ok else '-- '} best {best if d.match else 'unknown':13s} "
-                  f"true: PCE {t.pce if t.pce is not None else float('nan'):8.1f} at {t.scale:.4f} ({t.stage}, "
-                  f"thr {t.threshold:.1f}) {secs:5.1f} s", flush=True)
-        n = len(rows_case)
-        rows.append(dict(scale=scale, filter=filt, variant=variant, n=n, matched=matched, wrong=wrong,
-                         median_s=statistics.median(times), max_s=max(times),
-                         min_true_pce=float(np.nanmin(pces)) if n else float("nan")))
-        print(f"x{scale:g} {filt} {variant or 'resize'}: matched {matched}/{n}, wrong {wrong}, "
-              f"time median {statistics.median(times):.1f} s max {max(times):.1f} s", flush=True)
+            answers = {}
+            for o in orders:
+                if library is not None:
+                    dec, secs = through_attribute(q, library)
+                else:
+                    dec, secs = attribute(q, searches[o], all_cameras=all_cameras, order=o)
+                best = min(dec, key=lambda c: dec[c].false_alarm)
+                true = camera_of(p)
+                d = dec[best]
+                ok = d.match and best == true
+                cnt = counts[o]
+                cnt[0] += ok
+                cnt[1] += d.match and best != true
+                cnt[2].append(secs)
+                t = dec[true]
+                cnt[3].append(t.pce if t.pce is not None else float("nan"))
+                answers[o] = (best if d.match else "unknown", dec)
+                label = f" [{o}]" if len(orders) > 1 else ""
+                print(f"  {p.stem:20s} {spec:40s} {'OK ' if ok else '-- '} best {answers[o][0]:13s} "
+                      f"true: PCE {t.pce if t.pce is not None else float('nan'):8.1f} at {t.scale:.4f} ({t.stage}, "
+                      f"thr {t.threshold:.1f}) {secs:5.1f} s{label}", flush=True)
+            if len(orders) > 1:
+                (a, da), (b, db) = answers[orders[0]], answers[orders[1]]
+                both = [c for c in da if "scale search" in da[c].searched and "scale search" in db[c].searched]
+                same = a == b and all((da[c].match, da[c].pce) == (db[c].match, db[c].pce) for c in both)
+                differ += not same
+                print(f"    same decision in both orders: {'yes' if same else 'NO'} ({len(both)} cameras "
+                      f"searched in both)", flush=True)
+        for o in orders:
+            matched, wrong, times, pces = counts[o]
+            rows.append(dict(scale=scale, filter=filt, variant=variant, order=o, n=n, matched=matched, wrong=wrong,
+                             median_s=statistics.median(times), max_s=max(times),
+                             min_true_pce=float(np.nanmin(pces)) if n else float("nan")))
+            print(f"x{scale:g} {filt} {variant or 'resize'} [{o}]: matched {matched}/{n}, wrong {wrong}, "
+                  f"time median {statistics.median(times):.1f} s max {max(times):.1f} s", flush=True)
+        if len(orders) > 1:
+            print(f"x{scale:g} {filt} {variant or 'resize'}: decisions differ between orders on {differ}/{n}")
     return rows
 
 
@@ -301,38 +366,52 @@ def sigma_policies(K: dict, photos: list[Path], K512: dict) -> None:
             print(f"| {name} | {pol} | {m}/{len(items)} | {wrong} | {low:.1f} | {thr:.1f} |", flush=True)
 
 
-def timing(K: dict, photos: list[Path], library: Path | None = None) -> None:
-    """A 6 MP photo (the D70 / D70s, 2000 x 3008) resized by 0.75 against the 6 cameras: matched,
-    and with its camera left out. With ``library``: through ``Attributor.score`` of the library
+def timing(K: dict, photos: list[Path], library: Path | None = None, *, variants=("", "crop"),
+           orders=("ranked",), others: bool = True, scale: float = 0.75, chosen: set | None = None) -> None:
+    """A 6 MP photo (the D70 / D70s, 2000 x 3008) resized by ``scale`` (0.75) against the 6
+    cameras: matched, and (``others``) with its camera left out. ``variants``: the whole frame
+    ``""`` and/or resized then cropped to 80 % ``"crop"``. ``orders``: the scale-search stage's
+    order (``attribute``), each timed on the same query in turn, with fresh searches (cold
+    caches) per order; ``chosen``: photo indices instead of the first three D70 / D70s photos.
+    With ``library``: through ``Attributor.score`` of the library
     (``fingerprint.attribution.load_attributor``, loaded once, its time printed apart)."""
     from fingerprint.attribution import load_attributor
 
-    six = [p for p in photos if camera_of(p).startswith("Nikon_D70")][:3]
-    searches = {c: CameraSearch(k) for c, k in K.items()}
+    if chosen is not None:  # --photos: those photos instead of the first three 6 MP ones
+        six = [p for i, p in enumerate(photos) if i in chosen]
+    else:
+        six = [p for p in photos if camera_of(p).startswith("Nikon_D70")][:3]
     if library is not None:
         t0 = time.perf_counter()
         att = load_attributor(library, backend="cpu")
         print(f"library loaded, fingerprint spectra computed in {time.perf_counter() - t0:.1f} s", flush=True)
     for p in six:
         img = load_image(p)
-        for variant in ("", "crop"):
-            q = apply_pipeline(img, pipeline(img.shape[:2], 0.75, "lanczos", variant), image_rng(12, 0)).image
+        for variant in variants:
+            q = apply_pipeline(img, pipeline(img.shape[:2], scale, "lanczos", variant), image_rng(12, 0)).image
             if library is not None:
                 t0 = time.perf_counter()
                 res = att.score(q, p.stem)
                 secs = time.perf_counter() - t0
                 s = res.scores[res.best or res.closest]
-                print(f"{p.stem} x0.75 {variant or 'whole frame'} {q.shape[1]}x{q.shape[0]}: {secs:.1f} s against 6 "
-                      f"cameras through Attributor.score ({'match ' + res.best if res.best else 'unknown'}, "
+                print(f"{p.stem} x{scale:g} {variant or 'whole frame'} {q.shape[1]}x{q.shape[0]}: {secs:.1f} s "
+                      f"against 6 cameras through Attributor.score ({'match ' + res.best if res.best else 'unknown'}, "
                       f"{s.stage}, factor {s.scale:.4f})", flush=True)
                 continue
-            dec, secs = attribute(q, searches)
-            best = min(dec, key=lambda c: dec[c].false_alarm)
-            others = {c: s for c, s in searches.items() if c != camera_of(p)}
-            dec2, secs2 = attribute(q, others)
-            print(f"{p.stem} x0.75 {variant or 'whole frame'}: {secs:.1f} s against 6 cameras "
-                  f"({'match ' + best if dec[best].match else 'unknown'}); {secs2:.1f} s against the 5 other "
-                  f"cameras ({'match' if any(d.match for d in dec2.values()) else 'unknown'})", flush=True)
+            for order in orders:
+                searches = {c: CameraSearch(k) for c, k in K.items()}
+                dec, secs = attribute(q, searches, order=order)
+                best = min(dec, key=lambda c: dec[c].false_alarm)
+                ran = [c for c, d in dec.items() if "scale search" in d.searched]
+                text = (f"{p.stem} x{scale:g} {variant or 'whole frame'} [{order}]: {secs:.1f} s against 6 cameras "
+                        f"({'match ' + best if dec[best].match else 'unknown'}, {dec[best].stage}, PCE "
+                        f"{dec[best].pce:.1f}; scale search ended for {len(ran)})")
+                if others:
+                    rest = {c: CameraSearch(k) for c, k in K.items() if c != camera_of(p)}
+                    dec2, secs2 = attribute(q, rest, order=order)
+                    text += (f"; {secs2:.1f} s against the 5 other cameras "
+                             f"({'match' if any(d.match for d in dec2.values()) else 'unknown'})")
+                print(text + f" [load {os.getloadavg()[0]:.1f}]", flush=True)
 
 
 def main(argv=None) -> int:
@@ -342,6 +421,12 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-width", action="store_true")
     ap.add_argument("--resampling", action="store_true")
     ap.add_argument("--timing", action="store_true")
+    ap.add_argument("--timing-variants", default=",crop",
+                    help="with --timing: whole frame (empty) and/or crop, e.g. crop (default: both)")
+    ap.add_argument("--orders", default="ranked",
+                    help="scale-search stage order(s): ranked (scale_stage) and/or library (the old "
+                         "camera-by-camera loop), e.g. ranked,library: each case run with each")
+    ap.add_argument("--no-others", action="store_true", help="with --timing: skip the left-out-camera runs")
     ap.add_argument("--sigmas", action="store_true", help="native protocols under three residual policies")
     ap.add_argument("--only", help="variants to run, e.g. crop or ,jpeg (empty = plain resize)")
     ap.add_argument("--filters", help="resize filters to run, e.g. lanczos")
@@ -354,6 +439,10 @@ def main(argv=None) -> int:
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
         return 1
+    orders = tuple(o for o in args.orders.split(",") if o)
+    if not orders or any(o not in ORDERS for o in orders):
+        print(f"--orders must be among {', '.join(ORDERS)}", file=sys.stderr)
+        return 2
     K = fingerprints(args.library)
     photos = sorted((DATA / "nat").glob("*.JPG"))
     if args.peak_width:
@@ -361,7 +450,10 @@ def main(argv=None) -> int:
     if args.resampling:
         resampling(K, photos)
     if args.timing:
-        timing(K, photos, args.library if args.through_attribute else None)
+        timing(K, photos, args.library if args.through_attribute else None,
+               variants=tuple(args.timing_variants.split(",")), orders=orders, others=not args.no_others,
+               scale=float(args.scales) if args.scales and "," not in args.scales else 0.75,
+               chosen={int(x) for x in args.photos.split(",") if x != ""} if args.photos else None)
     if args.sigmas:
         sigma_policies(K, photos, fingerprints(args.library.with_name("dresden_ff_512.h5"), crop=(512, 512)))
     if not (args.peak_width or args.resampling or args.timing or args.sigmas):
@@ -378,11 +470,12 @@ def main(argv=None) -> int:
             cases = [c[:3] + (chosen,) for c in cases]
         t = time.perf_counter()
         rows = run_cases(K, cases, photos, all_cameras=args.all_cameras,
-                         library=args.library if args.through_attribute else None)
-        print("\n| factor | filter | variant | matched | wrong | median s | max s | lowest true PCE |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+                         library=args.library if args.through_attribute else None, orders=orders)
+        print("\n| factor | filter | variant | order | matched | wrong | median s | max s | lowest true PCE |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:
-            print(f"| {r['scale']:g} | {r['filter']} | {r['variant'] or 'resize'} | {r['matched']}/{r['n']} | "
+            print(f"| {r['scale']:g} | {r['filter']} | {r['variant'] or 'resize'} | {r['order']} | "
+                  f"{r['matched']}/{r['n']} | "
                   f"{r['wrong']} | {r['median_s']:.1f} | {r['max_s']:.1f} | {r['min_true_pce']:.1f} |")
         print(f"total {time.perf_counter() - t:.0f} s")
     return 0

@@ -34,7 +34,7 @@ from fingerprint.digest import (
     digest_size,
     preselect,
 )
-from fingerprint.camera_search import CameraDecision, CameraSearch, merge
+from fingerprint.camera_search import CameraDecision, CameraSearch, merge, scale_stage
 from fingerprint.error_budget import ALPHA
 from fingerprint.error_budget import threshold as budget_threshold
 from fingerprint.estimate import FingerprintParams
@@ -526,9 +526,6 @@ def decide_preselected(searches: Mapping[str, CameraSearch], wi2: np.ndarray,
                 if c in lost:
                     continue
             dec[c] = merge(dec[c], searches[c].score([wi2, wi5], stages=("native",), native_residuals=(1,)))
-    for c in (n for n in names if n in dec):
-        if matched():
-            break
-        report = (lambda f, text, c=c: progress(c, f, text)) if progress is not None else None
-        dec[c] = merge(dec[c], searches[c].score([wi2], n_sigmas=n_sigmas, stages=("scale search",), progress=report))
+    if not matched():  # the scale search, in camera_search's order (survey first), until one matches
+        scale_stage(searches, [n for n in names if n in dec], wi2, n_sigmas, dec, progress=progress)
     return {n: dec[n] for n in names if n in dec}

@@ -15,6 +15,12 @@ fingerprint's sizes before any score is computed (``fingerprint.error_budget.Sea
 stages run in that order and the first match ends the search, which with fixed thresholds gives
 the decision the full search would (up to the scale search's own coarse-to-fine selection).
 
+Across cameras, :func:`decide_cameras` runs the cheap stages for every camera first, and
+:func:`scale_stage` the scale search: every camera surveyed (a coarse sweep at 1/4 resolution),
+then searched the likeliest first and side by side, one step at a time
+(:meth:`CameraSearch.start_scale_search`), until one matches. Each camera's search and threshold
+are the same in any order; the order only decides which cameras are searched before a match.
+
 With a CUDA ``device`` (``fingerprint.device.Device``) the native stage runs there (the
 fingerprint's spectrum on the device, the query residuals device arrays); the implied-scale and
 scale-search stages always run on the CPU, on a host copy of the first residual made only when
@@ -26,17 +32,28 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from fingerprint.error_budget import ALPHA, SearchPlan, Stage
-from fingerprint.scaled_search import DEFAULT_MIN_SCALE, ScaledSearch
+from fingerprint.scaled_search import DEFAULT_MIN_SCALE, ScaledMatch, ScaledSearch, Survey
 from fingerprint.scores import ReferenceSpectrum
 
-__all__ = ["DEFAULT_WEIGHTS", "CameraDecision", "CameraSearch", "STAGES", "decide_cameras", "merge"]
+__all__ = ["DEFAULT_WEIGHTS", "SIDE_BY_SIDE", "SURVEY_CLEAR", "CameraDecision", "CameraSearch", "STAGES",
+           "ScaleStageRun", "decide_cameras", "merge", "scale_stage"]
 
 STAGES = ("native", "implied scale", "scale search")
+
+SIDE_BY_SIDE = 8
+"""Cameras whose scale searches :func:`scale_stage` runs side by side at most (each holds its
+query copies and spectra, some 40 MB for a 6 MP query); the next in the survey's order starts
+when one ends."""
+
+SURVEY_CLEAR = 1e-3
+"""False-alarm probability of a camera's survey peak (``ScaledSearch.survey``) at or below which
+:func:`scale_stage` searches that camera first and whole: noise reaches it once in a thousand
+surveys. It orders the searches only; no decision depends on it."""
 
 DEFAULT_WEIGHTS = {"native": 0.5, "implied scale": 0.25, "scale search": 0.25}
 """Shares of the error budget (before stages that cannot run are dropped and the rest
@@ -206,14 +223,38 @@ class CameraSearch:
                 return None
             res, k, si = best
             return (res.pce, 1.0, res.offset, 90 * k, plan.false_alarm(name, res.pce), thr, si)
-        host = residuals[0] if self.device is None else np.ascontiguousarray(self.device.host(residuals[0]))
+        host = self._host(residuals[0])
         if name == "implied scale":
             m = self.scaled.implied(host, plan)
         else:
             m = self.scaled.search(host, plan, progress=progress)
-        if m is None:
+        return _found(m)
+
+    def _host(self, residual) -> np.ndarray:
+        """A host float32 copy of a residual (the scaled stages run on the CPU)."""
+        if self.device is None:
+            return np.ascontiguousarray(residual, dtype=np.float32)
+        return np.ascontiguousarray(self.device.host(residual), dtype=np.float32)
+
+    def can_scale_search(self, query_shape: tuple[int, int], n_sigmas: int = 1) -> bool:
+        """Whether the plan for a query of ``query_shape`` has a scale-search stage with a share."""
+        plan = self.plan(tuple(int(n) for n in query_shape), n_sigmas)
+        return "scale search" in plan and plan.share("scale search") > 0.0
+
+    def survey(self, residual) -> Survey | None:
+        """:meth:`ScaledSearch.survey <fingerprint.scaled_search.ScaledSearch.survey>` of the first
+        residual (``W * I`` at sigma 2): a cheap coarse look that orders cameras, never decides;
+        None without a scaled search or where it does not run."""
+        if self.scaled is None:
             return None
-        return (m.pce, m.scale, m.offset, m.rotation, m.false_alarm, m.threshold, 0)
+        return self.scaled.survey(self._host(residual))
+
+    def start_scale_search(self, residual, *, n_sigmas: int = 1,
+                           progress: Callable[[float, str], None] | None = None) -> "ScaleStageRun":
+        """The ``scale search`` stage of :meth:`score` as a run stepped by its caller
+        (:class:`ScaleStageRun`); stepped to its end it gives exactly
+        ``score([residual], n_sigmas=n_sigmas, stages=("scale search",), progress=progress)``."""
+        return ScaleStageRun(self, residual, n_sigmas, progress)
 
     @staticmethod
     def _decide(plan: SearchPlan, found: dict, searched: list[str], seconds: float) -> CameraDecision:
@@ -232,6 +273,63 @@ class CameraSearch:
                               by_stage=dict(found), plan=plan)
 
 
+def _found(m: ScaledMatch | None) -> tuple | None:
+    """A scaled stage's answer as ``CameraSearch``'s per-stage tuple, or None."""
+    if m is None:
+        return None
+    return (m.pce, m.scale, m.offset, m.rotation, m.false_alarm, m.threshold, 0)
+
+
+class ScaleStageRun:
+    """One camera's ``scale search`` stage in progress, advanced one unit of work per
+    :meth:`step` (:class:`fingerprint.scaled_search.ScaledRun`), so that :func:`scale_stage`
+    can interleave cameras. The plan, hence the threshold, is the camera's own, fixed by the
+    query's and the fingerprint's sizes before the first step.
+
+    Attributes
+    ----------
+    camera : CameraSearch
+    plan : SearchPlan
+    run : fingerprint.scaled_search.ScaledRun
+    """
+
+    def __init__(self, camera: CameraSearch, residual, n_sigmas: int, progress):
+        self.camera = camera
+        host = camera._host(residual)
+        self.plan = camera.plan(tuple(int(n) for n in host.shape), n_sigmas)
+        self.run = camera.scaled.start(host, self.plan, progress=progress)
+        self.seconds = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.run.done
+
+    @property
+    def fraction(self) -> float:
+        """Share of the coarse sweep done (1.0 while its best peaks are refined)."""
+        return self.run.fraction
+
+    @property
+    def coarse_log10_false_alarm(self) -> float:
+        """``ScaledRun.coarse_log10_false_alarm``: the sweep's best peak so far, the lower the stronger."""
+        return self.run.coarse_log10_false_alarm
+
+    def step(self) -> bool:
+        """One unit of work; False once the stage has ended."""
+        t0 = time.perf_counter()
+        more = self.run.step()
+        self.seconds += time.perf_counter() - t0
+        return more
+
+    def decision(self) -> CameraDecision:
+        """The stage's decision (call once :attr:`done`): the one ``CameraSearch.score`` gives."""
+        if not self.run.done:
+            raise RuntimeError("the scale search has not ended: step it until step() returns False")
+        got = _found(self.run.result)
+        found = {} if got is None else {"scale search": got}
+        return CameraSearch._decide(self.plan, found, ["scale search"], self.seconds)
+
+
 def merge(a: CameraDecision | None, b: CameraDecision | None) -> CameraDecision | None:
     """One camera's decision over two passes: the one with the smaller false-alarm probability,
     with the stages of both in ``searched``."""
@@ -242,7 +340,114 @@ def merge(a: CameraDecision | None, b: CameraDecision | None) -> CameraDecision 
     return best
 
 
-def decide_cameras(searches: dict[str, CameraSearch], wi2: np.ndarray,
+def scale_stage(searches: Mapping[str, CameraSearch], names: Sequence[str], wi2, n_sigmas: int,
+                decisions: dict[str, CameraDecision], *, exhaustive: bool = False,
+                progress: Callable[[str, float, str], None] | None = None) -> dict[str, CameraDecision]:
+    """The scale-search stage over several cameras, until one matches; updates ``decisions``.
+
+    Each camera's scale search (:meth:`CameraSearch.start_scale_search`) runs exactly as it
+    would alone, with the plan's threshold of that camera (fixed by the query's and the
+    fingerprint's sizes, counting ``n_sigmas`` residuals in its native stage), so neither the
+    order below nor what other cameras scored changes any camera's threshold or result; only
+    which cameras run before a match ends the stage, and how long that takes:
+
+    1. a survey of every camera (:meth:`CameraSearch.survey`: a coarse sweep at 1/4
+       resolution, about 1/8 of a search's sweep) ranks them by the false-alarm probability of
+       their best coarse peak;
+    2. the cameras whose survey peak is clear (at most :data:`SURVEY_CLEAR`, a level noise
+       reaches once in a thousand surveys) are searched one by one, best first, each to its end;
+    3. the others are searched side by side (at most :data:`SIDE_BY_SIDE` at a time, the next in
+       the survey's order starting when one ends): the one least advanced in its coarse sweep
+       takes the next step (a coarse factor; ties go to the better survey), so a camera whose
+       sweep passes a clear coarse peak refines it, and may match, while the wrong cameras have
+       swept no more than it has. A camera whose best coarse peak so far is as unlikely as
+       :data:`SURVEY_CLEAR` over the coarse positions it has scored goes on alone (the most
+       unlikely first) until its search ends. Once every sweep is done, the refinements run
+       best coarse peak first.
+
+    A decision is merged (:func:`merge`) only for a camera whose search ended; a camera not
+    reached, or interrupted by another's match, keeps its decision (its ``searched`` has no
+    ``"scale search"``). Nothing runs if a decision already matches. ``exhaustive`` searches
+    every camera to its end. Cameras of ``names`` whose plan has no scale search (the query is
+    not smaller than the fingerprint, or ``scaled=False``) are skipped.
+
+    Parameters
+    ----------
+    searches : mapping of str to CameraSearch
+        Looked up only for the cameras of ``names`` (a lazy mapping loads no other).
+    names : sequence of str
+        Cameras to search, in library order (the order of ties).
+    wi2 : ndarray of float32, (h, w)
+        ``W * I`` of the query at sigma 2 (a CuPy array is copied to the host once: the scaled
+        stages run on the CPU).
+    n_sigmas : int
+        Residuals each plan counts in its native stage (2 when a second residual may be scored).
+    decisions : dict of str to CameraDecision
+        The earlier stages' decisions, updated in place and returned.
+    progress : callable, optional
+        ``progress(camera, fraction, text)``: the survey (fraction 0) and every coarse factor.
+    """
+    matched = lambda: any(d is not None and d.match for d in decisions.values())  # noqa: E731
+    if not exhaustive and matched():
+        return decisions
+    wi2 = np.ascontiguousarray(wi2.get() if hasattr(wi2, "get") else wi2, dtype=np.float32)  # one host copy
+    shape = tuple(int(n) for n in wi2.shape)
+    todo = [c for c in names if searches[c].can_scale_search(shape, n_sigmas)]
+
+    def start(c: str) -> ScaleStageRun:
+        report = (lambda f, text: progress(c, f, text)) if progress is not None else None
+        return searches[c].start_scale_search(wi2, n_sigmas=n_sigmas, progress=report)
+
+    def finish(c: str, run: ScaleStageRun) -> bool:
+        """Merge an ended search; True when the stage is over (a match, not exhaustive)."""
+        decisions[c] = merge(decisions.get(c), run.decision())
+        return decisions[c].match and not exhaustive
+
+    if exhaustive or len(todo) < 2:
+        for c in todo:
+            run = start(c)
+            while run.step():
+                pass
+            if finish(c, run):
+                break
+        return decisions
+    strength = {}
+    for c in todo:
+        sv = searches[c].survey(wi2)
+        strength[c] = sv.log10_false_alarm if sv is not None else 0.0
+        if sv is not None and progress is not None:
+            progress(c, 0.0, f"scale search: survey at 1/{sv.level}, best coarse PCE {sv.pce:.1f} at factor "
+                             f"{sv.scale:.4f} (false alarm 10^{sv.log10_false_alarm:.1f})")
+    ranked = sorted(todo, key=lambda c: strength[c])  # stable: ties in library order
+    rank = {c: i for i, c in enumerate(ranked)}
+    clear = math.log10(SURVEY_CLEAR)
+    for c in (c for c in ranked if strength[c] <= clear):
+        run = start(c)
+        while run.step():
+            pass
+        if finish(c, run):
+            return decisions
+    queue = [c for c in ranked if strength[c] > clear]
+    runs: dict[str, ScaleStageRun] = {}
+
+    def key(c: str) -> tuple:
+        r = runs[c]
+        strong = r.coarse_log10_false_alarm
+        if strong <= clear:  # a promising coarse peak so far: this camera goes on alone
+            return (0, strong, 0.0, rank[c])
+        return (1, r.fraction, strong if r.fraction >= 1.0 else 0.0, rank[c])
+
+    while queue or runs:
+        while queue and len(runs) < SIDE_BY_SIDE:
+            c = queue.pop(0)
+            runs[c] = start(c)
+        c = min(runs, key=key)
+        if not runs[c].step() and finish(c, runs.pop(c)):
+            return decisions
+    return decisions
+
+
+def decide_cameras(searches: Mapping[str, CameraSearch], wi2: np.ndarray,
                    second: Callable[[], np.ndarray] | None = None, *, exhaustive: bool = False,
                    progress: Callable[[str, float, str], None] | None = None) -> dict[str, CameraDecision]:
     """Score one query against every camera the way an attribution should, cheapest stages first.
@@ -250,7 +455,8 @@ def decide_cameras(searches: dict[str, CameraSearch], wi2: np.ndarray,
     1. native (first residual) and implied scale, every camera;
     2. if no camera matched and ``second`` is given: the native stage with the second residual
        (``second()``, e.g. ``W * I`` at sigma 5, computed only then);
-    3. if still no camera matched: the scale search, camera by camera, until one matches.
+    3. if still no camera matched: the scale search (:func:`scale_stage`: every camera surveyed,
+       then searched, the likeliest first, until one matches).
 
     Every camera's plan counts the second residual from the start (``n_sigmas=2``), so a
     decision does not depend on whether the passes ran; a camera skipped by an earlier match
@@ -264,9 +470,4 @@ def decide_cameras(searches: dict[str, CameraSearch], wi2: np.ndarray,
         wi5 = second()
         for c, s in searches.items():
             dec[c] = merge(dec[c], s.score([wi2, wi5], stages=("native",), native_residuals=(1,)))
-    for c, s in searches.items():
-        if not exhaustive and matched():
-            break
-        report = (lambda f, text, c=c: progress(c, f, text)) if progress is not None else None
-        dec[c] = merge(dec[c], s.score([wi2], n_sigmas=n_sigmas, stages=("scale search",), progress=report))
-    return dec
+    return scale_stage(searches, list(searches), wi2, n_sigmas, dec, exhaustive=exhaustive, progress=progress)

@@ -251,7 +251,8 @@ def cmd_attribute(args) -> int:
     files, errors, skipped = _expand(args.paths, recursive=not args.no_recursive, strict=args.strict)
     with contextlib.ExitStack() as stack:  # --- distributed (fingerprint/distributed.py) ---
         if getattr(args, "scheduler", None):
-            from fingerprint.distributed import attribute_distributed, connect
+            from fingerprint.distributed import connect
+            from fingerprint.distributed_attribution import attribute_distributed
 
             client = stack.enter_context(connect(args.scheduler))
             items = attribute_distributed(args.library, files, client=client, shards=args.shards, **options)

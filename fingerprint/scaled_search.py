@@ -37,7 +37,14 @@ Two stages, both scored against thresholds fixed before any score is seen
     measured false-alarm rate was 1.0-2.7 times the stated one and grew as the rate fell
     (``benchmarks/camera_false_alarm.py``). A coarse peak above a loose level (false-alarm rate
     1e-3 over the sweep) is refined as soon as the sweep has passed it, and a match ends the
-    search.
+    search. ``ScaledSearch.start`` gives the same search as a ``ScaledRun`` advanced one coarse
+    factor (or one refined peak) per step, so that several cameras' searches can run side by
+    side (``camera_search.scale_stage``); each scores the same surfaces as it would alone.
+
+``survey`` (not a stage: it orders cameras and decides nothing)
+    A coarse sweep at 1/4 resolution over every 8th fine point, no refinement: about 1/8 of the
+    stage's sweep. The false-alarm probability of its best peak over the survey's positions says
+    which cameras to search first.
 
 Why these choices (measured on the 16 Dresden photos, ``benchmarks/camera_scaled.py``):
 
@@ -72,8 +79,9 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
-from fingerprint.error_budget import SearchPlan, Stage, threshold
+from fingerprint.error_budget import SearchPlan, Stage, log10_false_alarm, threshold
 from fingerprint.resample import downsample, resample_fingerprint, resized_shape, wrap_to_fast
+from fingerprint.scaled_records import ScaledMatch, ScaledRun, Survey
 from fingerprint.scores import ReferenceSpectrum
 from fingerprint.surface_stats import Peak, Template, coarse_stats, peak_stats
 
@@ -81,7 +89,10 @@ __all__ = [
     "COARSE_TOLERANCE",
     "DEFAULT_MIN_SCALE",
     "ScaledMatch",
+    "ScaledRun",
     "ScaledSearch",
+    "SURVEY_LEVEL",
+    "Survey",
 ]
 
 DEFAULT_MIN_SCALE = 0.3
@@ -99,59 +110,13 @@ COARSE_TOLERANCE = 2.0
 scale error is 1.0 / extent at half resolution, where the coarse PCE keeps a median 0.8-1.1 and a
 10th percentile 0.53 of its value at the true factor, enough for the true peak to stand out."""
 
+SURVEY_LEVEL = 4
+"""Resolution divisor of :meth:`ScaledSearch.survey` (the sweep that orders cameras): at 1/4
+the coarse surfaces have 1/4 of the half-resolution sweep's pixels and the stride is twice as
+long, so a survey costs about 1/8 of a camera's sweep."""
+
 _BAND = math.log(1.06)  # coarse templates of factors within 6 % share one padded size (one query FFT)
 _WINDOW_MARGIN = 8  # pixels around the predicted position in the refinement's windows
-
-
-@dataclass
-class ScaledMatch:
-    """The best of one stage of a scaled search.
-
-    Attributes
-    ----------
-    stage : str
-        ``"implied scale"`` or ``"scale search"``.
-    pce : float
-        Best full-resolution PCE.
-    scale : float
-        Resize factor (resized pixels per sensor pixel) of the best position.
-    offset : (int, int)
-        Top-left of the rotated query in the fingerprint resampled to ``scale`` (resized pixels).
-    rotation : int
-        Degrees: ``np.rot90(query, rotation // 90)`` is what matched.
-    n_positions : int
-        Positions scored at full resolution (the plan's stage counts every one it may score).
-    threshold : float
-        PCE the best position had to reach (the stage's, fixed by the plan).
-    false_alarm : float
-        Per-decision false-alarm probability of ``pce`` under the plan (adjusted p-value).
-    match : bool
-        ``false_alarm <= plan.alpha``, i.e. ``pce >= threshold``.
-    scales_tried : int
-        Surfaces scored (coarse, windows and whole).
-    seconds : float
-        Wall time of the stage.
-    shifts : int
-        Shifts of the surface that holds the best position.
-    """
-
-    stage: str
-    pce: float
-    scale: float
-    offset: tuple[int, int]
-    rotation: int
-    n_positions: int
-    threshold: float
-    false_alarm: float
-    match: bool
-    scales_tried: int = 0
-    seconds: float = 0.0
-    shifts: int = 1
-
-    @property
-    def sensor_offset(self) -> tuple[float, float]:
-        """Sensor position (pixels) of the centre of the rotated query's top-left pixel."""
-        return ((self.offset[0] + 0.5) / self.scale - 0.5, (self.offset[1] + 0.5) / self.scale - 0.5)
 
 
 @dataclass
@@ -214,7 +179,8 @@ class ScaledSearch:
         The coarse sweep runs at 1/``coarse`` resolution when the query's shorter side is at
         least ``coarse * coarse_min_side`` pixels (default 128), else at full resolution.
     cache_bytes : int
-        Memory for cached coarse spectra (default 256 MiB); kept across queries of one run.
+        Memory for cached coarse spectra (default 256 MiB); kept across queries of one run. The
+        survey's (:meth:`survey`) are cached apart, in a quarter of that.
 
     Examples
     --------
@@ -246,6 +212,7 @@ class ScaledSearch:
         self.decisions = int(decisions)
         self.coarse_min_side = int(coarse_min_side)
         self.cache = _Cache(int(cache_bytes))
+        self.survey_cache = _Cache(int(cache_bytes) // 4)  # apart: survey templates never crowd out the search's
         self._reduced: dict[int, np.ndarray] = {1: k}
         self._implied: dict[tuple[int, int], ReferenceSpectrum] = {}
 
@@ -268,17 +235,18 @@ class ScaledSearch:
     def _level(self, shape: tuple[int, int]) -> int:
         return self.coarse if min(shape) // self.coarse >= self.coarse_min_side else 1
 
-    def _grid(self, shape: tuple[int, int]) -> tuple[int, int, np.ndarray]:
+    def _grid(self, shape: tuple[int, int], level: int | None = None) -> tuple[int, int, np.ndarray]:
         """(coarse level d, coarse stride r, fine grid) for a query of ``shape``.
 
         The fine grid holds ``ln`` factors from the smallest at which the query fits (a whole
         frame resized lies exactly there) up to 0, step ``FINE_TOLERANCE / max(shape)``; the coarse
-        sweep visits every ``r``-th point and the last one.
+        sweep visits every ``r``-th point and the last one. ``level``: the sweep's resolution
+        divisor d (default ``_level(shape)``); the stride grows with it (``r = 2 d``).
         """
         rng = self._range(shape)
         if rng is None:
             return 1, 1, np.zeros(0)
-        d = self._level(shape)
+        d = self._level(shape) if level is None else int(level)
         step = FINE_TOLERANCE / max(shape)
         lo = math.log(rng[0])
         fine = lo + step * np.arange(int(math.floor(-lo / step + 1e-9)) + 1)
@@ -404,8 +372,30 @@ class ScaledSearch:
 
         Returns the best full-resolution surface on the fine grid, or None when the query fits at
         no factor and rotation. ``progress(fraction, text)`` is called after every coarse factor.
+        The same as ``start(WI, plan, progress=progress)`` stepped to its end.
         """
-        t0 = time.perf_counter()
+        run = self.start(WI, plan, progress=progress)
+        while run.step():
+            pass
+        return run.result
+
+    def start(self, WI: np.ndarray, plan: SearchPlan, *,
+              progress: Callable[[float, str], None] | None = None) -> ScaledRun:
+        """The scale search of :meth:`search` as a :class:`ScaledRun`, to be stepped: one coarse
+        factor or one refined peak per step, so that several cameras' searches can be
+        interleaved (``camera_search.scale_stage``). Nothing runs before the first step."""
+        return ScaledRun(self._steps(WI, plan, progress))
+
+    def _steps(self, WI: np.ndarray, plan: SearchPlan, progress):
+        """Generator behind :class:`ScaledRun`: yields ``(fraction of the sweep done, best coarse
+        PCE, coarse positions so far)`` after every unit of work and returns the ScaledMatch."""
+        clock = {"spent": 0.0, "since": time.perf_counter()}
+
+        def pause():
+            now = time.perf_counter()
+            clock["spent"] += now - clock["since"]
+            return now
+
         name = "scale search"
         thr = plan.threshold(name)
         turns = [k for k in self._turns(WI.shape) if self._range(self._turned(WI.shape, k)) is not None]
@@ -423,6 +413,7 @@ class ScaledSearch:
         fines = {k: sw[4] for sw in sweeps for k in sw[1]}
         strides = {k: sw[3] for sw in sweeps for k in sw[1]}
         state = {"tried": 0, "positions": 0, "best": None, "refined": []}
+        top_pce, n_coarse = -math.inf, 0
 
         def decide(k: int, index: int, res: Peak) -> None:
             """Keep the best surface of the fine grid scored at full resolution."""
@@ -436,49 +427,108 @@ class ScaledSearch:
             self._refine(queries[cand.k], cand, fines[cand.k], strides[cand.k], decide, state)
             return state["best"] is not None and state["best"][2].pce >= thr
 
+        def finish():
+            pause()
+            return self._finish(state, fines, plan, clock["spent"])
+
         coarse: list[_Candidate] = []
         done = 0
         for b, ks, d, r, fine in sweeps:
-            qd = downsample(queries[b], d)
-            qd = qd - np.float32(qd.mean())
-            spec_q: dict[tuple, np.ndarray] = {}
             pending: _Candidate | None = None  # a clear coarse peak, refined once the sweep is past it
-            for i in self._coarse_points(len(fine), r):  # smallest factor first: a crop of a resize lies near it
-                log_scale = float(fine[i])
-                t = self.cache.get((d, round(log_scale, 10)), lambda: self._coarse_template(log_scale, d))
+            for i, log_scale, here in self._sweep(queries[b], b, ks, d, r, fine):
                 state["tried"] += 1
                 done += 1
-                here: list[_Candidate] = []
-                if qd.shape[0] <= t.shape[0] + (d > 1) and qd.shape[1] <= t.shape[1] + (d > 1):
-                    q = qd[: min(qd.shape[0], t.shape[0]), : min(qd.shape[1], t.shape[1])]  # 1 px of rounding at 1/d
-                    if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors
-                        spec_q = {(t.padded, q.shape): scipy.fft.rfft2(q, s=t.padded, workers=-1)}
-                    stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
-                    for st, kk in zip(stats, [b, b + 2]):
-                        if kk in ks:
-                            here.append(_Candidate(st.pce, i, kk, st.offset, d))
-                            if d == 1:  # a full-resolution surface of the fine grid: it decides too
-                                decide(kk, i, st)
+                for cand, st in here:
+                    n_coarse += st.n_positions
+                    top_pce = max(top_pce, cand.pce)
+                    if d == 1:  # a full-resolution surface of the fine grid: it decides too
+                        decide(cand.k, i, st)
+                here = [cand for cand, _ in here]
                 coarse += here
                 top = max(here, key=lambda c: c.pce, default=None)
                 if pending is not None and (top is None or top.pce < pending.pce):
                     matched = refine(pending)
                     pending = None
                     if matched:
-                        return self._finish(state, fines, plan, t0)
+                        return finish()
                 if top is not None and top.pce >= clear and len(state["refined"]) < self.candidates and (
                         pending is None or top.pce >= pending.pce):
                     pending = top
                 if progress is not None:
                     progress(done / total, f"scale search: factor {math.exp(log_scale):.4f} ({done}/{total})")
+                pause()
+                yield done / total, top_pce, n_coarse
+                clock["since"] = time.perf_counter()
             if pending is not None and refine(pending):
-                return self._finish(state, fines, plan, t0)
+                return finish()
         for cand in self._peaks(coarse, strides, skip=state["refined"]):
             if len(state["refined"]) >= self.candidates:
                 break
             if refine(cand):
                 break
-        return self._finish(state, fines, plan, t0)
+            pause()
+            yield 1.0, top_pce, n_coarse
+            clock["since"] = time.perf_counter()
+        return finish()
+
+    def _sweep(self, query: np.ndarray, b: int, ks: list[int], d: int, r: int, fine: np.ndarray,
+               cache: _Cache | None = None):
+        """The coarse sweep of one base turn ``b``: for every ``r``-th point of ``fine`` (and the
+        last), smallest factor first (a crop of a resize lies near it), yields ``(index, ln
+        factor, [(candidate, Peak), ...])`` for the turns ``b`` and ``b + 2`` in ``ks`` (none
+        where the query does not fit), from the query at 1/``d`` resolution against the cached
+        coarse templates (``cache``, default the search's); one query FFT per band of factors."""
+        cache = self.cache if cache is None else cache
+        qd = downsample(query, d)
+        qd = qd - np.float32(qd.mean())
+        spec_q: dict[tuple, np.ndarray] = {}
+        for i in self._coarse_points(len(fine), r):
+            log_scale = float(fine[i])
+            t = cache.get((d, round(log_scale, 10)), lambda: self._coarse_template(log_scale, d))
+            here: list[tuple[_Candidate, Peak]] = []
+            if qd.shape[0] <= t.shape[0] + (d > 1) and qd.shape[1] <= t.shape[1] + (d > 1):
+                q = qd[: min(qd.shape[0], t.shape[0]), : min(qd.shape[1], t.shape[1])]  # 1 px of rounding at 1/d
+                if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors
+                    spec_q = {(t.padded, q.shape): scipy.fft.rfft2(q, s=t.padded, workers=-1)}
+                stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
+                for st, kk in zip(stats, [b, b + 2]):
+                    if kk in ks:
+                        here.append((_Candidate(st.pce, i, kk, st.offset, d), st))
+            yield i, log_scale, here
+
+    def survey(self, WI: np.ndarray, *, level: int = SURVEY_LEVEL) -> Survey | None:
+        """A cheap look at how strongly this fingerprint is in ``WI``: a coarse sweep at
+        1/``level`` resolution (stride ``2 level`` fine points) over every factor and turn the
+        scale search would try, no refinement.
+
+        It decides nothing and changes nothing in :meth:`search` (which runs whole whatever the
+        survey found): ``camera_search.scale_stage`` only orders the cameras' scale searches by
+        it. Returns None when the query fits at no factor, or when its shorter side at
+        1/``level`` is under ``coarse_min_side`` (a query that small has a cheap search anyway).
+        """
+        t0 = time.perf_counter()
+        turns = [k for k in self._turns(WI.shape) if self._range(self._turned(WI.shape, k)) is not None]
+        if not turns or min(WI.shape) // level < self.coarse_min_side:
+            return None
+        best: tuple | None = None
+        n = tried = 0
+        for b in (0, 1):
+            ks = [k for k in turns if k % 2 == b]
+            if not ks:
+                continue
+            query = np.ascontiguousarray(np.rot90(WI, b))
+            d, r, fine = self._grid(query.shape, level)
+            for _, log_scale, here in self._sweep(query, b, ks, d, r, fine, self.survey_cache):
+                tried += 1
+                for cand, st in here:
+                    n += st.n_positions
+                    if best is None or cand.pce > best[0]:
+                        best = (cand.pce, math.exp(log_scale), cand.k)
+        if best is None:
+            return None
+        pce, scale, k = best
+        return Survey(pce, log10_false_alarm(pce, n), scale, 90 * k, n, tried, int(level),
+                      time.perf_counter() - t0)
 
     def _peaks(self, coarse: list[_Candidate], strides: dict, skip: list) -> list[_Candidate]:
         """Coarse peaks, best first, at least two coarse steps apart (per rotation)."""
@@ -535,7 +585,7 @@ class ScaledSearch:
             if res is not None:
                 decide(cand.k, j, res)
 
-    def _finish(self, state: dict, fines: dict, plan: SearchPlan, t0: float) -> ScaledMatch | None:
+    def _finish(self, state: dict, fines: dict, plan: SearchPlan, seconds: float) -> ScaledMatch | None:
         name = "scale search"
         if state["best"] is None:
             return None
@@ -543,4 +593,4 @@ class ScaledSearch:
         thr = plan.threshold(name)
         return ScaledMatch(name, res.pce, math.exp(fines[k][index]), res.offset, 90 * k, state["positions"], thr,
                            plan.false_alarm(name, res.pce), bool(res.pce >= thr), scales_tried=state["tried"],
-                           seconds=time.perf_counter() - t0, shifts=res.n_positions)
+                           seconds=seconds, shifts=res.n_positions)

@@ -252,7 +252,8 @@ def test_backend_error_leaves_distributed_runs_to_the_workers(usable_cuda):
 @no_cuda
 def test_distributed_passes_the_backend_to_the_workers(library, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from fingerprint.distributed import attribute_distributed, build_reference_distributed
+    from fingerprint.distributed import build_reference_distributed
+    from fingerprint.distributed_attribution import attribute_distributed
 
     lib, queries = library
     files = sorted(str(p) for p in queries.rglob("*.png"))

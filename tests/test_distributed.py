@@ -20,12 +20,12 @@ from fingerprint.calibration import NULL_KEY  # noqa: E402
 from fingerprint.build import build_reference  # noqa: E402
 from fingerprint.distributed import (  # noqa: E402
     PartialSums,
-    attribute_distributed,
     build_reference_distributed,
     merge_partials,
     parse_scheduler,
     reduce_batch,
 )
+from fingerprint.distributed_attribution import attribute_distributed  # noqa: E402
 from fingerprint.errors import InvalidImageError  # noqa: E402
 from fingerprint.estimate import FingerprintParams  # noqa: E402
 from fingerprint.synthetic import make_camera, make_generator  # noqa: E402
@@ -264,7 +264,7 @@ def test_attribution_equals_in_process(tmp_path, client, data):
 
 
 def test_shard_names_balance_pixels_and_keep_generators_on_the_first():
-    from fingerprint.distributed import shard_names
+    from fingerprint.distributed_attribution import shard_names
 
     sizes = {"a": 100, "b": 60, "c": 50, "d": 40, "e": 10}
     shards = shard_names(sizes, ["g1", "g2"], 2)

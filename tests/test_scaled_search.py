@@ -247,3 +247,125 @@ def test_decide_cameras_runs_the_cheap_stages_first_and_stops_at_a_match():
     plan = searches["a"].plan(resized.shape[:2], 2)  # the plan counts the second residual from the start
     assert dec["a"].stage in ("native", "implied scale")
     assert dec["a"].threshold == pytest.approx(plan.threshold(dec["a"].stage))
+
+
+# --- the scale-search stage over several cameras (camera_search.scale_stage) -------------------------
+def library_order_stage(searches, wi, n_sigmas, dec):
+    """The stage as it was: camera by camera in library order until one matches (the reference)."""
+    from fingerprint.camera_search import merge
+
+    for c, s in searches.items():
+        if any(d.match for d in dec.values()):
+            break
+        dec[c] = merge(dec[c], s.score([wi], n_sigmas=n_sigmas, stages=("scale search",)))
+    return dec
+
+
+def first_passes(searches, wi, n_sigmas=1):
+    return {c: s.score([wi], n_sigmas=n_sigmas, stages=("native", "implied scale")) for c, s in searches.items()}
+
+
+def resized_crop(seed: int, factor: float, index: int = 1) -> np.ndarray:
+    resized = resize(photo(seed, index), factor)
+    h, w = resized.shape[:2]
+    return np.ascontiguousarray(resized[7: 7 + int(0.75 * h), 11: 11 + int(0.75 * w)])
+
+
+def test_a_stepped_run_ends_exactly_as_the_search():
+    search, wi, plan = searched(resized_crop(2, 0.7), 2)
+    run = search.start(wi, plan)
+    assert run.fraction == 0.0 and not run.done
+    fractions = []
+    while run.step():
+        fractions.append(run.fraction)
+    want = search.search(wi, plan)
+    got = run.result
+    assert run.done and got.match and fractions == sorted(fractions)
+    assert (got.pce, got.scale, got.offset, got.rotation, got.scales_tried, got.n_positions) == \
+        (want.pce, want.scale, want.offset, want.rotation, want.scales_tried, want.n_positions)
+    assert not run.step()  # an ended run stays ended
+
+
+def test_a_survey_finds_the_factor_and_changes_nothing_in_the_search(rng):
+    # a resampled, cropped fingerprint in noise: strong enough to show at 1/4 resolution
+    k, other = (rng.standard_normal((400, 600)).astype(np.float32) for _ in range(2))
+    t = resample_fingerprint(k, 0.7)
+    wi = np.ascontiguousarray(t[20:20 + 210, 30:30 + 315] + 2.0 * rng.standard_normal((210, 315)).astype(np.float32))
+    right, wrong = ScaledSearch(k, coarse_min_side=16), ScaledSearch(other, coarse_min_side=16)
+    plan = SearchPlan(tuple(right.stages(wi.shape)))
+    before = right.search(wi, plan)
+    seen = right.survey(wi)
+    after = right.search(wi, plan)
+    assert (before.pce, before.scale, before.offset, before.scales_tried) == \
+        (after.pce, after.scale, after.offset, after.scales_tried)  # the survey's templates are cached apart
+    assert before.match and right.cache.items and right.survey_cache.items
+    assert seen.level == 4 and abs(math.log(seen.scale / 0.7)) < 0.03 and seen.rotation == 0
+    assert seen.n_positions > seen.scales_tried > 1
+    assert seen.log10_false_alarm < -10 < wrong.survey(wi).log10_false_alarm  # it ranks; it never decides
+    assert ScaledSearch(k).survey(wi) is None  # 210 px at 1/4 is under the default 128 px: no survey
+
+
+@pytest.mark.parametrize("names", [("a", "b", "c"), ("c", "b", "a"), ("b", "a", "c")])
+def test_no_camera_threshold_or_score_depends_on_the_order_or_the_others(names):
+    from fingerprint.camera_search import scale_stage
+
+    searches = {n: CameraSearch(camera(s)[1], coarse_min_side=16) for n, s in zip(names, (1, 2, 4))}
+    wi = product(resized_crop(3, 0.7))  # camera 3 is none of them: every search runs to its end
+    dec = scale_stage(searches, list(searches), wi, 1, {})  # no earlier stages: the stage's own decisions
+    for n, s in searches.items():
+        alone = s.score([wi], stages=("scale search",))
+        assert dec[n].searched == ["scale search"] and not dec[n].match and dec[n].stage == "scale search"
+        assert dec[n].threshold == pytest.approx(s.plan(wi.shape).threshold("scale search"))
+        assert (dec[n].pce, dec[n].scale, dec[n].offset, dec[n].threshold, dec[n].false_alarm) == \
+            (alone.pce, alone.scale, alone.offset, alone.threshold, alone.false_alarm)
+
+
+def strong_case(seed: int = 5):
+    """Three random fingerprints of 400 x 600 and a resized (0.7), cropped copy of the third in
+    noise: strong enough at 1/4 resolution for the survey to run (``coarse_min_side=16``)."""
+    gen = np.random.default_rng(seed)
+    ks = [gen.standard_normal((400, 600)).astype(np.float32) for _ in range(3)]
+    t = resample_fingerprint(ks[2], 0.7)
+    wi = np.ascontiguousarray(t[20:20 + 210, 30:30 + 315] + 3.0 * gen.standard_normal((210, 315)).astype(np.float32))
+    return {n: CameraSearch(k, coarse_min_side=16) for n, k in zip("xyz", ks)}, wi
+
+
+@pytest.mark.parametrize("case", ["simulated cameras", "survey"])
+def test_the_stage_decides_as_the_library_order_and_spares_the_wrong_cameras(case):
+    from fingerprint.camera_search import decide_cameras
+
+    # the true camera z last in library order: the old stage searched both wrong cameras first
+    if case == "survey":
+        searches, wi = strong_case()
+    else:  # no survey (queries this small), the sweeps side by side
+        searches = {n: CameraSearch(camera(s)[1]) for n, s in (("x", 1), ("y", 4), ("z", 2))}
+        wi = product(resized_crop(2, 0.7))
+    seen = []
+    new = decide_cameras(searches, wi, progress=lambda c, f, text: seen.append((c, text)))
+    old = library_order_stage(searches, wi, 1, first_passes(searches, wi))
+    assert new["z"].match and old["z"].match and new["z"].stage == "scale search"
+    if case == "survey":  # every camera surveyed; the clear one searched first, alone
+        assert [c for c, text in seen if "survey" in text] == ["x", "y", "z"]
+        assert {c for c, text in seen if "survey" not in text} == {"z"}
+    assert not new["x"].match and not new["y"].match
+    assert (new["z"].pce, new["z"].scale, new["z"].offset) == (old["z"].pce, old["z"].scale, old["z"].offset)
+    assert new["z"].threshold == pytest.approx(searches["z"].plan(wi.shape).threshold("scale search"))
+    assert all("scale search" in old[c].searched for c in "xy")
+    assert not any("scale search" in new[c].searched for c in "xy")  # stopped before they ended
+    assert new["x"].searched == ["native", "implied scale"]
+
+
+def test_the_stage_runs_nothing_after_a_match_and_everything_when_exhaustive():
+    from fingerprint.camera_search import scale_stage
+
+    searches = {"x": CameraSearch(camera(1)[1]), "z": CameraSearch(camera(2)[1])}
+    wi = product(resized_crop(2, 0.7))
+    dec = first_passes(searches, wi)
+    matched = CameraSearch(camera(2)[1]).score([wi])  # a match found earlier (here: the whole search)
+    dec["z"] = matched
+    assert scale_stage(searches, ["x", "z"], wi, 1, dec)["x"].searched == ["native", "implied scale"]
+    seen = []
+    dec = scale_stage(searches, ["x", "z"], wi, 1, first_passes(searches, wi), exhaustive=True,
+                      progress=lambda c, f, text: seen.append(c))
+    assert all("scale search" in d.searched for d in dec.values()) and dec["z"].match and not dec["x"].match
+    assert set(seen) == {"x", "z"}
