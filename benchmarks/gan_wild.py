@@ -37,9 +37,12 @@ def sets():
     return [*q[0], *d[0], *f[0]], [*q[1], *d[1], *f[1]]
 
 
-def run(library: str, conditions, fpr: float = 0.01) -> list[str]:
-    with Library(library, "r") as lib:
-        models = load_generator_models(lib, fpr=fpr)
+def run(library: str, conditions, fpr: float = 0.01, models=None) -> list[str]:
+    """The table rows; ``models``: ``GeneratorModels`` to use instead of the library's (experiments)."""
+    if models is None:
+        with Library(library, "r") as lib:
+            models = load_generator_models(lib, fpr=fpr)
+    fpr = models.fpr
     images, labels = sets()
     names = set(models.names)
     lines = ["| condition | closed-set | matched | wrong match | real | day2night | dresden | flat | negatives unknown "

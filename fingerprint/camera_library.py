@@ -366,39 +366,53 @@ class CameraPreselector:
         A camera left out cannot match (module doc): record it with :func:`not_confirmed`. With at
         most ``top_k`` (or ``min_cameras``) aligned cameras every one is kept without computing a digest.
         """
-        WI = np.asarray(WI)
+        return self.candidates_many([WI], names, rotations)[0]
+
+    def candidates_many(self, WIs: Sequence[np.ndarray], names: Sequence[str],
+                        rotations: Iterable[int] = ROTATIONS) -> list[list[str]]:
+        """:meth:`candidates` for several residual products of one image (one shape), with one
+        sparse pass over the digests for all of them (``DigestIndex.scores_many``)."""
+        WIs = [np.asarray(w) for w in WIs]
+        shape = tuple(WIs[0].shape)
+        if any(tuple(w.shape) != shape for w in WIs):
+            raise ValueError(f"candidates_many needs residuals of one shape, got {[w.shape for w in WIs]}")
         rotations = tuple(sorted({int(k) % 4 for k in rotations}))
         entries = self.references.entries
-        shapes = {(WI.shape[1], WI.shape[0]) if k % 2 else tuple(WI.shape) for k in rotations}
+        shapes = {(shape[1], shape[0]) if k % 2 else shape for k in rotations}
         aligned = [n for n in names if n in entries and entries[n].kind == "camera" and entries[n].shape in shapes]
         if len(aligned) <= max(self.top_k, self.min_cameras):  # every one kept: no sparse pass
-            return [n for n in names if n in entries]
+            return [[n for n in names if n in entries] for _ in WIs]
         wanted = set(aligned)
-        z_rows, r_rows, row_names, counts = [], [], [], []
-        for shape in sorted(shapes):
-            index, members = self.index(shape)
+        z_rows: list[list[np.ndarray]] = [[] for _ in WIs]
+        r_rows, row_names, counts = [], [], []
+        for s in sorted(shapes):
+            index, members = self.index(s)
             if index is None:
                 continue
             rows = [i for i, n in enumerate(members) if n in wanted]
             if not rows:
                 continue
-            z = index.scores(WI, rotations)
-            z_rows.append(z[rows])
+            for m, z in enumerate(index.scores_many(WIs, rotations)):
+                z_rows[m].append(z[rows])
             r_rows.append(index.correlation[rows])
             row_names += [members[i] for i in rows]
-            counts.append(len(aligned_rotations(shape, WI.shape, rotations)))
+            counts.append(len(aligned_rotations(s, shape, rotations)))
         if not row_names:
-            return [n for n in names if n not in wanted]
+            return [[n for n in names if n not in wanted] for _ in WIs]
         tau = budget_threshold(self.alpha, min(counts) * self.n_sigmas)  # the lowest threshold of any row's plan
-        sel = preselect(np.concatenate(z_rows), np.concatenate(r_rows), tau, top_k=self.top_k,
-                        margin=self.margin, pce_ratio=self.pce_ratio)
-        self.last = sel
-        keep = {row_names[i] for i in sel.candidates}
-        self.scored += len(row_names)
-        self.kept += len(keep)
+        correlation = np.concatenate(r_rows)
         scored = set(row_names)
-        # a camera of an aligned shape whose digest could not be read (damaged) is left to the exact search
-        return [n for n in names if (n in keep or n not in scored) and n in entries]
+        out = []
+        for z in z_rows:
+            sel = preselect(np.concatenate(z), correlation, tau, top_k=self.top_k, margin=self.margin,
+                            pce_ratio=self.pce_ratio)
+            self.last = sel
+            keep = {row_names[i] for i in sel.candidates}
+            self.scored += len(row_names)
+            self.kept += len(keep)
+            # a camera of an aligned shape whose digest could not be read (damaged) is left to the exact search
+            out.append([n for n in names if (n in keep or n not in scored) and n in entries])
+        return out
 
 
 # ---- cameras built on first use, and the decision over the pre-selected ones ---------------------

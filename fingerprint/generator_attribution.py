@@ -16,6 +16,15 @@ of the scored pixels and the generator, so that a value is never counted twice):
 - ``ggen:<generator>:<hypothesis>[@q<Q>]:<h>x<w>``: genuine scores by leave-one-out: each source
   image of the generator, transformed (JPEG at Q, cropped or resized to h x w), against the
   fingerprint rebuilt without it from the running sums (exact: the sums of the other images).
+- ``gjpeg:<generator>:q<Q>``: the *compression-matched* fingerprint, from the generator's source
+  images re-saved as JPEG at Q (``JPEG_FINGERPRINT_QUALITIES``), flattened, then the number of
+  images it counts (a fingerprint whose count is not the reference's is not used: images were
+  removed or added since). A JPEG query of quality q of the fingerprint's size is also compared
+  with the one of the Q nearest q (hypothesis ``jpeg@q<Q>``), against its own null
+  (``gnull:<generator>:jpeg@q<Q>:<h>x<w>``: the default null photos and the other generators'
+  images re-saved at every quality of ``JPEG_STAT_QUALITIES`` nearest Q) and genuine range
+  (leave-one-out of the re-saved sources). A library built before these has none: JPEG queries
+  are compared with the plain fingerprint only, as before.
 
 Every non-matching or genuine image is scored in several *versions* (:func:`versions`): as it is,
 re-saved as JPEG, cropped at a random offset and resized to each size of :data:`SCALES`; the
@@ -35,20 +44,30 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from fingerprint.decision import ReferenceScore
-from fingerprint.estimate import FingerprintParams, _zero_mean_planes, self_whiten
+from fingerprint.estimate import FingerprintParams, _zero_mean_planes
 from fingerprint.generator_decision import (GeneratorDecision, GenuineRange, HypothesisScore, NullModel, ResidualStats,
                                             decide, nearest_size, residual_statistics)
-from fingerprint.generator_search import FingerprintSearch, aligned_z, resample_fingerprint
+from fingerprint.generator_search import FingerprintSearch, QuerySpectrum, aligned_z, resample_fingerprint
 
 SCALES = (0.9, 0.75, 0.625, 0.5)  # query sizes (x the fingerprint's) with their own null and genuine range
 GENUINE_QUALITIES = (90, 75)  # JPEG re-saves of the references with their own genuine range (aligned)
+JPEG_FINGERPRINT_QUALITIES: tuple[int, ...] = ()
+"""Qualities of the compression-matched fingerprints a build stores (references re-saved at Q), and
+that ``load_generator_models`` uses; empty: none (the default). Measured with ``(90, 75)``
+(benchmarks/RESULTS.md, 2026-12-02): JPEG q75-90 queries gain 2-7 points of closed-set and matched,
+q95 loses 4 points of matched, negatives stay 100 % unknown, and builds take about 2.5x longer; the
+gain did not pay for the build time, so it is off. Set it to ``(90, 75)`` before building to use it."""
+# the qualities at which null and genuine images are re-saved for the "jpeg@q<Q>" hypotheses, each
+# counted under the Q nearest it: a query of any quality meets a null that spans its neighbourhood
+JPEG_STAT_QUALITIES = (95, 90, 85, 80, 75, 70)
 NULL_JPEG = 80  # the default null's full-size images are also scored re-saved at this quality
 DEFAULT_FPR = 0.01  # per image, over every generator and hypothesis
 NULL_CAMERAS, NULL_PER_CAMERA = 6, 8  # default null: simulated cameras x photos each
 MAX_GENUINE_IMAGES = 48  # leave-one-out scores from at most this many source images per build (generator_stats)
-NULL_PREFIX, GENUINE_PREFIX = "gnull", "ggen"
+NULL_PREFIX, GENUINE_PREFIX, JPEG_PREFIX = "gnull", "ggen", "gjpeg"
+JPEG_HYPOTHESIS = "jpeg"  # "jpeg@q<Q>": a JPEG query against the fingerprint of references re-saved at Q
 
-__all__ = ["DEFAULT_FPR", "GeneratorModel", "GeneratorModels", "StatRecord", "decide_one", "genuine_key",
+__all__ = ["DEFAULT_FPR", "ArrayRecord", "GeneratorModel", "GeneratorModels", "StatRecord", "decide_one", "genuine_key",
            "file_jpeg_quality", "load_generator_models", "null_key", "query_residual", "score_generators", "stat_sizes",
            "versions"]
 
@@ -69,9 +88,24 @@ def null_key(generator: str, hypothesis: str, size: tuple[int, int]) -> str:
     return f"{NULL_PREFIX}:{generator}:{hypothesis}:{size[0]}x{size[1]}"
 
 
+def jpeg_fingerprint_key(generator: str, quality: int) -> str:
+    """Calibration dataset of a compression-matched fingerprint: its values (C*H*W, float32 as
+    float64), then the generator's image count when it was computed (a check that it is current)."""
+    return f"{JPEG_PREFIX}:{generator}:q{int(quality)}"
+
+
 def genuine_key(generator: str, hypothesis: str, size: tuple[int, int], quality: int | None = None) -> str:
     q = f"@q{quality}" if quality else ""
     return f"{GENUINE_PREFIX}:{generator}:{hypothesis}{q}:{size[0]}x{size[1]}"
+
+
+@dataclass(frozen=True)
+class ArrayRecord:
+    """A whole calibration dataset for the library (replaced, not appended): a compression-matched
+    fingerprint (:func:`jpeg_fingerprint_key`)."""
+
+    key: str
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -86,21 +120,48 @@ class StatRecord:
 
 # -------------------------------------------------------------------------------- residuals
 def query_residual(image: np.ndarray, params: FingerprintParams, backend: str = "cpu") -> tuple[np.ndarray, ResidualStats]:
-    """The generator residual of an image (as ``estimate.generator_residual``) and its testability
-    statistics, measured on the noise before whitening."""
+    """The generator residual of an image (as ``estimate.generator_residual``, the same values) and
+    its testability statistics, measured on the noise before whitening (the whitening's spectra
+    serve both)."""
     from fingerprint.residual import extract_noise
 
     planes = extract_noise(image, params.sigma, params.levels, backend=backend)
     if params.zero_mean:
         _zero_mean_planes(planes)
-    stats = residual_statistics(planes, image if image.shape[:2] == planes.shape[1:] else None)
+    clip = image if image.shape[:2] == planes.shape[1:] else None
     if params.whiten:
-        planes = self_whiten(planes)
+        white, power = _whiten_with_power(planes)
+        stats = residual_statistics(planes, clip, power=power)
+        planes = white
+    else:
+        stats = residual_statistics(planes, clip)
     if not params.color and planes.shape[0] == 3:
         from kernels.spec import GRAY_WEIGHTS
 
         planes = np.tensordot(np.asarray(GRAY_WEIGHTS, np.float32), planes, axes=1)[None]
     return planes, stats
+
+
+def _whiten_with_power(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``estimate.self_whiten(planes)`` (the same operations, so the same values) and the power
+    spectrum it computes, summed over channels with the DC bin zeroed (float64 (H, W): the spectrum
+    of the per-channel centred planes, ``residual_statistics``' ``power``)."""
+    from scipy import fft, ndimage
+
+    from fingerprint.estimate import whitening_window
+
+    w = whitening_window(planes.shape[1:])
+    out = np.empty_like(planes)
+    total = np.zeros(planes.shape[1:], np.float64)
+    for c in range(planes.shape[0]):
+        f = fft.fft2(planes[c], workers=-1)
+        raw = (f.real**2 + f.imag**2).astype(np.float32)
+        total += raw
+        power = ndimage.uniform_filter(raw, size=w, mode="wrap")
+        f /= np.sqrt(power + np.float32(1e-12) * power.mean() + np.float32(1e-30))
+        out[c] = fft.ifft2(f, workers=-1).real
+    total[0, 0] = 0.0
+    return out, total
 
 
 def _sha(image: np.ndarray, spec: str) -> str:
@@ -138,13 +199,17 @@ class GeneratorModel:
     F: np.ndarray
     nulls: dict[tuple[str, tuple[int, int]], np.ndarray] = field(default_factory=dict)
     genuine: dict[tuple[str, tuple[int, int]], np.ndarray] = field(default_factory=dict)
+    jpeg: dict[int, np.ndarray] = field(default_factory=dict)  # JPEG quality -> compression-matched fingerprint
 
     def __post_init__(self) -> None:
         self.F = np.asarray(self.F, dtype=np.float32)
         self.F = self.F[None] if self.F.ndim == 2 else self.F
         self._search: FingerprintSearch | None = None
         self._resampled: dict[tuple[int, int], np.ndarray] = {}
+        self._resampled_unit: dict[tuple[int, int], np.ndarray] = {}
         self._unit = _unit(self.F)  # centred, unit-norm fingerprint: aligned z is one dot product
+        self.jpeg = {int(q): np.asarray(f, np.float32).reshape(self.F.shape) for q, f in self.jpeg.items()}
+        self._jpeg_units = {q: _unit(f) for q, f in self.jpeg.items()}
         self._null_models: dict = {}
         self._genuine_models: dict = {}
 
@@ -157,8 +222,30 @@ class GeneratorModel:
             self._resampled[size] = resample_fingerprint(self.F, size)
         return self._resampled[size]
 
-    def hypotheses(self, R: np.ndarray) -> list[HypothesisScore]:
-        """The hypotheses the query's size allows, scored (``generator_search`` conventions)."""
+    def _resampled_direction(self, size: tuple[int, int]) -> np.ndarray:
+        """The resampled fingerprint, per-channel centred, flattened, unit norm (float64), once per size."""
+        if size not in self._resampled_unit:
+            f = self.resampled(size).astype(np.float64)
+            f = (f - f.mean(axis=(-2, -1), keepdims=True)).ravel()
+            norm = math.sqrt(float(f @ f))
+            self._resampled_unit[size] = f / norm if norm > 0 else f
+        return self._resampled_unit[size]
+
+    def jpeg_hypothesis(self, quality: int | None) -> str | None:
+        """The compression-matched hypothesis for a JPEG query of ``quality``: ``"jpeg@q<Q>"``, Q the
+        stored quality nearest it (ties to the higher), or None (not a JPEG, none stored, or q >= 98)."""
+        if quality is None or not self.jpeg or quality >= 98:
+            return None
+        return f"{JPEG_HYPOTHESIS}@q{min(self.jpeg, key=lambda q: (abs(q - quality), -q))}"
+
+    def hypotheses(self, R: np.ndarray, query: QueryResidual | None = None,
+                   quality: int | None = None) -> list[HypothesisScore]:
+        """The hypotheses the query's size allows, scored (``generator_search`` conventions).
+
+        ``query``: the same residual wrapped in a :class:`QueryResidual`, whose unit vector and
+        spectra are computed once for every generator it is compared with (same scores).
+        ``quality``: a JPEG query's quality; with compression-matched fingerprints (``jpeg``) a
+        query of the fingerprint's size is also compared with the one of the nearest quality."""
         F = self.F
         if R.shape[0] != F.shape[0]:
             from kernels.spec import GRAY_WEIGHTS
@@ -168,17 +255,24 @@ class GeneratorModel:
             F = np.tensordot(g, F, axes=1)[None] if F.shape[0] == 3 else F
             if F is not self.F:  # a gray query against a colour fingerprint: no cached search
                 return _hypotheses_plain(self.name, R, F)
+            query = None
+        q = query if query is not None and query.R is R else QueryResidual(R)
         h, w = R.shape[1:]
         H, W = F.shape[1:]
         if (h, w) == (H, W):
-            return [HypothesisScore(self.name, "aligned", float(np.dot(_unit(R), self._unit)) * math.sqrt(R.size))]
+            out = [HypothesisScore(self.name, "aligned", float(np.dot(q.unit, self._unit)) * math.sqrt(R.size))]
+            hyp = self.jpeg_hypothesis(quality) if F is self.F else None
+            if hyp is not None:
+                unit = self._jpeg_units[int(hyp.split("@q")[1])]
+                out.append(HypothesisScore(self.name, hyp, float(np.dot(q.unit, unit)) * math.sqrt(R.size)))
+            return out
         if h <= H and w <= W:
             if self._search is None:
                 self._search = FingerprintSearch(F)
-            found = self._search.search(R)
+            found = self._search.search(q.spectrum((H, W)))
+            rz = float(q.centred @ self._resampled_direction((h, w))) / q.norm * math.sqrt(R.size) if q.norm > 0 else 0.0
             return [HypothesisScore(self.name, "crop", found.z, found.n_positions, offset=found.offset, scale=(1.0, 1.0)),
-                    HypothesisScore(self.name, "resize", aligned_z(R, self.resampled((h, w))), 1, offset=(0, 0),
-                                    scale=(h / H, w / W))]
+                    HypothesisScore(self.name, "resize", rz, 1, offset=(0, 0), scale=(h / H, w / W))]
         ch, cw = min(h, H), min(w, W)
         return [HypothesisScore(self.name, "aligned", aligned_z(_centre(R, ch, cw), _centre(F, ch, cw)))]
 
@@ -190,7 +284,7 @@ class GeneratorModel:
         return self._null_models[key]
 
     def _null_for(self, hypothesis: str, size: tuple[int, int]) -> NullModel | None:
-        size = (self.shape if hypothesis == "aligned" else size)
+        size = (self.shape if hypothesis in ("aligned",) or hypothesis.startswith(JPEG_HYPOTHESIS) else size)
         sizes = [s for (h, s) in self.nulls if h == hypothesis]
         if not sizes:
             return None
@@ -211,12 +305,51 @@ class GeneratorModel:
             qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in self.genuine]
             if qs and quality < 98:
                 name = f"aligned@q{min(qs, key=lambda q: abs(q - quality))}"
-        size = self.shape if hypothesis == "aligned" else size
+        size = self.shape if hypothesis == "aligned" or hypothesis.startswith(JPEG_HYPOTHESIS) else size
         sizes = [s for (h, s) in self.genuine if h == name]
         if not sizes:
             return None
         s = nearest_size(sizes, size)
         return GenuineRange(self.name, name, s, self.genuine[(name, s)])
+
+
+class QueryResidual:
+    """One query residual R (C, H, W) with what every generator of its size compares it with,
+    computed on first use: its unit vector (float32, as ``_unit``), its per-channel centred
+    values (float64, flattened) and norm, and its spectrum per fingerprint size
+    (``generator_search.QuerySpectrum``)."""
+
+    def __init__(self, R: np.ndarray):
+        self.R = R
+        self._unit: np.ndarray | None = None
+        self._centred: np.ndarray | None = None
+        self._norm = 0.0
+        self._spectra: dict[tuple[int, int], QuerySpectrum] = {}
+
+    @property
+    def unit(self) -> np.ndarray:
+        if self._unit is None:
+            self._unit = _unit(self.R)
+        return self._unit
+
+    @property
+    def centred(self) -> np.ndarray:
+        if self._centred is None:
+            r = self.R.astype(np.float64)
+            self._centred = (r - r.mean(axis=(-2, -1), keepdims=True)).ravel()
+            self._norm = math.sqrt(float(self._centred @ self._centred))
+        return self._centred
+
+    @property
+    def norm(self) -> float:
+        """``|centred|``."""
+        self.centred  # noqa: B018 - computes the norm with the centred values
+        return self._norm
+
+    def spectrum(self, size: tuple[int, int]) -> QuerySpectrum:
+        if size not in self._spectra:
+            self._spectra[size] = QuerySpectrum(self.R, size)
+        return self._spectra[size]
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -251,6 +384,11 @@ class GeneratorModels:
     def names(self) -> list[str]:
         return [m.name for m in self.models]
 
+    @property
+    def without_statistics(self) -> list[str]:
+        """Generators with no stored null (a library built before the statistics): never matched."""
+        return [m.name for m in self.models if not m.nulls]
+
 
 def _parse_key(key: str) -> tuple[str, str, str, tuple[int, int]] | None:
     parts = key.split(":")
@@ -266,6 +404,8 @@ def _parse_key(key: str) -> tuple[str, str, str, tuple[int, int]] | None:
 def _expected_keys(name: str, shape: tuple[int, int]) -> list[str]:
     keys = [null_key(name, "aligned", shape), genuine_key(name, "aligned", shape)]
     keys += [genuine_key(name, "aligned", shape, q) for q in GENUINE_QUALITIES]
+    for q in JPEG_FINGERPRINT_QUALITIES:
+        keys += [null_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape), genuine_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape)]
     for size in stat_sizes(shape):
         for hyp in ("crop", "resize"):
             keys += [null_key(name, hyp, size), genuine_key(name, hyp, size)]
@@ -294,7 +434,15 @@ def load_generator_models(lib, *, fpr: float = DEFAULT_FPR, warn: Callable[[str]
                 warn(str(err))
             continue
         params = FingerprintParams.from_dict(dict(ref.info.params, kind="generator"))
-        model = GeneratorModel(info.name, params, ref.fingerprint)
+        jpeg = {}
+        for q in JPEG_FINGERPRINT_QUALITIES:  # compression-matched fingerprints, when current
+            values = lib.calibration(jpeg_fingerprint_key(info.name, q))
+            if values.size == np.size(ref.fingerprint) + 1 and int(values[-1]) == info.n_images:
+                jpeg[q] = values[:-1].astype(np.float32).reshape(np.shape(ref.fingerprint))
+            elif values.size:
+                out.notes.append(f"{info.name}: JPEG q{q} fingerprint out of date (images removed or added since); "
+                                 "JPEG queries are compared with the plain fingerprint only")
+        model = GeneratorModel(info.name, params, ref.fingerprint, jpeg=jpeg)
         for key in _expected_keys(info.name, model.shape):
             values = lib.calibration(key)
             parsed = _parse_key(key)
@@ -318,8 +466,9 @@ def decide_one(models: GeneratorModels, R: np.ndarray, stats: ResidualStats, qua
     group = list(group) if group is not None else models.models
     size = tuple(R.shape[1:])
     scores, nulls, genuine, per = [], {}, {}, {}
+    query = QueryResidual(R)  # its unit vector and spectra serve every generator
     for m in group:
-        hs = m.hypotheses(R)
+        hs = m.hypotheses(R, query, quality)
         per[m.name] = hs
         for s in hs:
             scores.append(s)

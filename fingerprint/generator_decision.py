@@ -101,7 +101,8 @@ def _saturated(image: np.ndarray) -> np.ndarray:
     return ((planes == 0) | (planes == top)).any(-1)
 
 
-def residual_statistics(noise: np.ndarray, image: np.ndarray | None = None) -> ResidualStats:
+def residual_statistics(noise: np.ndarray, image: np.ndarray | None = None, *,
+                        power: np.ndarray | None = None) -> ResidualStats:
     """Testability statistics of a residual.
 
     Parameters
@@ -112,6 +113,9 @@ def residual_statistics(noise: np.ndarray, image: np.ndarray | None = None) -> R
     image : ndarray of uint8 or uint16, shape (H, W) or (H, W, C), optional
         The image the residual came from, for the clipping mask and the bit depth (uint16: the
         rounding noise is 257 times smaller). Without it no pixel counts as clipped.
+    power : ndarray, shape (H, W), optional
+        ``sum_c |DFT2(noise_c - mean(noise_c))|^2``, when the caller has the spectra already
+        (the whitening computes them); computed here otherwise.
 
     Returns
     -------
@@ -132,10 +136,15 @@ def residual_statistics(noise: np.ndarray, image: np.ndarray | None = None) -> R
         if image.shape[:2] != (H, W):
             raise ValueError(f"image {image.shape[:2]} and noise {(H, W)} differ in size")
         saturated = _saturated(image)
-    from scipy import fft
+    if power is None:
+        from scipy import fft
 
-    y = fft.fft2((n - n.mean(axis=(1, 2), keepdims=True)).astype(np.float32), workers=-1)
-    spectrum = (y.real**2 + y.imag**2).sum(0, dtype=np.float64)
+        y = fft.fft2((n - n.mean(axis=(1, 2), keepdims=True)).astype(np.float32), workers=-1)
+        spectrum = (y.real**2 + y.imag**2).sum(0, dtype=np.float64)
+    else:
+        spectrum = np.asarray(power, dtype=np.float64)
+        if spectrum.shape != (H, W):
+            raise ValueError(f"power {spectrum.shape} and noise {(H, W)} differ in size")
     smooth = ndimage.uniform_filter(spectrum, (min(H, W) // 8) | 1, mode="wrap")
     total = float((smooth**2).sum())
     spread = float(smooth.sum() ** 2 / total / smooth.size) if total > 0 else 0.0
@@ -225,6 +234,11 @@ class GenuineRange:
     size: tuple[int, int]
     scores: np.ndarray = field(repr=False)
 
+    def __post_init__(self) -> None:
+        s = np.asarray(self.scores, dtype=np.float64)
+        object.__setattr__(self, "_finite", s[np.isfinite(s)])
+        object.__setattr__(self, "_lower", {})  # per k: a range serves every query of an attribution run
+
     def lower(self, k: float | None = FAMILY_K) -> float:
         """``mean - k std`` of the scores (-inf with fewer than 3 scores: no range known).
 
@@ -235,8 +249,12 @@ class GenuineRange:
         through more non-matching 128-pixel crops: 5.8 % against 2.9 % of the negatives of
         ``benchmarks/gan_wild.py``; the rule also guards the null's small-crop tail.)
         """
-        s = np.asarray(self.scores, dtype=np.float64)
-        s = s[np.isfinite(s)]
+        if k not in self._lower:
+            self._lower[k] = self._bound(k)
+        return self._lower[k]
+
+    def _bound(self, k: float | None) -> float:
+        s = self._finite
         if s.size < 3:
             return -math.inf
         if k is None:

@@ -30,8 +30,8 @@ from fingerprint.generator_decision import HypothesisScore
 HYPOTHESES = ("aligned", "crop", "resize")
 RESAMPLE_FILTERS = ("bicubic", "bilinear", "lanczos")
 
-__all__ = ["HYPOTHESES", "FingerprintSearch", "ShiftResult", "aligned_z", "hypothesis_scores", "resample_fingerprint",
-           "shift_search"]
+__all__ = ["HYPOTHESES", "FingerprintSearch", "QuerySpectrum", "ShiftResult", "aligned_z", "hypothesis_scores",
+           "resample_fingerprint", "shift_search"]
 
 
 def _centred(a: np.ndarray) -> np.ndarray:
@@ -98,26 +98,43 @@ class FingerprintSearch:
             self._norms[(h, w)] = np.sqrt(np.maximum((s2 - s1 * s1 / (h * w)).sum(0), 0.0))
         return self._norms[(h, w)]
 
-    def search(self, residual: np.ndarray) -> ShiftResult:
-        """See :func:`shift_search`."""
+    def search(self, residual: np.ndarray | QuerySpectrum) -> ShiftResult:
+        """See :func:`shift_search`. ``residual`` may be a :class:`QuerySpectrum` of this
+        fingerprint's size (one spectrum of a query serves every fingerprint of that size)."""
+        from scipy import fft
+
+        Cf, H, W = self.F.shape
+        q = residual if isinstance(residual, QuerySpectrum) else QuerySpectrum(residual, (H, W))
+        C, h, w = q.shape
+        if C != Cf or h > H or w > W or q.size != (H, W):
+            raise ValueError(f"residual {q.shape} must have the fingerprint's channels and fit inside {self.F.shape}")
+        n_positions = (H - h + 1) * (W - w + 1)
+        if q.norm == 0:
+            return ShiftResult(0.0, (0, 0), n_positions)
+        # channels summed in the frequency domain (the transform is linear): one inverse FFT
+        spec = (q.conj_spectrum * self.spectrum).sum(0)
+        corr = fft.irfft2(spec, s=(H, W), workers=-1)[: H - h + 1, : W - w + 1]
+        norms = self.region_norms(h, w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(norms > 0, corr / (norms * q.norm), 0.0) * math.sqrt(C * h * w)
+        t, l = np.unravel_index(int(np.argmax(z)), z.shape)
+        return ShiftResult(float(z[t, l]), (int(t), int(l)), n_positions)
+
+
+class QuerySpectrum:
+    """A query residual prepared for shift searches in fingerprints of size ``size`` = (H, W):
+    per-channel centred (float64), its norm and the conjugate half spectrum of its zero-padded
+    planes (C, H, W // 2 + 1), computed once for every fingerprint of that size."""
+
+    def __init__(self, residual: np.ndarray, size: tuple[int, int]):
         from scipy import fft
 
         q = _centred(_as_planes(residual, "residual"))
-        C, h, w = q.shape
-        Cf, H, W = self.F.shape
-        if C != Cf or h > H or w > W:
-            raise ValueError(f"residual {q.shape} must have the fingerprint's channels and fit inside {self.F.shape}")
-        qn = math.sqrt(float((q * q).sum()))
-        n_positions = (H - h + 1) * (W - w + 1)
-        if qn == 0:
-            return ShiftResult(0.0, (0, 0), n_positions)
-        spec = np.conj(fft.rfft2(q, s=(H, W), workers=-1)) * self.spectrum
-        corr = fft.irfft2(spec, s=(H, W), workers=-1).sum(0)[: H - h + 1, : W - w + 1]
-        norms = self.region_norms(h, w)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(norms > 0, corr / (norms * qn), 0.0) * math.sqrt(C * h * w)
-        t, l = np.unravel_index(int(np.argmax(z)), z.shape)
-        return ShiftResult(float(z[t, l]), (int(t), int(l)), n_positions)
+        self.shape = q.shape
+        self.size = (int(size[0]), int(size[1]))
+        self.norm = math.sqrt(float((q * q).sum()))
+        fits = q.shape[1] <= self.size[0] and q.shape[2] <= self.size[1]
+        self.conj_spectrum = np.conj(fft.rfft2(q, s=self.size, workers=-1)) if fits and self.norm > 0 else None
 
 
 def shift_search(residual: np.ndarray, fingerprint: np.ndarray | FingerprintSearch) -> ShiftResult:

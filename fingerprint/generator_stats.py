@@ -17,13 +17,15 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from fingerprint.estimate import FingerprintParams, GeneratorAccumulator
-from fingerprint.generator_attribution import (GENUINE_QUALITIES, MAX_GENUINE_IMAGES, NULL_JPEG, GeneratorModel, GeneratorModels, StatRecord, _sha,
-                                               decide_one, genuine_key, load_generator_models, null_key,
+from fingerprint.generator_attribution import (GENUINE_QUALITIES, MAX_GENUINE_IMAGES, NULL_JPEG, ArrayRecord,
+                                               GeneratorModel, GeneratorModels, StatRecord, _sha, decide_one,
+                                               genuine_key, jpeg_fingerprint_key, load_generator_models, null_key,
                                                query_residual, versions)
 
 KEEP_BYTES = 256 * 2**20  # images and residuals kept for leave-one-out, at most
 
-__all__ = ["GeneratorStatistics", "calibration_records", "default_null_records", "generator_records", "loo_records",
+__all__ = ["GeneratorStatistics", "JpegSums", "calibration_records", "default_null_jpeg_records", "default_null_records",
+           "generator_records", "jpeg_accumulators", "jpeg_loo_records", "jpeg_null_records", "loo_records",
            "refresh_statistics", "write_records"]
 
 
@@ -132,13 +134,172 @@ def loo_records(name: str, params: FingerprintParams, sums: dict[str, np.ndarray
     return out
 
 
+# ------------------------------------------------------------- compression-matched fingerprints
+class JpegSums:
+    """The compression-matched fingerprints of one generator being built: per stored JPEG quality Q
+    (``JPEG_FINGERPRINT_QUALITIES``) an accumulator of its images re-saved at Q, and the
+    ``(image, residual at Q)`` of up to ``MAX_GENUINE_IMAGES`` of them for leave-one-out."""
+
+    def __init__(self, params: FingerprintParams, qualities: Sequence[int] | None = None):
+        from fingerprint import generator_attribution as ga
+
+        self.params = params
+        self._bytes = 0
+        self.accumulators = {int(q): (GeneratorAccumulator(params, backend="cpu"), [])
+                             for q in (ga.JPEG_FINGERPRINT_QUALITIES if qualities is None else qualities)}
+
+    def add(self, image: np.ndarray, keep: bool = True) -> None:
+        from fingerprint.transforms import apply_pipeline
+
+        for q, (acc, kept) in self.accumulators.items():
+            r = acc.add(apply_pipeline(image, f"jpeg:{q}").image)
+            if keep and len(kept) < MAX_GENUINE_IMAGES and self._bytes + image.nbytes + r.nbytes <= KEEP_BYTES:
+                kept.append((image, r))
+                self._bytes += image.nbytes + r.nbytes
+
+    def fingerprints(self) -> dict[int, np.ndarray]:
+        return {q: acc.fingerprint() for q, (acc, _) in self.accumulators.items() if acc.n_images}
+
+    def array_records(self, name: str) -> list[ArrayRecord]:
+        """The fingerprints for the library, each followed by the number of images it counts."""
+        return [ArrayRecord(jpeg_fingerprint_key(name, q),
+                            np.append(acc.fingerprint().astype(np.float64).ravel(), float(acc.n_images)))
+                for q, (acc, _) in self.accumulators.items() if acc.n_images]
+
+
+def jpeg_accumulators(params: FingerprintParams, images: Sequence[np.ndarray],
+                      qualities: Sequence[int] | None = None) -> JpegSums:
+    """:class:`JpegSums` of ``images`` (a generator's sources)."""
+    sums = JpegSums(params, qualities)
+    for x in images:
+        sums.add(x)
+    return sums
+
+
+def _jpeg_versions(image: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+    from fingerprint import generator_attribution as ga
+    from fingerprint.transforms import apply_pipeline
+
+    for q in ga.JPEG_STAT_QUALITIES:
+        yield q, apply_pipeline(image, f"jpeg:{q}").image
+
+
+_JPEG_NULL_CACHE: dict = {}  # the default null's JPEG re-saves, residuals per (shape, channels, params, counts)
+
+
+def _default_null_jpeg_residuals(shape: tuple[int, int], channels: int, params: FingerprintParams, cameras: int,
+                                 per_camera: int, seed: int) -> list[tuple[int, np.ndarray, str]]:
+    """(quality, residual, sha) of every testable re-save of the default null photos at each of
+    ``JPEG_STAT_QUALITIES`` (kept for the next generator of the process when they fit in
+    ``NULL_CACHE_BYTES / 2``; they do not depend on the generator)."""
+    from fingerprint.default_null import default_null_images
+    from fingerprint.generator_decision import insufficient_signal
+
+    key = (tuple(shape), channels, params, cameras, per_camera, seed)
+    if key in _JPEG_NULL_CACHE:
+        return _JPEG_NULL_CACHE[key]
+    out, size = [], 0
+    for image, _ in default_null_images(shape, cameras=cameras, per_camera=per_camera, seed=seed):
+        x = image if channels == 3 else np.asarray(image.mean(-1).round(), np.uint8)
+        for q, v in _jpeg_versions(x):
+            R, stats = query_residual(v, params)
+            if insufficient_signal(stats) is None:
+                out.append((q, R, _sha(v, f"jpeg:{q}")))
+                size += R.nbytes
+    _JPEG_NULL_CACHE.clear()
+    if size <= NULL_CACHE_BYTES // 2:
+        _JPEG_NULL_CACHE[key] = out
+    return out
+
+
+def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[StatRecord]:
+    """The default null of the ``jpeg@q<Q>`` hypotheses: the default null photos
+    (:func:`default_null_records`) re-saved at each of ``JPEG_STAT_QUALITIES``."""
+    from fingerprint import generator_attribution as ga
+
+    if not target.jpeg:
+        return []
+    out = []
+    for q, R, sha in _default_null_jpeg_residuals(target.shape, target.F.shape[0], target.params, ga.NULL_CAMERAS,
+                                                  ga.NULL_PER_CAMERA, seed):
+        for s in target.hypotheses(R, quality=q):
+            if s.hypothesis.startswith(ga.JPEG_HYPOTHESIS):
+                out.append(StatRecord(null_key(target.name, s.hypothesis, target.shape), target.name, sha, s.z))
+    return out
+
+
+def jpeg_null_records(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams) -> list[StatRecord]:
+    """Null records of the ``jpeg@q<Q>`` hypotheses: ``image`` (from none of ``targets``, of their
+    size) re-saved at each of ``JPEG_STAT_QUALITIES``, against each target's compression-matched
+    fingerprint of the nearest stored quality."""
+    from fingerprint.generator_attribution import JPEG_HYPOTHESIS
+    from fingerprint.generator_decision import insufficient_signal
+
+    targets = [m for m in targets if m.jpeg and tuple(image.shape[:2]) == m.shape]
+    out = []
+    for q, x in (_jpeg_versions(image) if targets else ()):
+        R, stats = query_residual(x, params)
+        if insufficient_signal(stats) is not None:
+            continue
+        sha = _sha(x, f"jpeg:{q}")
+        for m in targets:
+            for s in m.hypotheses(R, quality=q):
+                if s.hypothesis.startswith(JPEG_HYPOTHESIS):
+                    out.append(StatRecord(null_key(m.name, s.hypothesis, m.shape), m.name, sha, s.z))
+    return out
+
+
+def jpeg_loo_records(model: GeneratorModel, sums: JpegSums) -> list[StatRecord]:
+    """Genuine records of the ``jpeg@q<Q>`` hypotheses: each kept source, re-saved at each quality of
+    ``JPEG_STAT_QUALITIES``, against the compression-matched fingerprint of the nearest Q rebuilt
+    without that source (its re-save at Q subtracted from the sums)."""
+    from scipy import fft
+
+    from fingerprint.generator_attribution import JPEG_HYPOTHESIS
+    from fingerprint.generator_decision import insufficient_signal
+
+    out = []
+    for Q, (acc, kept) in sums.accumulators.items():
+        if acc.n_images < 3:
+            continue
+        for image, r in kept[:MAX_GENUINE_IMAGES]:
+            loo = {"sum": acc.sums["sum"] - r}
+            if "power" in acc.sums:
+                y = fft.rfft2(r, axes=(-2, -1), workers=-1)
+                y[:, 0, 0] = 0
+                loo["power"] = acc.sums["power"] - (y.real**2 + y.imag**2).astype(np.float32)
+            F = GeneratorAccumulator.from_sums(model.params, loo, acc.n_images - 1).fingerprint()
+            m = GeneratorModel(model.name, model.params, model.F, jpeg={Q: F})
+            for q, x in _jpeg_versions(image):
+                if q not in _nearest_to(Q, model):
+                    continue
+                R, stats = query_residual(x, model.params)
+                if insufficient_signal(stats) is not None:
+                    continue
+                for s in m.hypotheses(R, quality=q):
+                    if s.hypothesis.startswith(JPEG_HYPOTHESIS):
+                        out.append(StatRecord(genuine_key(model.name, s.hypothesis, model.shape), model.name,
+                                              _sha(x, f"jpeg:{q}"), s.z))
+    return out
+
+
+def _nearest_to(Q: int, model: GeneratorModel) -> list[int]:
+    """The qualities of ``JPEG_STAT_QUALITIES`` whose nearest stored quality is Q."""
+    from fingerprint import generator_attribution as ga
+
+    return [q for q in ga.JPEG_STAT_QUALITIES if model.jpeg_hypothesis(q) == f"{ga.JPEG_HYPOTHESIS}@q{Q}"]
+
+
 def write_records(lib, records: Iterable[StatRecord]) -> int:
     """Append records to the library's calibration data, one dataset per key (call inside a transaction)."""
     by_key: dict[str, list[StatRecord]] = {}
-    for r in records:
-        if math.isfinite(r.value):
-            by_key.setdefault(r.key, []).append(r)
     n = 0
+    for r in records:
+        if isinstance(r, ArrayRecord):  # a whole dataset: replaced
+            lib.clear_calibration(r.key)
+            n += lib.add_calibration(r.key, r.values)
+        elif math.isfinite(r.value):
+            by_key.setdefault(r.key, []).append(r)
     for key, rs in by_key.items():
         n += lib.add_calibration(key, [r.value for r in rs], sha256=[r.sha256 for r in rs],
                                  against=[r.generator for r in rs])
@@ -160,6 +321,7 @@ def calibration_records(models: GeneratorModels, image: np.ndarray, match_fpr: f
         if dec.decision == "match":
             raise ValueError(f"matches generator {dec.best!r} ({dec.reason}), not a negative")
         out += generator_records(group, image, params)
+        out += jpeg_null_records(group, image, params)
     return out
 
 
@@ -178,12 +340,15 @@ class GeneratorStatistics:
         self.others = [m for m in models if m.name != name and m.params == params]
         self.kept: list[tuple[np.ndarray, np.ndarray]] = []
         self.records: list[StatRecord] = []
+        self.jpeg = JpegSums(params)
         self._bytes = 0
 
     def add(self, image: np.ndarray, residual: np.ndarray) -> None:
         """One image added to the generator, with the residual the accumulator added."""
         same = [m for m in self.others if m.shape == tuple(residual.shape[1:])]
         self.records += generator_records(same, image, self.params)
+        self.records += jpeg_null_records(same, image, self.params)
+        self.jpeg.add(image)
         size = image.nbytes + residual.nbytes
         if len(self.kept) < MAX_GENUINE_IMAGES and self._bytes + size <= KEEP_BYTES:
             self.kept.append((image, residual))
@@ -193,9 +358,17 @@ class GeneratorStatistics:
         """Every record of the build, to write with the reference."""
         from fingerprint.io import iter_images
 
-        new = GeneratorModel(self.name, self.params, acc.fingerprint())
+        if self.name in lib:  # an update: the compression-matched sums need the earlier images again
+            info = lib.info(self.name)
+            wanted = dict((path, sha) for path, sha in info.sources)
+            for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
+                if item.error is None and item.sha256 == wanted.get(str(item.path)):
+                    self.jpeg.add(item.image, keep=False)
+        new = GeneratorModel(self.name, self.params, acc.fingerprint(), jpeg=self.jpeg.fingerprints())
         out = list(self.records)
         out += default_null_records(new)
+        out += default_null_jpeg_records(new)
+        out += self.jpeg.array_records(self.name)  # counts short of the reference's (files missing): not used
         if self.name not in lib:  # a new generator: the earlier generators' images against it
             missing = 0
             for other in load_generator_models(lib).models:
@@ -207,12 +380,14 @@ class GeneratorStatistics:
                 for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
                     if item.error is None and item.sha256 == wanted.get(str(item.path)):
                         out += generator_records([new], item.image, self.params)
+                        out += jpeg_null_records([new], item.image, self.params)
                         got += 1
                 missing += len(wanted) - got
             if missing:
                 warn(f"{missing} source image(s) of earlier generators are missing or changed: the null statistics "
                      f"of {self.name!r} leave them out")
         out += loo_records(self.name, self.params, acc.sums, acc.n_images, self.kept)
+        out += jpeg_loo_records(new, self.jpeg)
         return out
 
 
@@ -241,14 +416,21 @@ def refresh_statistics(library, *, lock_timeout: float = 10.0, warn: Callable[[s
                 warn(f"{len(wanted) - len(got)} source image(s) of {m.name!r} are missing or changed: left out of "
                      "its statistics")
             images[m.name] = got
-        records: list[StatRecord] = []
+        records: list = []
         for m in todo:
+            ref = lib.get(m.name)
+            complete = len(images[m.name]) == ref.n_images  # sums and leave-one-out need every image
+            jpeg = jpeg_accumulators(m.params, images[m.name]) if complete else None
+            mj = GeneratorModel(m.name, m.params, m.F, jpeg=jpeg.fingerprints()) if jpeg is not None else m
             records += default_null_records(m)
+            records += default_null_jpeg_records(mj)
             for other in models:
                 if other.name != m.name and other.params == m.params and other.shape == m.shape:
                     for x in images[other.name]:
                         records += generator_records([m], x, m.params)
-            ref = lib.get(m.name)
+                        records += jpeg_null_records([mj], x, m.params)
+            if jpeg is not None:
+                records += jpeg.array_records(m.name) + jpeg_loo_records(mj, jpeg)
             if len(images[m.name]) == ref.n_images:  # leave-one-out needs every image of the sums
                 from fingerprint.estimate import generator_residual
 

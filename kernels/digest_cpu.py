@@ -4,7 +4,8 @@ A digest keeps a fingerprint's strongest pixels (``fingerprint.digest``). The di
 references of one shape are stored reference after reference (the CSR layout of the sparse
 R x N matrix ``D`` whose row j holds reference j's digest values at its pixel positions): one
 Numba iteration per reference reads that reference's entries in order and gathers the query rows
-they name from a pixel-major (N, C) table of the query at C rotations, ``out = D @ columns``.
+they name from a pixel-major (N, C) table of the query at C rotations, ``out = D @ columns``
+(C = 4: one query at four rotations; C = 8: two queries, e.g. two residuals of one image).
 References are independent (no partial buffers, no transpose when an index is built), and the
 table (16 bytes a pixel for four rotations) stays in the last-level cache at 512 x 512.
 
@@ -65,6 +66,31 @@ def _gather_correlation(indices, indptr, values, columns, out):
                 t2 += a2
                 t3 += a3
             out[j, 0], out[j, 1], out[j, 2], out[j, 3] = t0, t1, t2, t3
+        elif n_cols == 8:  # two queries (e.g. two residuals of one image) at four rotations, in one pass
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = 0.0
+            for first in range(start, stop, CHUNK):
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+                for p in range(first, min(first + CHUNK, stop)):
+                    row = columns[indices[p]]
+                    v = values[p]
+                    a0 += v * row[0]
+                    a1 += v * row[1]
+                    a2 += v * row[2]
+                    a3 += v * row[3]
+                    a4 += v * row[4]
+                    a5 += v * row[5]
+                    a6 += v * row[6]
+                    a7 += v * row[7]
+                t0 += a0
+                t1 += a1
+                t2 += a2
+                t3 += a3
+                t4 += a4
+                t5 += a5
+                t6 += a6
+                t7 += a7
+            out[j, 0], out[j, 1], out[j, 2], out[j, 3] = t0, t1, t2, t3
+            out[j, 4], out[j, 5], out[j, 6], out[j, 7] = t4, t5, t6, t7
         else:
             total = np.zeros(n_cols)
             acc = np.zeros(n_cols, dtype=np.float32)

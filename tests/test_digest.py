@@ -38,7 +38,7 @@ def _pixel_major(indices, indptr, values, n_pixels):
 
 
 @pytest.mark.parametrize("build", ["parallel", "serial"])
-@pytest.mark.parametrize("n_cols", [4, 1, 3])
+@pytest.mark.parametrize("n_cols", [4, 8, 1, 3])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_gather_kernel_matches_its_twin(build, n_cols, index_dtype):
     """Both builds at a size that the wrapper sends to the parallel one (>= PARALLEL_MIN_SIZE entries),
@@ -66,7 +66,7 @@ def test_gather_kernel_sums_long_rows_in_float32_runs_without_losing_precision()
     n_refs, n_pixels = 5, 40000
     lengths = np.array([3 * digest_cpu.CHUNK + 17, digest_cpu.CHUNK, digest_cpu.CHUNK + 1, 1, 20000])
     indices, indptr, values = _random_rows(rng, n_refs, n_pixels, lengths)
-    for n_cols in (4, 2):
+    for n_cols in (4, 8, 2):
         columns = (rng.standard_normal((n_pixels, n_cols)) + 0.5).astype(np.float32)  # a bias: sums grow
         expected = naive.sparse_correlation(*_pixel_major(indices, indptr, values, n_pixels), columns, n_refs)
         got = digest_cpu.gather_correlation(indices, indptr, values, columns)
@@ -122,6 +122,23 @@ def test_index_scores_match_the_twin_at_every_rotation_and_shape():
     assert np.isfinite(z[1, [1, 3]]).all() and np.isnan(z[2]).all()
     only = index.scores(rng.standard_normal((24, 36)).astype(np.float32), rotations=(0,))
     assert np.isnan(only[:, 1:]).all() and np.isfinite(only[[0, 3], 0]).all()
+
+
+@pytest.mark.parametrize("query_shape, rotations", [((30, 30), (0, 1, 2, 3)), ((24, 36), (0, 1, 2, 3)), ((30, 30), (0,))])
+def test_scores_of_several_queries_in_one_pass_equal_their_own(query_shape, rotations):
+    """Two residuals of one image (8 columns) or three queries (the general loop): one pass, the same z."""
+    rng = np.random.default_rng(4)
+    shapes = [(24, 36), (36, 24), (30, 30)] * 40
+    index = DigestIndex([make_digest(rng.standard_normal(s).astype(np.float32), 300) for s in shapes])
+    for m in (2, 3):
+        qs = [(rng.standard_normal(query_shape) * (1 + i)).astype(np.float32) for i in range(m)]
+        together = index.scores_many(qs, rotations)
+        for q, z in zip(qs, together):
+            alone = index.scores(q, rotations)
+            assert np.array_equal(np.isnan(z), np.isnan(alone))
+            np.testing.assert_allclose(z[~np.isnan(z)], alone[~np.isnan(alone)], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ShapeMismatchError):
+        index.scores_many([np.ones((30, 30), np.float32), np.ones((24, 36), np.float32)])
 
 
 def test_sparse_scores_of_unrelated_queries_are_standard_normal():

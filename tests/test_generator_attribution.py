@@ -183,3 +183,125 @@ def test_refresh_statistics_gives_an_old_library_the_statistics_of_a_new_build(s
         for k in m.genuine:
             np.testing.assert_allclose(np.sort(fresh[m.name].genuine[k]), np.sort(m.genuine[k]), rtol=1e-4, atol=1e-4)
     assert refresh_statistics(str(path)) == 0  # nothing left to do
+
+
+def test_query_residual_is_the_build_residual_and_keeps_the_statistics(sources):
+    """The whitening's spectra serve the texture gate: same residual as a build, same statistics."""
+    from fingerprint.build import default_params
+    from fingerprint.estimate import _zero_mean_planes, generator_residual
+    from fingerprint.generator_attribution import query_residual
+    from fingerprint.generator_decision import residual_statistics
+    from fingerprint.residual import extract_noise
+
+    params = default_params("generator")
+    flat = np.full((SIZE, SIZE, 3), 128, np.uint8)
+    for image in [*sources["ga"][1][:2], flat]:
+        R, stats = query_residual(image, params)
+        assert np.array_equal(R, generator_residual(image, params))
+        noise = extract_noise(image, params.sigma, params.levels)
+        if params.zero_mean:
+            _zero_mean_planes(noise)
+        plain = residual_statistics(noise, image)
+        assert (stats.informative_pixels, stats.rms, stats.saturated_fraction) == (
+            plain.informative_pixels, plain.rms, plain.saturated_fraction)
+        assert stats.spectral_spread == pytest.approx(plain.spectral_spread, rel=1e-5, abs=1e-9)
+
+
+def test_a_shared_query_residual_gives_the_scores_of_separate_ones(models, sources):
+    """One QueryResidual (unit vector, spectra) for every generator: the same hypotheses and scores."""
+    from fingerprint.generator_attribution import QueryResidual, query_residual
+    from fingerprint.generator_search import aligned_z, shift_search
+
+    image = sources["gb"][1][0]
+    for cond in ("none", "crop:96", "resize:0.75"):
+        x = apply_pipeline(image, cond, image_rng(3, 0)).image
+        R, _ = query_residual(x, models.models[0].params)
+        shared = QueryResidual(R)
+        for m in models.models:
+            a, b = m.hypotheses(R, shared), m.hypotheses(R)
+            assert [(s.hypothesis, s.offset) for s in a] == [(s.hypothesis, s.offset) for s in b]
+            assert [s.z for s in a] == pytest.approx([s.z for s in b], rel=1e-12, abs=1e-12)
+            for s in a:  # against the plain definitions
+                if s.hypothesis == "crop":
+                    assert s.z == pytest.approx(shift_search(R, m.F).z, rel=1e-9, abs=1e-9)
+                elif s.hypothesis == "resize":
+                    assert s.z == pytest.approx(aligned_z(R, m.resampled(R.shape[1:])), rel=1e-9, abs=1e-9)
+                else:
+                    assert s.z == pytest.approx(aligned_z(R, m.F), rel=1e-4, abs=1e-4)  # float32 unit vectors
+
+
+@pytest.fixture
+def jpeg_fingerprints(monkeypatch):
+    """Builds store compression-matched fingerprints at q90 and q75 (off by default: JPEG_FINGERPRINT_QUALITIES)."""
+    import fingerprint.generator_attribution as ga
+
+    monkeypatch.setattr(ga, "JPEG_FINGERPRINT_QUALITIES", (90, 75))
+    return ga.JPEG_FINGERPRINT_QUALITIES
+
+
+def test_by_default_no_compression_matched_fingerprint_is_stored(models):
+    import fingerprint.generator_attribution as ga
+
+    assert ga.JPEG_FINGERPRINT_QUALITIES == ()
+    assert all(not m.jpeg and all(not h.startswith("jpeg@") for h, _ in m.nulls) for m in models.models)
+
+
+def test_build_stores_compression_matched_fingerprints_and_their_statistics(jpeg_fingerprints, sources, tmp_path):
+    JPEG_FINGERPRINT_QUALITIES = jpeg_fingerprints
+    models = _library(tmp_path / "jpeg.h5", sources, ["ga", "gb"])
+    for m in models.models:
+        assert sorted(m.jpeg) == sorted(JPEG_FINGERPRINT_QUALITIES) and m.jpeg[90].shape == m.F.shape
+        for q in JPEG_FINGERPRINT_QUALITIES:
+            null, genuine = m.nulls[(f"jpeg@q{q}", m.shape)], m.genuine[(f"jpeg@q{q}", m.shape)]
+            assert null.size >= 20 and genuine.size >= 5
+            assert np.median(genuine) > np.quantile(null, 0.9)
+    m = models.models[0]
+    assert (m.jpeg_hypothesis(85), m.jpeg_hypothesis(80), m.jpeg_hypothesis(60)) == ("jpeg@q90", "jpeg@q75", "jpeg@q75")
+    assert m.jpeg_hypothesis(None) is None and m.jpeg_hypothesis(98) is None
+    x = apply_pipeline(sources["ga"][1][0], "jpeg:85")
+    hyps = [s.hypothesis for s in m.hypotheses(*_residual(x.image, m), quality=x.jpeg_quality)]
+    assert hyps == ["aligned", "jpeg@q90"]
+    assert [s.hypothesis for s in m.hypotheses(*_residual(sources["ga"][1][0], m))] == ["aligned"]
+
+
+def _residual(image, m):
+    from fingerprint.generator_attribution import query_residual
+
+    return (query_residual(image, m.params)[0],)
+
+
+def test_an_out_of_date_jpeg_fingerprint_is_not_used(jpeg_fingerprints, sources, tmp_path):
+    from fingerprint.generator_attribution import ArrayRecord, jpeg_fingerprint_key
+    from fingerprint.generator_stats import write_records
+
+    path = tmp_path / "one.h5"
+    build_reference(str(path), "ga", "generator", [str(sources["ga"][0])], progress=False, warn=lambda m: None)
+    with Library(str(path), "r+") as lib:
+        stale = np.append(lib.calibration(jpeg_fingerprint_key("ga", 90))[:-1], 7.0)  # built from 8 images, not 7
+        with lib.transaction():
+            write_records(lib, [ArrayRecord(jpeg_fingerprint_key("ga", 90), stale)])
+    with Library(str(path), "r") as lib:
+        loaded = load_generator_models(lib)
+        assert lib.calibration(jpeg_fingerprint_key("ga", 90)).size == SIZE * SIZE * 3 + 1  # replaced, not appended
+    assert sorted(loaded.models[0].jpeg) == [75]
+    assert any("JPEG q90 fingerprint out of date" in n for n in loaded.notes) and loaded.without_statistics == []
+    from fingerprint.attribution import load_attributor
+
+    warnings: list[str] = []
+    with load_attributor(path, warn=warnings.append) as att:  # a note, not the legacy fallback
+        assert att.generator_models is not None and [m.name for m in att.generator_models.models] == ["ga"]
+    assert len(warnings) == 1 and "out of date" in warnings[0] and "library-wide" not in warnings[0]
+
+
+def test_an_update_keeps_the_jpeg_fingerprint_current(jpeg_fingerprints, sources, tmp_path):
+    """Adding images to a generator re-reads its earlier sources for the compression-matched sums."""
+    from fingerprint.generator_attribution import jpeg_fingerprint_key
+
+    files = sorted(sources["ga"][0].iterdir())
+    path = str(tmp_path / "up.h5")
+    build_reference(path, "ga", "generator", [str(f) for f in files[:4]], progress=False, warn=lambda m: None)
+    build_reference(path, "ga", "generator", [str(f) for f in files[4:]], progress=False, warn=lambda m: None)
+    with Library(path, "r") as lib:
+        models = load_generator_models(lib)
+        assert lib.calibration(jpeg_fingerprint_key("ga", 90))[-1] == 8
+    assert sorted(models.models[0].jpeg) == [75, 90] and not models.notes

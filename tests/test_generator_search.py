@@ -102,3 +102,16 @@ def test_prepared_fingerprint_gives_the_same_answers(rng):
     a = hypothesis_scores("g", F[:, 2:30, 3:31], prepared)
     b = hypothesis_scores("g", F[:, 2:30, 3:31], F)
     assert a == b
+
+
+def test_a_query_spectrum_serves_every_fingerprint_of_its_size(rng):
+    from fingerprint.generator_search import FingerprintSearch, QuerySpectrum
+
+    q = rng.normal(size=(3, 20, 18))
+    prepared = QuerySpectrum(q, (32, 30))
+    for _ in range(3):
+        F = rng.normal(size=(3, 32, 30))
+        assert FingerprintSearch(F).search(prepared) == FingerprintSearch(F).search(q)
+    with pytest.raises(ValueError, match="fit inside"):
+        FingerprintSearch(rng.normal(size=(3, 40, 40))).search(prepared)  # a spectrum of another size
+    assert FingerprintSearch(rng.normal(size=(3, 32, 30))).search(QuerySpectrum(np.ones((3, 8, 8)), (32, 30))).z == 0.0
