@@ -338,6 +338,20 @@ def run_pipeline_bench(sizes: Sequence[tuple[int, int]], *, references: int = 6,
     return result
 
 
+def _warm_up_digests(rng) -> None:
+    """Compile the sparse digest kernel (kernels/digest_cpu.py), serial and parallel builds: digests of
+    4 and of 40 fingerprints of 64 x 64 (4 x 4,096 entries: below config.PARALLEL_MIN_SIZE; 40 x 4,096 above)."""
+    import numpy as np
+
+    from fingerprint.digest import DigestIndex, make_digest
+
+    for n_refs in (4, 40):
+        index = DigestIndex([make_digest(rng.standard_normal((64, 64)).astype(np.float32), 4096) for _ in range(n_refs)])
+        queries = [rng.standard_normal((64, 64)).astype(np.float32) for _ in range(2)]
+        index.scores(queries[0])
+        index.scores_many(queries)
+
+
 def _warm_up_jpeg_check(rng) -> None:
     """Compile the JPEG scan walker (kernels/jpeg_entropy_cpu.py) on a baseline and a progressive file."""
     import tempfile
@@ -379,4 +393,5 @@ def warm_up() -> float:
     with dwt_cpu._PARALLEL_LOCK:  # a second thread's residual runs the serial DWT levels
         extract_residual(rng.integers(0, 256, (640, 640)).astype(np.uint8))
     _warm_up_jpeg_check(rng)
+    _warm_up_digests(rng)
     return time.perf_counter() - start

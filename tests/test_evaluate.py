@@ -227,12 +227,13 @@ from fingerprint.bench import warm_up
 from fingerprint.build import build_fingerprint
 from fingerprint.residual import extract_residual
 from fingerprint.scores import pce
-from kernels import dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu
+from fingerprint.digest import DigestIndex, make_digest
+from kernels import digest_cpu, dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu
 from kernels._jit import SizedKernel
 
 def signatures():
     out = {}
-    for mod in (dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu):
+    for mod in (digest_cpu, dwt_cpu, estimate_cpu, layout_cpu, spectral_cpu, wiener_cpu):
         for name, obj in vars(mod).items():
             key = mod.__name__ + "." + name
             if isinstance(obj, SizedKernel):
@@ -255,6 +256,11 @@ for shape in ((560, 480, 3), (560, 480), (40, 56, 3), (40, 56)):
         build_fingerprint([image], "generator")
 with dwt_cpu._PARALLEL_LOCK:
     extract_residual(rng.integers(0, 256, (560, 480, 3)).astype(np.uint8))
+for n_refs, size in ((3, 48), (30, 96)):  # digest pre-selection: serial and parallel builds, 1 and 2 residuals
+    index = DigestIndex([make_digest(rng.standard_normal((size, size)).astype(np.float32)) for _ in range(n_refs)])
+    q = rng.standard_normal((size, size)).astype(np.float32)
+    index.scores(q)
+    index.scores_many([q, q * 2])
 print(json.dumps({"seconds": seconds, "after_warm_up": after_warm_up, "after_commands": signatures()}))
 """
 
@@ -275,7 +281,7 @@ def test_warm_up_compiles_every_kernel_build_a_command_uses():
     entry = [k for k in warm if k.endswith((".parallel", ".serial"))]
     levels = ("_dwt2_level", "_dwt2_level_serial", "_idwt2_level", "_idwt2_level_serial")
     entry += [f"kernels.dwt_cpu.{n}" for n in levels]
-    assert len(entry) == 2 * 12 + 4
+    assert len(entry) == 2 * 13 + 4
     assert [k for k in entry if not warm[k]] == [], "kernel builds warm_up leaves uncompiled"
     compiled_later = {k: sorted(set(used[k]) - set(warm[k])) for k in used if set(used[k]) - set(warm.get(k, []))}
     assert compiled_later == {}, "signatures compiled after warm_up"
