@@ -74,23 +74,36 @@ def _default_null_residuals(shape: tuple[int, int], channels: int, params: Finge
                             per_camera: int, seed: int) -> list[tuple[np.ndarray, str]]:
     """(residual, sha) of every testable version of the default null images (computed once per process
     when they fit in ``NULL_CACHE_BYTES``; they do not depend on the generator)."""
+    def variants(x):
+        return ((None, spec, v) for spec, _, v in versions(x, shape, qualities=(NULL_JPEG,)))
+
+    found = _testable_null_residuals(variants, _NULL_CACHE, NULL_CACHE_BYTES, shape, channels, params, cameras,
+                                     per_camera, seed)
+    return [(R, sha) for _, R, sha in found]
+
+
+def _testable_null_residuals(variants, cache: dict, limit: int, shape: tuple[int, int], channels: int,
+                             params: FingerprintParams, cameras: int, per_camera: int, seed: int) -> list[tuple]:
+    """(tag, residual, sha) of every version ``variants(x)`` (which yields ``(tag, spec, image)``) of the
+    default null photos that passes the texture gate; kept in ``cache`` (one entry, replaced) when the
+    residuals take at most ``limit`` bytes."""
     from fingerprint.default_null import default_null_images
     from fingerprint.generator_decision import insufficient_signal
 
     key = (tuple(shape), channels, params, cameras, per_camera, seed)
-    if key in _NULL_CACHE:
-        return _NULL_CACHE[key]
+    if key in cache:
+        return cache[key]
     out, size = [], 0
     for image, _ in default_null_images(shape, cameras=cameras, per_camera=per_camera, seed=seed):
         x = image if channels == 3 else np.asarray(image.mean(-1).round(), np.uint8)
-        for spec, _, v in versions(x, shape, qualities=(NULL_JPEG,)):
+        for tag, spec, v in variants(x):
             R, stats = query_residual(v, params)
             if insufficient_signal(stats) is None:
-                out.append((R, _sha(v, spec)))
+                out.append((tag, R, _sha(v, spec)))
                 size += R.nbytes
-    _NULL_CACHE.clear()
-    if size <= NULL_CACHE_BYTES:
-        _NULL_CACHE[key] = out
+    cache.clear()
+    if size <= limit:
+        cache[key] = out
     return out
 
 
@@ -192,24 +205,11 @@ def _default_null_jpeg_residuals(shape: tuple[int, int], channels: int, params: 
     """(quality, residual, sha) of every testable re-save of the default null photos at each of
     ``JPEG_STAT_QUALITIES`` (kept for the next generator of the process when they fit in
     ``NULL_CACHE_BYTES / 2``; they do not depend on the generator)."""
-    from fingerprint.default_null import default_null_images
-    from fingerprint.generator_decision import insufficient_signal
+    def variants(x):
+        return ((q, f"jpeg:{q}", v) for q, v in _jpeg_versions(x))
 
-    key = (tuple(shape), channels, params, cameras, per_camera, seed)
-    if key in _JPEG_NULL_CACHE:
-        return _JPEG_NULL_CACHE[key]
-    out, size = [], 0
-    for image, _ in default_null_images(shape, cameras=cameras, per_camera=per_camera, seed=seed):
-        x = image if channels == 3 else np.asarray(image.mean(-1).round(), np.uint8)
-        for q, v in _jpeg_versions(x):
-            R, stats = query_residual(v, params)
-            if insufficient_signal(stats) is None:
-                out.append((q, R, _sha(v, f"jpeg:{q}")))
-                size += R.nbytes
-    _JPEG_NULL_CACHE.clear()
-    if size <= NULL_CACHE_BYTES // 2:
-        _JPEG_NULL_CACHE[key] = out
-    return out
+    return _testable_null_residuals(variants, _JPEG_NULL_CACHE, NULL_CACHE_BYTES // 2, shape, channels, params,
+                                    cameras, per_camera, seed)
 
 
 def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[StatRecord]:

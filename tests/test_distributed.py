@@ -232,6 +232,21 @@ def test_bad_files_reported_not_fatal_and_strict_raises(tmp_path, client, data):
         assert "camA" not in lib  # nothing written
 
 
+def _same_answers(want: list, got: list):
+    """Check a distributed run against the in-process one item by item (error lines equal; the same
+    image, best, decision and closest, the same references in order); yields each pair of records,
+    in-process first, for the caller's score checks."""
+    assert len(got) == len(want)
+    for w, g in zip(want, got):
+        if isinstance(w, str):
+            assert g == w
+            continue
+        assert (g.image, g.best, g.decision, g.closest) == (w.image, w.best, w.decision, w.closest)
+        assert list(g.scores) == list(w.scores)
+        for name in w.scores:
+            yield w.scores[name], g.scores[name]
+
+
 def test_attribution_equals_in_process(tmp_path, client, data):
     _, cams, gens = data
     lib = tmp_path / "lib.h5"
@@ -243,19 +258,12 @@ def test_attribution_equals_in_process(tmp_path, client, data):
     (tmp_path / "bad.png").write_text("nope")
     want = list(attribute_paths(lib, queries, progress=False))
     got = list(attribute_distributed(lib, queries, client=client, progress=False, batch_size=1, in_flight=2))
-    assert len(got) == len(want) == 5
-    for w, g in zip(want, got):
-        if isinstance(w, str):
-            assert g == w
-            continue
-        assert (g.image, g.best, g.decision, g.closest) == (w.image, w.best, w.decision, w.closest)
-        assert list(g.scores) == list(w.scores)
-        for name in w.scores:
-            a, b = w.scores[name], g.scores[name]
-            assert a.match == b.match and a.offset == b.offset and a.rotation == b.rotation
-            # float32 products: a batch of 5 and a batch of 1 may round differently in the last bits
-            assert b.ncc == pytest.approx(a.ncc, rel=1e-5, abs=1e-6)
-            assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
+    assert len(want) == 5
+    for a, b in _same_answers(want, got):
+        assert a.match == b.match and a.offset == b.offset and a.rotation == b.rotation
+        # float32 products: a batch of 5 and a batch of 1 may round differently in the last bits
+        assert b.ncc == pytest.approx(a.ncc, rel=1e-5, abs=1e-6)
+        assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
     assert got[0].best == "camA" and got[1].best == "camB"
     assert got[3].startswith(f"{tmp_path / 'bad.png'}: ") and got[3].count("bad.png") == 1
     with pytest.raises(InvalidImageError) as caught:
@@ -287,21 +295,14 @@ def test_sharded_attribution_equals_in_process(tmp_path, client, data):
     (tmp_path / "bad.png").write_text("nope")
     want = list(attribute_paths(lib, queries, progress=False))
     got = list(attribute_distributed(lib, queries, client=client, progress=False, batch_size=2, shards=2))
-    assert len(got) == len(want) == 5
-    for w, g in zip(want, got):
-        if isinstance(w, str):
-            assert g == w
-            continue
-        assert (g.image, g.best, g.decision, g.closest) == (w.image, w.best, w.decision, w.closest)
-        assert list(g.scores) == list(w.scores)
-        for name in w.scores:
-            a, b = w.scores[name], g.scores[name]
-            assert a.match == b.match and a.threshold == pytest.approx(b.threshold)  # the same budget
-            if a.match or a.pce is None or a.kind == "generator":
-                assert (a.offset, a.rotation) == (b.offset, b.rotation)
-                assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
-            else:  # a shard whose cameras matched nothing runs its later passes (the sigma-5 residual), which
-                assert b.pce >= a.pce * (1 - 1e-6)  # in-process a match in another shard made unnecessary
+    assert len(want) == 5
+    for a, b in _same_answers(want, got):
+        assert a.match == b.match and a.threshold == pytest.approx(b.threshold)  # the same budget
+        if a.match or a.pce is None or a.kind == "generator":
+            assert (a.offset, a.rotation) == (b.offset, b.rotation)
+            assert (a.pce is None and b.pce is None) or b.pce == pytest.approx(a.pce, rel=1e-6)
+        else:  # a shard whose cameras matched nothing runs its later passes (the sigma-5 residual), which
+            assert b.pce >= a.pce * (1 - 1e-6)  # in-process a match in another shard made unnecessary
     assert got[0].best == "camA" and got[1].best == "camB"
 
 
