@@ -282,20 +282,8 @@ class Attributor:
         cams = self._cameras
         searches = cams.view(fits, "search") if isinstance(cams, LazyCameras) else {n: cams[n].search for n in fits}
         wi2, select, pre = residuals[0] * I, None, self.preselector
-        if pre is not None:
-            select = lambda wi, names: pre.candidates(self._host(wi), names, self.rotations)  # noqa: E731
-            aligned = sum(bool(aligned_rotations(self._camera_shapes[n], shape, self.rotations)) for n in fits)
-            if second is not None and aligned > max(pre.top_k, pre.min_cameras):
-                # digests will be scored: both residuals now, one sparse pass for the two (about 0.6 of two passes)
-                wi5 = second()
-                kept = pre.candidates_many([self._host(wi2), self._host(wi5)], fits, self.rotations)
-                by_residual = {id(wi2): kept[0], id(wi5): kept[1]}
-
-                def select(wi, names):
-                    allowed = set(names)
-                    return [n for n in by_residual[id(wi)] if n in allowed]
-
-                second = lambda: wi5  # noqa: E731
+        if pre is not None:  # one sparse pass per residual: the second only for a query that matched nowhere
+            select = lambda wi, names: pre.select_many([self._host(wi)], names, self.rotations)[0]  # noqa: E731
         decisions = decide_preselected(searches, wi2, second, select=select, progress=self.progress)
         sigmas = (self.query_sigma, self.retry_sigma)
         n_sigmas = 2 if self.retry_sigma else 1

@@ -372,6 +372,19 @@ class CameraPreselector:
                         rotations: Iterable[int] = ROTATIONS) -> list[list[str]]:
         """:meth:`candidates` for several residual products of one image (one shape), with one
         sparse pass over the digests for all of them (``DigestIndex.scores_many``)."""
+        return [list(kept) for kept in self.select_many(WIs, names, rotations)]
+
+    def select_many(self, WIs: Sequence[np.ndarray], names: Sequence[str],
+                    rotations: Iterable[int] = ROTATIONS) -> list[dict[str, tuple[int, ...] | None]]:
+        """:meth:`candidates_many` with the rotations to confirm: for each residual product,
+        ``{name: quarter turns}`` over the cameras kept, in the order of ``names``.
+
+        An aligned camera kept by the bound is confirmed at the rotations whose sparse score
+        reached it (the others cannot reach the threshold: module doc); one kept only as one of
+        the ``top_k`` best (for the record of the closest camera: it cannot match either) at its
+        best-scoring rotation. ``None``: every rotation (a camera not aligned with the query, one
+        whose digest could not be read, or every camera when no sparse pass runs).
+        """
         WIs = [np.asarray(w) for w in WIs]
         shape = tuple(WIs[0].shape)
         if any(tuple(w.shape) != shape for w in WIs):
@@ -381,7 +394,7 @@ class CameraPreselector:
         shapes = {(shape[1], shape[0]) if k % 2 else shape for k in rotations}
         aligned = [n for n in names if n in entries and entries[n].kind == "camera" and entries[n].shape in shapes]
         if len(aligned) <= max(self.top_k, self.min_cameras):  # every one kept: no sparse pass
-            return [[n for n in names if n in entries] for _ in WIs]
+            return [{n: None for n in names if n in entries} for _ in WIs]
         wanted = set(aligned)
         z_rows: list[list[np.ndarray]] = [[] for _ in WIs]
         r_rows, row_names, counts = [], [], []
@@ -398,22 +411,32 @@ class CameraPreselector:
             row_names += [members[i] for i in rows]
             counts.append(len(aligned_rotations(s, shape, rotations)))
         if not row_names:
-            return [[n for n in names if n not in wanted] for _ in WIs]
+            return [{n: None for n in names if n not in wanted} for _ in WIs]
         tau = budget_threshold(self.alpha, min(counts) * self.n_sigmas)  # the lowest threshold of any row's plan
         correlation = np.concatenate(r_rows)
-        scored = set(row_names)
+        row_of = {n: i for i, n in enumerate(row_names)}
         out = []
         for z in z_rows:
-            sel = preselect(np.concatenate(z), correlation, tau, top_k=self.top_k, margin=self.margin,
-                            pce_ratio=self.pce_ratio)
+            z = np.concatenate(z)
+            sel = preselect(z, correlation, tau, top_k=self.top_k, margin=self.margin, pce_ratio=self.pce_ratio)
             self.last = sel
-            keep = {row_names[i] for i in sel.candidates}
+            above = ~np.isnan(z) & (np.where(np.isnan(z), -np.inf, z) >= sel.bound[:, None])
+            best = np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1)
+            chosen = set(sel.candidates.tolist())
+            keep: dict[str, tuple[int, ...] | None] = {}
+            for n in names:
+                if n not in entries:
+                    continue
+                i = row_of.get(n)
+                if i is None:  # not aligned, or aligned but its digest could not be read (damaged): exact search
+                    keep[n] = None
+                elif i in chosen:
+                    turns = tuple(int(k) for k in np.flatnonzero(above[i]))
+                    keep[n] = turns or (int(best[i]),)
             self.scored += len(row_names)
-            self.kept += len(keep)
-            # a camera of an aligned shape whose digest could not be read (damaged) is left to the exact search
-            out.append([n for n in names if (n in keep or n not in scored) and n in entries])
+            self.kept += len(chosen)
+            out.append(keep)
         return out
-
 
 # ---- cameras built on first use, and the decision over the pre-selected ones ---------------------
 class LazyCameras(Mapping):
@@ -500,7 +523,7 @@ class _CameraList(Sequence):
 
 def decide_preselected(searches: Mapping[str, CameraSearch], wi2: np.ndarray,
                        second: Callable[[], np.ndarray] | None = None, *,
-                       select: Callable[[np.ndarray, list[str]], list[str]] | None = None,
+                       select: Callable[[np.ndarray, list[str]], Sequence[str] | Mapping[str, Any]] | None = None,
                        progress: Callable[[str, float, str], None] | None = None) -> dict[str, CameraDecision]:
     """``camera_search.decide_cameras`` over the cameras ``select`` keeps for each residual.
 
@@ -509,37 +532,50 @@ def decide_preselected(searches: Mapping[str, CameraSearch], wi2: np.ndarray,
     every camera kept for the first *or* the second residual, the ones new to it scored with the
     first residual too; then, if still none matched, the scale search camera by camera), with the
     plans counting the second residual from the start. ``select(wi, names)`` is
-    :meth:`CameraPreselector.candidates`: a camera it leaves out for both residuals cannot match
-    (module doc) and has no decision here (record it with :func:`not_confirmed`). ``searches`` may
-    be lazy (:class:`LazyCameras` mapped to ``.search``): only the cameras kept are looked up.
-    Without ``select`` this is ``decide_cameras`` (tests/test_camera_library.py compares them).
+    :meth:`CameraPreselector.candidates` (the names kept) or :meth:`CameraPreselector.select_many`'s
+    ``{name: rotations}`` (the native stage then computes only those quarter turns; None: all):
+    a camera or rotation it leaves out cannot match (module doc), so the decisions are those of
+    the exhaustive search; a camera left out for both residuals has no decision here (record it
+    with :func:`not_confirmed`). ``searches`` may be lazy (:class:`LazyCameras` mapped to
+    ``.search``): only the cameras kept are looked up. Without ``select`` this is
+    ``decide_cameras`` (tests/test_camera_library.py compares them).
     """
     names = list(searches)
-    pick = (lambda wi: names) if select is None else (lambda wi: select(wi, names))
+
+    def pick(wi) -> dict[str, tuple[int, ...] | None]:
+        if select is None:
+            return dict.fromkeys(names)
+        kept = select(wi, names)
+        return dict(kept) if isinstance(kept, Mapping) else dict.fromkeys(kept)
+
     n_sigmas = 2 if second is not None else 1
     dec: dict[str, CameraDecision] = {}
     lost: set[str] = set()  # a lazy camera found damaged when first looked up: left out
 
-    def first_pass(c: str) -> None:
+    def first_pass(c: str, turns) -> None:
         try:
             search = searches[c]
         except KeyError:
             lost.add(c)
             return
-        dec[c] = search.score([wi2], n_sigmas=n_sigmas, stages=("native", "implied scale"))
+        dec[c] = search.score([wi2], n_sigmas=n_sigmas, stages=("native", "implied scale"), native_rotations=turns)
 
-    for c in pick(wi2):
-        first_pass(c)
+    for c, turns in pick(wi2).items():
+        first_pass(c, turns)
     matched = lambda: any(d.match for d in dec.values())  # noqa: E731
     if second is not None and not matched():
         wi5 = second()
-        again = set(pick(wi5)) | set(dec)
-        for c in (n for n in names if n in again and n not in lost):
+        kept5 = pick(wi5)
+        for c in (n for n in names if (n in kept5 or n in dec) and n not in lost):
+            turns = kept5.get(c, ())  # () for a camera kept only for the first residual
             if c not in dec:
-                first_pass(c)
+                first_pass(c, turns)
                 if c in lost:
                     continue
-            dec[c] = merge(dec[c], searches[c].score([wi2, wi5], stages=("native",), native_residuals=(1,)))
+            if turns == ():
+                continue  # no rotation of the second residual can reach the threshold: nothing to add
+            dec[c] = merge(dec[c], searches[c].score([wi2, wi5], stages=("native",), native_residuals=(1,),
+                                                     native_rotations=turns))
     if not matched():  # the scale search, in camera_search's order (survey first), until one matches
         scale_stage(searches, [n for n in names if n in dec], wi2, n_sigmas, dec, progress=progress)
     return {n: dec[n] for n in names if n in dec}

@@ -170,7 +170,8 @@ class CameraSearch:
 
     def score(self, residuals: Sequence[np.ndarray], *, n_sigmas: int | None = None,
               stages: Sequence[str] = STAGES, progress: Callable[[float, str], None] | None = None,
-              plan: SearchPlan | None = None, native_residuals: Sequence[int] | None = None) -> CameraDecision:
+              plan: SearchPlan | None = None, native_residuals: Sequence[int] | None = None,
+              native_rotations: Sequence[int] | None = None) -> CameraDecision:
         """Decide for one query.
 
         Parameters
@@ -185,6 +186,11 @@ class CameraSearch:
         stages : sequence of str
             Stages to run now (e.g. the cheap ``("native", "implied scale")`` for every camera
             first); the plan, hence every threshold, still counts all of them.
+        native_residuals, native_rotations : sequence of int, optional
+            Residuals (indices into ``residuals``) and quarter turns the native stage computes now
+            (default all); the plan still counts every one. A caller that knows the others cannot
+            reach the threshold (``camera_library``'s digests) leaves them out: the decision is
+            the same, and the PCE of a camera that does not match is the best of those computed.
         """
         t0 = time.perf_counter()
         xp = self.xp
@@ -197,20 +203,22 @@ class CameraSearch:
             if name not in stages or name not in plan or plan.share(name) == 0.0:
                 continue
             searched.append(name)
-            got = self._run(name, residuals, plan, progress, native_residuals)
+            got = self._run(name, residuals, plan, progress, native_residuals, native_rotations)
             if got is not None:
                 found[name] = got
                 if got[4] <= plan.alpha:
                     break
         return self._decide(plan, found, searched, time.perf_counter() - t0)
 
-    def _run(self, name: str, residuals, plan: SearchPlan, progress, native_residuals=None):
+    def _run(self, name: str, residuals, plan: SearchPlan, progress, native_residuals=None, native_rotations=None):
         if name == "native":
             xp, best, thr = self.xp, None, plan.threshold(name)
             for si, wi in enumerate(residuals):
                 if native_residuals is not None and si not in native_residuals:
                     continue
                 for k in self._native_shifts(tuple(int(n) for n in wi.shape)):  # rotation 0 first
+                    if native_rotations is not None and k not in native_rotations:
+                        continue
                     q = xp.ascontiguousarray(xp.rot90(wi, k))
                     res = self.spectrum.pce(q, search="aligned" if tuple(q.shape) == self.K.shape else "crop")
                     if best is None or res.pce > best[0].pce:

@@ -38,11 +38,12 @@ def _pixel_major(indices, indptr, values, n_pixels):
 
 
 @pytest.mark.parametrize("build", ["parallel", "serial"])
-@pytest.mark.parametrize("n_cols", [4, 8, 1, 3])
+@pytest.mark.parametrize("n_cols", [4, 8, 1, 3, 6])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_gather_kernel_matches_its_twin(build, n_cols, index_dtype):
-    """Both builds at a size that the wrapper sends to the parallel one (>= PARALLEL_MIN_SIZE entries),
-    uneven rows, one empty row, the four-column fast path and the general one."""
+    """Both builds of both kernels (one table of four columns, two tables) at a size that the wrapper
+    sends to the parallel one (>= PARALLEL_MIN_SIZE entries), uneven rows, one empty row, rows whose
+    length is not a multiple of the four entries taken at a time, columns padded to groups of four."""
     rng = np.random.default_rng(3)
     n_refs, n_pixels = 41, 6000
     lengths = rng.integers(1500, 2500, n_refs)
@@ -52,10 +53,15 @@ def test_gather_kernel_matches_its_twin(build, n_cols, index_dtype):
     assert indices.size >= config.PARALLEL_MIN_SIZE
     columns = rng.standard_normal((n_pixels, n_cols)).astype(np.float32)
     expected = naive.sparse_correlation(*_pixel_major(indices, indptr, values, n_pixels), columns, n_refs)
-    out = np.full((n_refs, n_cols), np.nan)
-    getattr(digest_cpu._gather_correlation, build)(indices, indptr, values, columns, out)
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
-    assert np.all(out[7] == 0)
+    groups = digest_cpu.column_groups(columns)  # (G, N * 4), missing columns zero
+    assert groups.shape == (-(-n_cols // 4), n_pixels * 4)
+    out = np.full((n_refs, 4 * groups.shape[0]), np.nan)
+    if groups.shape[0] == 2:
+        getattr(digest_cpu._gather_two, build)(indices, indptr, values, groups[0], groups[1], out)
+    else:
+        getattr(digest_cpu._gather_one, build)(indices, indptr, values, groups[0], out)
+    np.testing.assert_allclose(out[:, :n_cols], expected, rtol=1e-5, atol=1e-4)
+    assert np.all(out[:, n_cols:] == 0) and np.all(out[7] == 0)
     np.testing.assert_allclose(digest_cpu.gather_correlation(indices, indptr, values, columns), expected,
                                rtol=1e-5, atol=1e-4)
 
@@ -66,7 +72,7 @@ def test_gather_kernel_sums_long_rows_in_float32_runs_without_losing_precision()
     n_refs, n_pixels = 5, 40000
     lengths = np.array([3 * digest_cpu.CHUNK + 17, digest_cpu.CHUNK, digest_cpu.CHUNK + 1, 1, 20000])
     indices, indptr, values = _random_rows(rng, n_refs, n_pixels, lengths)
-    for n_cols in (4, 8, 2):
+    for n_cols in (4, 8, 2, 12):  # 12: three groups, two passes
         columns = (rng.standard_normal((n_pixels, n_cols)) + 0.5).astype(np.float32)  # a bias: sums grow
         expected = naive.sparse_correlation(*_pixel_major(indices, indptr, values, n_pixels), columns, n_refs)
         got = digest_cpu.gather_correlation(indices, indptr, values, columns)
