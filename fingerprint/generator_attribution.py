@@ -106,6 +106,7 @@ class ArrayRecord:
 
     key: str
     values: np.ndarray
+    generator: str  # the owner: the dataset follows it on rename and goes with it on remove
 
 
 @dataclass(frozen=True)

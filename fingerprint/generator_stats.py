@@ -176,7 +176,7 @@ class JpegSums:
     def array_records(self, name: str) -> list[ArrayRecord]:
         """The fingerprints for the library, each followed by the number of images it counts."""
         return [ArrayRecord(jpeg_fingerprint_key(name, q),
-                            np.append(acc.fingerprint().astype(np.float64).ravel(), float(acc.n_images)))
+                            np.append(acc.fingerprint().astype(np.float64).ravel(), float(acc.n_images)), name)
                 for q, (acc, _) in self.accumulators.items() if acc.n_images]
 
 
@@ -291,18 +291,21 @@ def _nearest_to(Q: int, model: GeneratorModel) -> list[int]:
 
 
 def write_records(lib, records: Iterable[StatRecord]) -> int:
-    """Append records to the library's calibration data, one dataset per key (call inside a transaction)."""
+    """Append records to the library's calibration data, one dataset per key (call inside a transaction).
+
+    Every dataset is owned by its generator (``Library.add_calibration(owner=...)``): renaming the
+    generator renames its statistics, removing it removes them."""
     by_key: dict[str, list[StatRecord]] = {}
     n = 0
     for r in records:
         if isinstance(r, ArrayRecord):  # a whole dataset: replaced
             lib.clear_calibration(r.key)
-            n += lib.add_calibration(r.key, r.values)
+            n += lib.add_calibration(r.key, r.values, owner=r.generator)
         elif math.isfinite(r.value):
             by_key.setdefault(r.key, []).append(r)
     for key, rs in by_key.items():
         n += lib.add_calibration(key, [r.value for r in rs], sha256=[r.sha256 for r in rs],
-                                 against=[r.generator for r in rs])
+                                 against=[r.generator for r in rs], owner=rs[0].generator)  # the generator's own
     return n
 
 

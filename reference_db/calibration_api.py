@@ -22,7 +22,7 @@ class CalibrationMethods:
     """Mixed into ``Library``: uses its ``_check_writable``, ``_calibration`` and ``_writing``."""
 
     def add_calibration(self, key: str, values: Iterable[float], *, sha256: Iterable[str] | None = None,
-                        against: Iterable[str] | None = None) -> int:
+                        against: Iterable[str] | None = None, owner: str | None = None) -> int:
         """Append finite values to the calibration dataset ``key`` (one atomic commit, or part of
         the open transaction); returns how many were added.
 
@@ -30,9 +30,16 @@ class CalibrationMethods:
         reference it was scored against) a value is skipped when that pair is already recorded
         for ``key`` (or repeats within ``values``), so adding the same scores twice adds nothing.
         Non-finite values are refused with ``ValueError``.
+
+        ``owner``: the reference these values are statistics of; ``key`` must then read
+        ``"<family>:<owner>:<rest>"``. An owned dataset follows its reference: ``rename`` renames
+        it (and the pairs naming the reference), ``remove`` deletes it, in the same commit, so a
+        later reference of the same name never inherits another's statistics.
         """
         self._check_writable()
         schema.check_name(key)
+        if owner is not None:
+            schema.owned_calibration_key(key, schema.check_name(owner))
         values = np.asarray(values, dtype=np.float64).ravel()
         if not np.all(np.isfinite(values)):
             raise ValueError(f"calibration values for {key!r} must be finite")
@@ -55,7 +62,7 @@ class CalibrationMethods:
         if values.size == 0:
             return 0
         with self._writing() as draft, draft.calibration_file() as f:
-            groups.append_calibration(f, key, values, keys)
+            groups.append_calibration(f, key, values, keys, owner)
         return int(values.size)
 
     def calibration_scores(self, key: str) -> list[tuple[str, str, float]]:
@@ -94,3 +101,17 @@ class CalibrationMethods:
             return 0
         with self._writing() as draft, draft.calibration_file() as f:
             return groups.drop_calibration(f, key)
+
+    def _carry_owned_calibration(self, draft, name: str, new: str | None) -> None:
+        """Inside the write of ``remove(name)`` (``new`` None) or ``rename(name, new)``: delete or
+        rename the calibration datasets ``name`` owns, in that draft's calibration file."""
+        with self._calibration(name) as f:
+            owned = groups.owned_calibration(f, name)
+        if not owned:
+            return
+        with draft.calibration_file() as f:
+            for key in owned:
+                if new is None:
+                    groups.drop_calibration(f, key)
+                else:
+                    groups.rename_calibration(f, key, name, new)

@@ -16,7 +16,8 @@ from . import schema
 from .records import ParamValue, ReferenceInfo
 from .validate import param_value, text
 
-__all__ = ["append_calibration", "append_sources", "calibration_keys", "calibration_scores", "drop_calibration",
+__all__ = ["append_calibration", "append_sources", "calibration_keys", "calibration_owner", "calibration_scores",
+           "drop_calibration", "owned_calibration", "rename_calibration",
            "fingerprint_sha256", "read_arrays", "read_calibration", "read_info", "read_meta", "sum_shapes",
            "write_reference", "write_update"]
 
@@ -215,17 +216,60 @@ def drop_calibration(f: h5py.File, key: str) -> int:
     return n
 
 
+def calibration_owner(f: h5py.File, key: str) -> str | None:
+    """The reference that owns the calibration dataset ``key`` of file ``f`` (None: the library's)."""
+    ds = _calibration_values(f, key)
+    owner = ds.attrs.get(schema.ATTR_CALIBRATION_OWNER) if ds is not None else None
+    return text(owner) if owner is not None else None
+
+
+def owned_calibration(f: h5py.File | None, owner: str) -> list[str]:
+    """Keys of the calibration datasets of file ``f`` owned by reference ``owner``, sorted."""
+    group = f.get(schema.CALIBRATION) if f is not None else None
+    if group is None:
+        return []
+    return sorted(k for k in group if calibration_owner(f, k) == owner)
+
+
+def rename_calibration(f: h5py.File, key: str, old: str, new: str) -> str:
+    """Move the dataset ``key`` owned by ``old`` (and its recorded pairs) to the key naming ``new``,
+    which then owns it; the pairs' references equal to ``old`` now read ``new``. Returns the new key."""
+    family, rest = schema.owned_calibration_key(key, old)
+    target = f"{family}:{new}:{rest}"
+    ds = _calibration_values(f, key)
+    found = _calibration_sources(f, key, len(ds))
+    if target in f[schema.CALIBRATION]:
+        raise ValueError(f"calibration dataset {target!r} exists already")
+    f[schema.CALIBRATION].move(key, target)
+    f[schema.CALIBRATION][target].attrs[schema.ATTR_CALIBRATION_OWNER] = new
+    if found is not None:
+        f[schema.CALIBRATION_SOURCES].move(key, target)
+        refs = f[schema.CALIBRATION_SOURCES][target][schema.CALIBRATION_REFERENCE]
+        names = refs.asstr()[()]
+        if len(names) and np.any(names == old):
+            refs[...] = np.array([new if r == old else r for r in names], dtype=object)
+    return target
+
+
 def append_calibration(f: h5py.File, key: str, values: np.ndarray,
-                       keys: list[tuple[str, str]] | None = None) -> None:
+                       keys: list[tuple[str, str]] | None = None, owner: str | None = None) -> None:
     """Append the float64 ``values`` to the calibration dataset ``key`` of file ``f``.
 
     With ``keys`` (one ``(sha256, reference)`` per value) they are recorded in
     ``/calibration_sources/<key>``, index for index; values without keys leave that list shorter.
+    ``owner``: the reference whose statistics these are (``schema.owned_calibration_key``), recorded
+    on the dataset; a dataset of another owner is refused (``ValueError``).
     """
+    if owner is not None:
+        schema.owned_calibration_key(key, owner)
     ds = _calibration_values(f, key)
+    if ds is not None and owner is not None and calibration_owner(f, key) not in (None, owner):
+        raise ValueError(f"calibration dataset {key!r} belongs to {calibration_owner(f, key)!r}, not {owner!r}")
     if ds is None:
         ds = f.require_group(schema.CALIBRATION).create_dataset(
             key, shape=(0,), maxshape=(None,), chunks=(schema.CALIBRATION_CHUNK,), dtype=np.float64)
+    if owner is not None:
+        ds.attrs[schema.ATTR_CALIBRATION_OWNER] = owner
     n = ds.shape[0]
     if keys is not None:
         found = _calibration_sources(f, key, n)

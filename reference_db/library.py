@@ -529,7 +529,8 @@ class Library(CalibrationMethods, LibraryReader):
             draft.put_reference(name, fill)
 
     def remove(self, name: str) -> None:
-        """Delete a reference (one atomic commit, or part of the open transaction).
+        """Delete a reference and the calibration datasets it owns (one atomic commit, or part of
+        the open transaction).
 
         Raises
         ------
@@ -540,9 +541,11 @@ class Library(CalibrationMethods, LibraryReader):
         self._check_exists(name)
         with self._writing() as draft:
             draft.remove(name)
+            self._carry_owned_calibration(draft, name, None)  # its own statistics go with it
 
     def rename(self, old: str, new: str) -> None:
-        """Rename a reference; renaming to the same name does nothing.
+        """Rename a reference, and the calibration datasets it owns with it; renaming to the same
+        name does nothing.
 
         Raises
         ------
@@ -563,6 +566,7 @@ class Library(CalibrationMethods, LibraryReader):
                                        f"{new!r} exists already; remove it first")
         with self._writing() as draft:
             draft.rename(old, new)
+            self._carry_owned_calibration(draft, old, new)  # its own statistics follow it
 
     def upgrade(self) -> bool:
         """Write a schema 1 library as schema 2 now (one atomic commit); False if it is schema 2 already.

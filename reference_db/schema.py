@@ -87,6 +87,19 @@ CALIBRATION_CHUNK: Final = 1024
 CALIBRATION_SOURCES: Final = "calibration_sources"
 CALIBRATION_SHA256: Final = "sha256"
 CALIBRATION_REFERENCE: Final = "reference"
+# A calibration dataset owned by one reference (statistics of that reference alone) carries its name
+# in this attribute, and its key is "<family>:<owner>:<rest>" (family without ':'): `rename` renames
+# the key and `remove` deletes it, in the reference's commit.
+ATTR_CALIBRATION_OWNER: Final = "owner"
+
+
+def owned_calibration_key(key: str, owner: str) -> tuple[str, str]:
+    """``(family, rest)`` of a calibration ``key`` owned by reference ``owner``: the key must be
+    ``"<family>:<owner>:<rest>"`` with a non-empty family free of ``':'``; else ``ValueError``."""
+    family, sep, tail = key.partition(":")
+    if not (family and sep and tail.startswith(owner + ":")):
+        raise ValueError(f"a calibration key owned by {owner!r} must read '<family>:{owner}:<rest>', got {key!r}")
+    return family, tail[len(owner) + 1:]
 
 # Members of one reference group.
 FINGERPRINT: Final = "fingerprint"

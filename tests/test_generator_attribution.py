@@ -279,7 +279,7 @@ def test_an_out_of_date_jpeg_fingerprint_is_not_used(jpeg_fingerprints, sources,
     with Library(str(path), "r+") as lib:
         stale = np.append(lib.calibration(jpeg_fingerprint_key("ga", 90))[:-1], 7.0)  # built from 8 images, not 7
         with lib.transaction():
-            write_records(lib, [ArrayRecord(jpeg_fingerprint_key("ga", 90), stale)])
+            write_records(lib, [ArrayRecord(jpeg_fingerprint_key("ga", 90), stale, "ga")])
     with Library(str(path), "r") as lib:
         loaded = load_generator_models(lib)
         assert lib.calibration(jpeg_fingerprint_key("ga", 90)).size == SIZE * SIZE * 3 + 1  # replaced, not appended
@@ -305,3 +305,24 @@ def test_an_update_keeps_the_jpeg_fingerprint_current(jpeg_fingerprints, sources
         models = load_generator_models(lib)
         assert lib.calibration(jpeg_fingerprint_key("ga", 90))[-1] == 8
     assert sorted(models.models[0].jpeg) == [75, 90] and not models.notes
+
+
+def test_statistics_follow_a_renamed_generator_and_a_removed_one_leaves_none(sources, tmp_path):
+    """Rename: the generator keeps its statistics under its new name (it can still match). Remove, then
+    build another generator under the same name: it has its own statistics only, as a fresh build."""
+    path = tmp_path / "lib.h5"
+    before = {m.name: m for m in _library(path, sources, ["ga"]).models}["ga"]
+    with Library(str(path), "r+") as lib:
+        lib.rename("ga", "renamed")
+        after = {m.name: m for m in load_generator_models(lib).models}["renamed"]
+    assert set(after.nulls) == set(before.nulls) and after.nulls and set(after.genuine) == set(before.genuine)
+    for k in before.nulls:
+        np.testing.assert_array_equal(after.nulls[k], before.nulls[k])
+    with Library(str(path), "r+") as lib:
+        lib.remove("renamed")
+    reused = {m.name: m for m in _library(path, {"ga": sources["gb"]}, ["ga"]).models}["ga"]
+    fresh = {m.name: m for m in _library(tmp_path / "fresh.h5", {"ga": sources["gb"]}, ["ga"]).models}["ga"]
+    assert set(reused.nulls) == set(fresh.nulls) and set(reused.genuine) == set(fresh.genuine)
+    for k in fresh.nulls:  # nothing of the removed generator's statistics is left in the new one's
+        assert reused.nulls[k].size == fresh.nulls[k].size
+        np.testing.assert_allclose(np.sort(reused.nulls[k]), np.sort(fresh.nulls[k]), rtol=1e-5, atol=1e-5)

@@ -752,6 +752,43 @@ def test_clear_calibration_is_one_commit_and_keeps_other_keys(tmp_path):
     assert data_files(path) == _named_files(path)  # no data file left behind
 
 
+def test_owned_calibration_follows_its_reference_on_rename_and_goes_with_it_on_remove(tmp_path):
+    """Statistics of one reference (``owner=``) are renamed with it and deleted with it, in its commit;
+    the library's own datasets and those of other references are left as they are."""
+    path = tmp_path / "x.h5"
+    with Library(path, "a") as lib:
+        lib.add("g:1", **camera_kwargs())
+        lib.add("other", **camera_kwargs(2.0))
+        lib.add_calibration("gnull:g:1:aligned:8x8", [1.0, 2.0], sha256=[sha("a"), sha("b")], against=["g:1", "g:1"],
+                            owner="g:1")
+        lib.add_calibration("gjpeg:g:1:q90", [4.0], owner="g:1")
+        lib.add_calibration("gnull:other:aligned:8x8", [7.0], owner="other")
+        lib.add_calibration("library_null", [5.0], sha256=[sha("c")], against=["g:1"])  # the library's: never moved
+        with pytest.raises(ValueError, match="must read"):
+            lib.add_calibration("gnull:x:aligned", [1.0], owner="g:1")  # the key does not name its owner
+        with pytest.raises(ValueError, match="belongs to"):
+            lib.add_calibration("gnull:other:aligned:8x8", [1.0], owner="other:aligned")  # another owner's
+    with Library(path, "r+") as lib:
+        lib.rename("g:1", "g2")
+        assert lib.calibration("gnull:g:1:aligned:8x8").size == 0 and lib.calibration("gjpeg:g:1:q90").size == 0
+        assert list(lib.calibration("gnull:g2:aligned:8x8")) == [1.0, 2.0] and list(lib.calibration("gjpeg:g2:q90")) == [4.0]
+        assert lib.calibration_scores("gnull:g2:aligned:8x8") == [(sha("a"), "g2", 1.0), (sha("b"), "g2", 2.0)]
+        assert lib.calibration_scores("library_null") == [(sha("c"), "g:1", 5.0)]
+        with pytest.raises(RuntimeError, match="boom"), lib.transaction():
+            lib.remove("g2")
+            assert lib.calibration("gnull:g2:aligned:8x8").size == 0  # gone inside the transaction
+            raise RuntimeError("boom")
+        assert list(lib.calibration("gnull:g2:aligned:8x8")) == [1.0, 2.0]  # discarded with it
+        lib.remove("g2")
+        lib.add("g2", **camera_kwargs(3.0))  # a new reference of the same name inherits nothing
+        assert lib.calibration("gnull:g2:aligned:8x8").size == 0 and lib.calibration("gjpeg:g2:q90").size == 0
+        assert lib.add_calibration("gnull:g2:aligned:8x8", [1.0], sha256=[sha("a")], against=["g2"], owner="g2") == 1
+    with Library(path) as lib:
+        assert list(lib.calibration("gnull:other:aligned:8x8")) == [7.0] and list(lib.calibration("library_null")) == [5.0]
+        assert list(lib.calibration("gnull:g2:aligned:8x8")) == [1.0]
+    assert data_files(path) == _named_files(path)  # no data file left behind
+
+
 # ---- crash safety --------------------------------------------------------------------------------
 
 def _writer_step(lib):
