@@ -199,7 +199,8 @@ def build_reference(library: str | os.PathLike, name: str, kind: str, paths: Seq
             null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), decode, warn)
         quality.finish(acc)  # each added image against the others (build_quality): the quality line
         records = stats.finish(lib, acc, decode, warn) if stats is not None else []
-        commit_reference(lib, report, acc, params, crop, new_sources, null_scores, records)
+        commit_reference(lib, report, acc, params, crop, new_sources, null_scores, records,
+                         replace=stats.replaces if stats is not None else ())
     return report
 
 
@@ -273,11 +274,12 @@ def nothing_to_write(report: BuildReport, acc, n_files: int, warn: Callable[[str
 
 def commit_reference(lib: Library, report: BuildReport, acc, params: FingerprintParams,
                      crop: tuple[int, int] | None, new_sources: list[tuple[str, str]],
-                     null_scores: list, records: list | None = None) -> None:
+                     null_scores: list, records: list | None = None, replace: Sequence[str] = ()) -> None:
     """Write the reference ``report.name`` (added or updated) and its calibration scores in one commit.
 
     ``null_scores``: ``(image sha256, other generator, z)`` triples, stored keyed by the pair so
-    that they are never counted twice (plain z values are appended unkeyed).
+    that they are never counted twice (plain z values are appended unkeyed). ``replace``: the
+    generators whose stored statistics ``records`` replace (an update of a generator).
     """
     fp = acc.fingerprint()
     shape = (*acc.shape, acc.channels) if acc.channels == 3 else tuple(acc.shape)
@@ -297,8 +299,8 @@ def commit_reference(lib: Library, report: BuildReport, acc, params: Fingerprint
             lib.add_calibration(NULL_KEY, [z for _, _, z in keyed], sha256=[h for h, _, _ in keyed],
                                 against=[g for _, g, _ in keyed])
         lib.add_calibration(NULL_KEY, [s for s in null_scores if not isinstance(s, tuple) and s is not None])
-        if records:
-            write_records(lib, records)  # the generator statistics (fingerprint.generator_attribution)
+        if records or replace:
+            write_records(lib, records or [], replace)  # the generator statistics (fingerprint.generator_attribution)
     report.n_images = acc.n_images
 
 

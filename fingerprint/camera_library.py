@@ -438,6 +438,7 @@ class CameraPreselector:
             out.append(keep)
         return out
 
+
 # ---- cameras built on first use, and the decision over the pre-selected ones ---------------------
 class LazyCameras(Mapping):
     """``{name: camera}`` over ``names``, each built by ``make(name, fingerprint)`` when first looked up.

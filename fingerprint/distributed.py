@@ -437,7 +437,9 @@ def build_reference_distributed(library: str | os.PathLike, name: str, kind: str
         null_scores = [s for r in added for s in r.null_scores]
         if kind == "generator" and name not in lib:  # as build_reference: earlier generators' images against it
             null_scores += reverse_null_scores(lib, name, params, acc.fingerprint(), {}, warn)
-        commit_reference(lib, report, acc, params, crop, new_sources, null_scores)
+        # an update of a generator: its statistics (old fingerprint) go in this commit, refreshed below
+        replace = [name] if kind == "generator" and name in lib else []
+        commit_reference(lib, report, acc, params, crop, new_sources, null_scores, replace=replace)
     if kind == "generator":  # the decision's statistics (null, leave-one-out), computed here as a build does
         from fingerprint import interrupt
         from fingerprint.generator_stats import refresh_statistics

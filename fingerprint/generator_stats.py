@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from fingerprint.estimate import FingerprintParams, GeneratorAccumulator
-from fingerprint.generator_attribution import (GENUINE_QUALITIES, MAX_GENUINE_IMAGES, NULL_JPEG, ArrayRecord,
+from fingerprint.estimate import FingerprintParams, GeneratorAccumulator, generator_residual
+from fingerprint.generator_attribution import (GENUINE_QUALITIES, MAX_GENUINE_IMAGES, NULL_JPEG, NULL_PREFIX, ArrayRecord,
                                                GeneratorModel, GeneratorModels, StatRecord, _sha, decide_one,
                                                genuine_key, jpeg_fingerprint_key, load_generator_models, null_key,
                                                query_residual, versions)
@@ -290,11 +290,15 @@ def _nearest_to(Q: int, model: GeneratorModel) -> list[int]:
     return [q for q in ga.JPEG_STAT_QUALITIES if model.jpeg_hypothesis(q) == f"{ga.JPEG_HYPOTHESIS}@q{Q}"]
 
 
-def write_records(lib, records: Iterable[StatRecord]) -> int:
+def write_records(lib, records: Iterable[StatRecord], replace: Iterable[str] = ()) -> int:
     """Append records to the library's calibration data, one dataset per key (call inside a transaction).
 
     Every dataset is owned by its generator (``Library.add_calibration(owner=...)``): renaming the
-    generator renames its statistics, removing it removes them."""
+    generator renames its statistics, removing it removes them. ``replace``: generators whose
+    stored statistics are deleted first (an update: they were computed with its old fingerprint)."""
+    for name in replace:
+        for key in lib.owned_calibration(name):
+            lib.clear_calibration(key)
     by_key: dict[str, list[StatRecord]] = {}
     n = 0
     for r in records:
@@ -345,6 +349,7 @@ class GeneratorStatistics:
         self.records: list[StatRecord] = []
         self.jpeg = JpegSums(params)
         self._bytes = 0
+        self.replaces: list[str] = []  # generators whose stored statistics the records replace (an update)
 
     def add(self, image: np.ndarray, residual: np.ndarray) -> None:
         """One image added to the generator, with the residual the accumulator added."""
@@ -361,36 +366,54 @@ class GeneratorStatistics:
         """Every record of the build, to write with the reference."""
         from fingerprint.io import iter_images
 
-        if self.name in lib:  # an update: the compression-matched sums need the earlier images again
+        self.replaces = [self.name] if self.name in lib else []
+        if self.replaces:  # the earlier images again: compression-matched sums and leave-one-out
             info = lib.info(self.name)
             wanted = dict((path, sha) for path, sha in info.sources)
+            got = 0
             for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
                 if item.error is None and item.sha256 == wanted.get(str(item.path)):
                     self.jpeg.add(item.image, keep=False)
+                    got += 1
+                    if len(self.kept) < MAX_GENUINE_IMAGES:
+                        r = generator_residual(item.image, self.params)  # as the sums hold it
+                        if self._bytes + item.image.nbytes + r.nbytes <= KEEP_BYTES:
+                            self.kept.append((item.image, r))
+                            self._bytes += item.image.nbytes + r.nbytes
+            if got < len(wanted):
+                warn(f"{len(wanted) - got} earlier source image(s) of {self.name!r} are missing or changed: its "
+                     "statistics, recomputed for the new fingerprint, leave them out")
         new = GeneratorModel(self.name, self.params, acc.fingerprint(), jpeg=self.jpeg.fingerprints())
         out = list(self.records)
         out += default_null_records(new)
         out += default_null_jpeg_records(new)
         out += self.jpeg.array_records(self.name)  # counts short of the reference's (files missing): not used
-        if self.name not in lib:  # a new generator: the earlier generators' images against it
-            missing = 0
-            for other in load_generator_models(lib).models:
-                if other.name == self.name or other.params != self.params or other.shape != new.shape:
-                    continue
-                info = lib.info(other.name)
-                wanted = dict((path, sha) for path, sha in info.sources)
-                got = 0
-                for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
-                    if item.error is None and item.sha256 == wanted.get(str(item.path)):
-                        out += generator_records([new], item.image, self.params)
-                        out += jpeg_null_records([new], item.image, self.params)
-                        got += 1
-                missing += len(wanted) - got
-            if missing:
-                warn(f"{missing} source image(s) of earlier generators are missing or changed: the null statistics "
-                     f"of {self.name!r} leave them out")
+        # the other generators' images against it (all again on an update: its fingerprint is new)
+        missing = 0
+        for other in load_generator_models(lib).models:
+            if other.name == self.name or other.params != self.params or other.shape != new.shape:
+                continue
+            info = lib.info(other.name)
+            wanted = dict((path, sha) for path, sha in info.sources)
+            got = 0
+            for item in iter_images(list(wanted), crop=tuple(info.shape[:2]), sha256=True, **decode):
+                if item.error is None and item.sha256 == wanted.get(str(item.path)):
+                    out += generator_records([new], item.image, self.params)
+                    out += jpeg_null_records([new], item.image, self.params)
+                    got += 1
+            missing += len(wanted) - got
+        if missing:
+            warn(f"{missing} source image(s) of earlier generators are missing or changed: the null statistics "
+                 f"of {self.name!r} leave them out")
         out += loo_records(self.name, self.params, acc.sums, acc.n_images, self.kept)
         out += jpeg_loo_records(new, self.jpeg)
+        if self.replaces:  # what the new statistics cannot recompute: `calibrate` scores of other photos
+            fresh = {(r.key, r.sha256) for r in out if isinstance(r, StatRecord)}
+            dropped = sum((key, sha) not in fresh for key in lib.owned_calibration(self.name)
+                          if key.startswith(NULL_PREFIX + ":") for sha, _, _ in lib.calibration_scores(key))
+            if dropped:
+                warn(f"{dropped} stored null score(s) of {self.name!r} (from `ganprint calibrate`) were computed "
+                     "with its previous fingerprint and are dropped: run calibrate again with those photos")
         return out
 
 

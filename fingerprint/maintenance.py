@@ -95,7 +95,11 @@ def remove_image(library: str | os.PathLike, name: str, image: str, *, lock_time
     The new fingerprint, sums, count and source list are written in one atomic commit
     (``Library.update`` with ``sources_removed``): the reference keeps its ``created`` time.
     The image's stored generator calibration scores (against the other generators) are kept:
-    it remains an image of none of them.
+    it remains an image of none of them. A generator's own statistics (its nulls and genuine range,
+    ``fingerprint.generator_attribution``) were computed with the old fingerprint: they are deleted
+    in the same commit and computed again from the remaining sources in a second one (until it
+    lands the generator cannot match: unknown, never a false match); ``calibrate`` scores against
+    it are lost with them.
 
     Raises
     ------
@@ -131,9 +135,17 @@ def remove_image(library: str | os.PathLike, name: str, image: str, *, lock_time
         rest = type(one).from_sums(params, sums, ref.n_images - 1)
         fingerprint = rest.fingerprint()
         what = f"{recorded_path} was removed from reference {name!r} of {lib.path}"
-        with interrupt.deferred(what):  # one commit; the reference keeps its created time
+        with interrupt.deferred(what), lib.transaction():  # one commit; the reference keeps its created time
             lib.update(name, fingerprint=fingerprint, sums=sums, n_images=ref.n_images - 1, sources_added=[],
                        sources_removed=[sha])
+            if info.kind == "generator":  # its statistics were computed with the old fingerprint
+                for key in lib.owned_calibration(name):
+                    lib.clear_calibration(key)
+    if info.kind == "generator":  # computed again for the new one, in a second commit
+        from fingerprint.generator_stats import refresh_statistics
+
+        with interrupt.deferred(f"the statistics of {name!r} in {library} were recomputed"):
+            refresh_statistics(library, lock_timeout=lock_timeout)
     return RemovedImage(name, recorded_path, sha, ref.n_images - 1)
 
 

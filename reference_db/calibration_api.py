@@ -102,11 +102,16 @@ class CalibrationMethods:
         with self._writing() as draft, draft.calibration_file() as f:
             return groups.drop_calibration(f, key)
 
+    def owned_calibration(self, owner: str) -> list[str]:
+        """Keys of the calibration datasets reference ``owner`` owns (``add_calibration(owner=...)``), sorted."""
+        schema.check_name(owner)
+        with self._calibration(owner) as f:
+            return groups.owned_calibration(f, owner)
+
     def _carry_owned_calibration(self, draft, name: str, new: str | None) -> None:
         """Inside the write of ``remove(name)`` (``new`` None) or ``rename(name, new)``: delete or
         rename the calibration datasets ``name`` owns, in that draft's calibration file."""
-        with self._calibration(name) as f:
-            owned = groups.owned_calibration(f, name)
+        owned = self.owned_calibration(name)
         if not owned:
             return
         with draft.calibration_file() as f:

@@ -307,22 +307,55 @@ def test_an_update_keeps_the_jpeg_fingerprint_current(jpeg_fingerprints, sources
     assert sorted(models.models[0].jpeg) == [75, 90] and not models.notes
 
 
-def test_statistics_follow_a_renamed_generator_and_a_removed_one_leaves_none(sources, tmp_path):
-    """Rename: the generator keeps its statistics under its new name (it can still match). Remove, then
-    build another generator under the same name: it has its own statistics only, as a fresh build."""
+
+def _assert_same_statistics(got, want):
+    assert set(got.nulls) == set(want.nulls) and set(got.genuine) == set(want.genuine) and want.genuine
+    for stats, expected in ((got.nulls, want.nulls), (got.genuine, want.genuine)):
+        for k in expected:
+            assert stats[k].size == expected[k].size, k
+            np.testing.assert_allclose(np.sort(stats[k]), np.sort(expected[k]), rtol=1e-4, atol=1e-4)
+
+
+def _folder(path, files):
+    path.mkdir()
+    for f in files:
+        (path / f.name).write_bytes(f.read_bytes())
+    return path
+
+
+def test_statistics_follow_the_generator_and_its_fingerprint(sources, tmp_path):
+    """A generator's statistics are those of its current fingerprint and name, whatever happened:
+    an update (images added) and an image removed give what one build of the same images gives; a
+    rename keeps them; a generator built after a removed one of the same name inherits nothing."""
+    from fingerprint.maintenance import remove_image
+
+    files = sorted(sources["ga"][0].glob("*.png"))
+    gb = {"gb": sources["gb"]}
+
+    def fresh(folder, tag):
+        return {m.name: m for m in _library(tmp_path / f"{tag}.h5", {**gb, "ga": (folder, None)}, ["gb", "ga"]).models}
+
     path = tmp_path / "lib.h5"
-    before = {m.name: m for m in _library(path, sources, ["ga"]).models}["ga"]
-    with Library(str(path), "r+") as lib:
+    first = {m.name: m for m in _library(path, {**gb, "ga": (_folder(tmp_path / "a", files[:4]), None)},
+                                         ["gb", "ga"]).models}["ga"]
+    updated = {m.name: m for m in _library(path, {"ga": (_folder(tmp_path / "b", files[4:]), None)}, ["ga"]).models}
+    all_eight = fresh(sources["ga"][0], "all")["ga"]
+    key = ("aligned", (SIZE, SIZE))
+    assert not np.allclose(np.sort(first.nulls[key]), np.sort(all_eight.nulls[key]))  # the old fingerprint's differ
+    _assert_same_statistics(updated["ga"], all_eight)
+
+    with Library(str(path), "r+") as lib:  # rename: the same statistics under the new name
         lib.rename("ga", "renamed")
-        after = {m.name: m for m in load_generator_models(lib).models}["renamed"]
-    assert set(after.nulls) == set(before.nulls) and after.nulls and set(after.genuine) == set(before.genuine)
-    for k in before.nulls:
-        np.testing.assert_array_equal(after.nulls[k], before.nulls[k])
+        renamed = {m.name: m for m in load_generator_models(lib).models}["renamed"]
+    _assert_same_statistics(renamed, all_eight)
+
+    remove_image(str(path), "renamed", str(files[0]))  # as a build of the other seven
+    with Library(str(path)) as lib:
+        seven = {m.name: m for m in load_generator_models(lib).models}["renamed"]
+    _assert_same_statistics(seven, fresh(_folder(tmp_path / "c", files[1:]), "seven")["ga"])
+
     with Library(str(path), "r+") as lib:
         lib.remove("renamed")
-    reused = {m.name: m for m in _library(path, {"ga": sources["gb"]}, ["ga"]).models}["ga"]
-    fresh = {m.name: m for m in _library(tmp_path / "fresh.h5", {"ga": sources["gb"]}, ["ga"]).models}["ga"]
-    assert set(reused.nulls) == set(fresh.nulls) and set(reused.genuine) == set(fresh.genuine)
-    for k in fresh.nulls:  # nothing of the removed generator's statistics is left in the new one's
-        assert reused.nulls[k].size == fresh.nulls[k].size
-        np.testing.assert_allclose(np.sort(reused.nulls[k]), np.sort(fresh.nulls[k]), rtol=1e-5, atol=1e-5)
+        assert lib.owned_calibration("renamed") == []
+    rebuilt = {m.name: m for m in _library(path, {"renamed": sources["ga"]}, ["renamed"]).models}["renamed"]
+    _assert_same_statistics(rebuilt, all_eight)  # nothing of the removed one left beside its own
