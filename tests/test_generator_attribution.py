@@ -335,10 +335,20 @@ def test_statistics_follow_the_generator_and_its_fingerprint(sources, tmp_path):
     def fresh(folder, tag):
         return {m.name: m for m in _library(tmp_path / f"{tag}.h5", {**gb, "ga": (folder, None)}, ["gb", "ga"]).models}
 
+    from fingerprint.build import calibrate_with_negatives
+    from fingerprint.synthetic import make_camera
+
     path = tmp_path / "lib.h5"
     first = {m.name: m for m in _library(path, {**gb, "ga": (_folder(tmp_path / "a", files[:4]), None)},
                                          ["gb", "ga"]).models}["ga"]
-    updated = {m.name: m for m in _library(path, {"ga": (_folder(tmp_path / "b", files[4:]), None)}, ["ga"]).models}
+    photos = _write(tmp_path / "photos", list(make_camera("c", 5, shape=(SIZE, SIZE)).images(3, seed=1)))
+    assert calibrate_with_negatives(str(path), sorted(photos.glob("*.png")), progress=False) > 0
+    warnings: list[str] = []
+    build_reference(str(path), "ga", "generator", [str(_folder(tmp_path / "b", files[4:]))], progress=False,
+                    warn=warnings.append)
+    assert any("calibrate" in w and "dropped" in w for w in warnings), warnings  # they cannot be recomputed
+    with Library(str(path)) as lib:
+        updated = {m.name: m for m in load_generator_models(lib).models}
     all_eight = fresh(sources["ga"][0], "all")["ga"]
     key = ("aligned", (SIZE, SIZE))
     assert not np.allclose(np.sort(first.nulls[key]), np.sort(all_eight.nulls[key]))  # the old fingerprint's differ
