@@ -6,7 +6,10 @@ docstring for the keys). :class:`GeneratorStatistics` follows a build: it keeps 
 against the library's other generators; :meth:`GeneratorStatistics.finish` adds the default null
 (simulated cameras), the other generators' source images against the new fingerprint (read again,
 as ``build.reverse_null_scores`` does, so that the statistics do not depend on the order of
-builds) and the leave-one-out genuine scores.
+builds) and the leave-one-out genuine scores. On an update (images added to a generator) its
+earlier source images are read again too, every statistic of the generator is computed against
+the new fingerprint, and the stored ones are replaced in the same commit (``replaces``): the
+result is what one build of all its images stores.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def owned_calibration_key(key: str, owner: str) -> tuple[str, str]:
         raise ValueError(f"a calibration key owned by {owner!r} must read '<family>:{owner}:<rest>', got {key!r}")
     return family, tail[len(owner) + 1:]
 
+
 # Members of one reference group.
 FINGERPRINT: Final = "fingerprint"
 SUMS: Final = "sums"
