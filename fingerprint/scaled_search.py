@@ -22,7 +22,9 @@ Two stages, both scored against thresholds fixed before any score is seen
 
     1. a sweep at 1/``coarse`` resolution over every ``r``-th fine point, smallest factor first,
        scoring the query and the query turned by 180 degrees from one FFT
-       (``surface_stats.coarse_stats``);
+       (``surface_stats.coarse_stats``); the next point's template (fingerprint resampled, its
+       FFT) is made by a prefetch thread while the current point is scored (``_prefetch_pool``,
+       one thread per core for the whole process): the same templates in the same order;
     2. each of the ``candidates`` best coarse peaks is refined: at the fine points within ``r``
        of it, full-resolution windows around the position the coarse peak predicts rank the
        points by the phase-free energy of their peak (``surface_stats.Peak``), and the
@@ -71,7 +73,10 @@ References
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -126,6 +131,22 @@ class _Candidate:
     k: int  # quarter turns
     offset: tuple[int, int] = (0, 0)  # coarse offset of the peak (pixels at 1/d)
     d: int = 1  # coarse resolution divisor
+
+
+_PREFETCH: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by process id: threads do not survive a fork
+_PREFETCH_LOCK = threading.Lock()
+
+
+def _prefetch_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads, shared by every sweep of the process, that make coarse templates ahead of use
+    (``ScaledSearch._sweep``): one per core at most, however many cameras' searches run side by side."""
+    pid = os.getpid()
+    with _PREFETCH_LOCK:
+        if pid not in _PREFETCH:
+            _PREFETCH.clear()
+            _PREFETCH[pid] = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
+                                                                    thread_name_prefix="ganprint-template")
+        return _PREFETCH[pid]
 
 
 @dataclass
@@ -482,19 +503,40 @@ class ScaledSearch:
         qd = downsample(query, d)
         qd = qd - np.float32(qd.mean())
         spec_q: dict[tuple, np.ndarray] = {}
-        for i in self._coarse_points(len(fine), r):
+        points = self._coarse_points(len(fine), r)
+
+        def template(i: int) -> Template:
             log_scale = float(fine[i])
-            t = cache.get((d, round(log_scale, 10)), lambda: self._coarse_template(log_scale, d))
-            here: list[tuple[_Candidate, Peak]] = []
-            if qd.shape[0] <= t.shape[0] + (d > 1) and qd.shape[1] <= t.shape[1] + (d > 1):
-                q = qd[: min(qd.shape[0], t.shape[0]), : min(qd.shape[1], t.shape[1])]  # 1 px of rounding at 1/d
-                if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors
-                    spec_q = {(t.padded, q.shape): scipy.fft.rfft2(q, s=t.padded, workers=-1)}
-                stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
-                for st, kk in zip(stats, [b, b + 2]):
-                    if kk in ks:
-                        here.append((_Candidate(st.pce, i, kk, st.offset, d), st))
-            yield i, log_scale, here
+            return cache.get((d, round(log_scale, 10)), lambda: self._coarse_template(log_scale, d))
+
+        # The next point's template (a resampling, single-threaded, and an FFT) is made in a second
+        # thread while this point's correlation runs: the same templates, in the same order.
+        pool = _prefetch_pool()
+        ahead = pool.submit(template, points[0]) if points else None
+        try:
+            for n, i in enumerate(points):
+                t = ahead.result()
+                ahead = pool.submit(template, points[n + 1]) if n + 1 < len(points) else None
+                yield i, float(fine[i]), self._coarse_point(t, qd, spec_q, i, b, ks, d)
+        finally:
+            if ahead is not None and not ahead.cancel():
+                concurrent.futures.wait([ahead])  # a sweep left early leaves no work behind
+
+    @staticmethod
+    def _coarse_point(t: Template, qd: np.ndarray, spec_q: dict, i: int, b: int, ks: list[int],
+                      d: int) -> list[tuple[_Candidate, Peak]]:
+        """The candidates of one coarse point: the query at 1/``d`` (``qd``) against template ``t``."""
+        here: list[tuple[_Candidate, Peak]] = []
+        if qd.shape[0] <= t.shape[0] + (d > 1) and qd.shape[1] <= t.shape[1] + (d > 1):
+            q = qd[: min(qd.shape[0], t.shape[0]), : min(qd.shape[1], t.shape[1])]  # 1 px of rounding at 1/d
+            if (t.padded, q.shape) not in spec_q:  # one query FFT per band of factors (the latest kept)
+                spec_q.clear()
+                spec_q[(t.padded, q.shape)] = scipy.fft.rfft2(q, s=t.padded, workers=-1)
+            stats = coarse_stats(t, spec_q[(t.padded, q.shape)], q.shape, both=(b + 2) in ks)
+            for st, kk in zip(stats, [b, b + 2]):
+                if kk in ks:
+                    here.append((_Candidate(st.pce, i, kk, st.offset, d), st))
+        return here
 
     def survey(self, WI: np.ndarray, *, level: int = SURVEY_LEVEL) -> Survey | None:
         """A cheap look at how strongly this fingerprint is in ``WI``: a coarse sweep at

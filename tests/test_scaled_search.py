@@ -6,6 +6,7 @@ right factor and offset, another camera's query is not matched, and the statisti
 from __future__ import annotations
 
 import functools
+import os
 import math
 
 import numpy as np
@@ -369,3 +370,36 @@ def test_the_stage_runs_nothing_after_a_match_and_everything_when_exhaustive():
                       progress=lambda c, f, text: seen.append(c))
     assert all("scale search" in d.searched for d in dec.values()) and dec["z"].match and not dec["x"].match
     assert set(seen) == {"x", "z"}
+
+
+def _search_in_child(conn, query: np.ndarray) -> None:
+    search, wi, plan = searched(query, 2)
+    got = search.search(wi, plan)
+    conn.send((got.pce, got.scale, got.offset))
+    conn.close()
+
+
+def test_templates_made_ahead_in_another_thread_give_the_same_search_and_survive_a_fork():
+    """The coarse templates are made one point ahead by the prefetch threads (``_prefetch_pool``):
+    a second search of the same query (templates now from the cache) and a search in a process
+    forked after the threads started (their threads do not survive the fork) score the same."""
+    import multiprocessing
+
+    import fingerprint.scaled_search as ss
+
+    query = np.ascontiguousarray(resize(photo(2, 1), 0.7)[10:150, 20:210])
+    search, wi, plan = searched(query, 2)
+    first = search.search(wi, plan)
+    assert os.getpid() in ss._PREFETCH  # the sweep went through the prefetch threads
+    again = search.search(wi, plan)
+    assert (again.pce, again.scale, again.offset) == (first.pce, first.scale, first.offset)
+    fresh = ScaledSearch(camera(2)[1], cache_bytes=0).search(wi, plan)  # nothing cached: every template made ahead
+    assert (fresh.pce, fresh.scale, fresh.offset) == (first.pce, first.scale, first.offset)
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_search_in_child, args=(child, query))
+    proc.start()
+    assert parent.poll(120), "the forked search did not finish (prefetch threads lost in the fork?)"
+    got = parent.recv()
+    proc.join(30)
+    assert got == (first.pce, first.scale, first.offset)
