@@ -23,7 +23,7 @@ Two stages, both scored against thresholds fixed before any score is seen
     1. a sweep at 1/``coarse`` resolution over every ``r``-th fine point, smallest factor first,
        scoring the query and the query turned by 180 degrees from one FFT
        (``surface_stats.coarse_stats``); the next point's template (fingerprint resampled, its
-       FFT) is made by a prefetch thread while the current point is scored (``_prefetch_pool``,
+       FFT) is made by a prefetch thread while the current point is scored (``template_cache.prefetch_pool``,
        one thread per core for the whole process): the same templates in the same order;
     2. each of the ``candidates`` best coarse peaks is refined: at the fine points within ``r``
        of it, full-resolution windows around the position the coarse peak predicts rank the
@@ -75,10 +75,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import os
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -89,6 +87,7 @@ from fingerprint.resample import downsample, resample_fingerprint, resized_shape
 from fingerprint.scaled_records import ScaledMatch, ScaledRun, Survey
 from fingerprint.scores import ReferenceSpectrum
 from fingerprint.surface_stats import Peak, Template, coarse_stats, peak_stats
+from fingerprint.template_cache import TemplateCache, prefetch_pool
 
 __all__ = [
     "COARSE_TOLERANCE",
@@ -131,45 +130,6 @@ class _Candidate:
     k: int  # quarter turns
     offset: tuple[int, int] = (0, 0)  # coarse offset of the peak (pixels at 1/d)
     d: int = 1  # coarse resolution divisor
-
-
-_PREFETCH: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by process id: threads do not survive a fork
-_PREFETCH_LOCK = threading.Lock()
-
-
-def _prefetch_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads, shared by every sweep of the process, that make coarse templates ahead of use
-    (``ScaledSearch._sweep``): one per core at most, however many cameras' searches run side by side."""
-    pid = os.getpid()
-    with _PREFETCH_LOCK:
-        if pid not in _PREFETCH:
-            _PREFETCH.clear()
-            _PREFETCH[pid] = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
-                                                                    thread_name_prefix="ganprint-template")
-        return _PREFETCH[pid]
-
-
-@dataclass
-class _Cache:
-    """Coarse templates by (resolution, ln factor), first come first kept, up to ``limit`` bytes."""
-
-    limit: int
-    items: dict = field(default_factory=dict)
-    used: int = 0
-    hits: int = 0
-    misses: int = 0
-
-    def get(self, key, make: Callable[[], Template]) -> Template:
-        item = self.items.get(key)
-        if item is not None:
-            self.hits += 1
-            return item
-        self.misses += 1
-        item = make()
-        if self.used + item.spectrum.nbytes <= self.limit:
-            self.items[key] = item
-            self.used += item.spectrum.nbytes
-        return item
 
 
 class ScaledSearch:
@@ -232,8 +192,8 @@ class ScaledSearch:
         self.candidates = int(candidates)
         self.decisions = int(decisions)
         self.coarse_min_side = int(coarse_min_side)
-        self.cache = _Cache(int(cache_bytes))
-        self.survey_cache = _Cache(int(cache_bytes) // 4)  # apart: survey templates never crowd out the search's
+        self.cache = TemplateCache(int(cache_bytes))
+        self.survey_cache = TemplateCache(int(cache_bytes) // 4)  # apart: survey templates never crowd out the search's
         self._reduced: dict[int, np.ndarray] = {1: k}
         self._implied: dict[tuple[int, int], ReferenceSpectrum] = {}
 
@@ -493,7 +453,7 @@ class ScaledSearch:
         return finish()
 
     def _sweep(self, query: np.ndarray, b: int, ks: list[int], d: int, r: int, fine: np.ndarray,
-               cache: _Cache | None = None):
+               cache: TemplateCache | None = None):
         """The coarse sweep of one base turn ``b``: for every ``r``-th point of ``fine`` (and the
         last), smallest factor first (a crop of a resize lies near it), yields ``(index, ln
         factor, [(candidate, Peak), ...])`` for the turns ``b`` and ``b + 2`` in ``ks`` (none
@@ -511,7 +471,7 @@ class ScaledSearch:
 
         # The next point's template (a resampling, single-threaded, and an FFT) is made in a second
         # thread while this point's correlation runs: the same templates, in the same order.
-        pool = _prefetch_pool()
+        pool = prefetch_pool()
         ahead = pool.submit(template, points[0]) if points else None
         try:
             for n, i in enumerate(points):

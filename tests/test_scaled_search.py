@@ -380,17 +380,17 @@ def _search_in_child(conn, query: np.ndarray) -> None:
 
 
 def test_templates_made_ahead_in_another_thread_give_the_same_search_and_survive_a_fork():
-    """The coarse templates are made one point ahead by the prefetch threads (``_prefetch_pool``):
+    """The coarse templates are made one point ahead by the prefetch threads (``template_cache.prefetch_pool``):
     a second search of the same query (templates now from the cache) and a search in a process
     forked after the threads started (their threads do not survive the fork) score the same."""
     import multiprocessing
 
-    import fingerprint.scaled_search as ss
+    import fingerprint.template_cache as tc
 
     query = np.ascontiguousarray(resize(photo(2, 1), 0.7)[10:150, 20:210])
     search, wi, plan = searched(query, 2)
     first = search.search(wi, plan)
-    assert os.getpid() in ss._PREFETCH  # the sweep went through the prefetch threads
+    assert os.getpid() in tc._PREFETCH  # the sweep went through the prefetch threads
     again = search.search(wi, plan)
     assert (again.pce, again.scale, again.offset) == (first.pce, first.scale, first.offset)
     fresh = ScaledSearch(camera(2)[1], cache_bytes=0).search(wi, plan)  # nothing cached: every template made ahead

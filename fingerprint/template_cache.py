@@ -1,0 +1,60 @@
+"""Coarse templates of the scale search (``fingerprint.scaled_search``): a bounded cache, and the
+threads that make them ahead of use.
+
+A template is a camera fingerprint resampled to one scale factor at a coarse resolution, padded and
+transformed (``surface_stats.Template``); it depends on the camera, the factor and the resolution,
+never on the query, so a camera's templates are kept for the next queries of an attribution run
+(:class:`TemplateCache`). While one coarse point is scored, the next point's template is made by
+one of :func:`prefetch_pool`'s threads (the Pillow resampling is single-threaded; NumPy, SciPy's
+FFT and Pillow release the GIL), so the two overlap on a machine of two or more cores.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fingerprint.surface_stats import Template
+
+__all__ = ["TemplateCache", "prefetch_pool"]
+
+_PREFETCH: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by process id: threads do not survive a fork
+_PREFETCH_LOCK = threading.Lock()
+
+
+def prefetch_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads, shared by every sweep of the process, that make coarse templates ahead of use
+    (``ScaledSearch._sweep``): one per core at most, however many cameras' searches run side by side."""
+    pid = os.getpid()
+    with _PREFETCH_LOCK:
+        if pid not in _PREFETCH:
+            _PREFETCH.clear()
+            _PREFETCH[pid] = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
+                                                                    thread_name_prefix="ganprint-template")
+        return _PREFETCH[pid]
+
+
+@dataclass
+class TemplateCache:
+    """Coarse templates by (resolution, ln factor), first come first kept, up to ``limit`` bytes."""
+
+    limit: int
+    items: dict = field(default_factory=dict)
+    used: int = 0
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, key, make: Callable[[], Template]) -> Template:
+        item = self.items.get(key)
+        if item is not None:
+            self.hits += 1
+            return item
+        self.misses += 1
+        item = make()
+        if self.used + item.spectrum.nbytes <= self.limit:
+            self.items[key] = item
+            self.used += item.spectrum.nbytes
+        return item
