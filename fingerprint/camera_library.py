@@ -423,7 +423,6 @@ class CameraPreselector:
             z = np.concatenate(z)
             sel = preselect(z, correlation, tau, top_k=self.top_k, margin=self.margin, pce_ratio=self.pce_ratio)
             self.last = sel
-            above = ~np.isnan(z) & (np.where(np.isnan(z), -np.inf, z) >= sel.bound[:, None])
             best = np.argmax(np.where(np.isnan(z), -np.inf, z), axis=1)
             chosen = set(sel.candidates.tolist())
             keep: dict[str, tuple[int, ...] | None] = {}
@@ -434,7 +433,7 @@ class CameraPreselector:
                 if i is None:  # not aligned, or aligned but its digest could not be read (damaged): exact search
                     keep[n] = None
                 elif i in chosen:
-                    turns = tuple(int(k) for k in np.flatnonzero(above[i]))
+                    turns = tuple(int(k) for k in np.flatnonzero(sel.above[i]))
                     keep[n] = turns or (int(best[i]),)
             self.scored += len(row_names)
             self.kept += len(chosen)

@@ -291,9 +291,11 @@ class DigestIndex:
     def scores_many(self, queries: Sequence[np.ndarray], rotations: Sequence[int] = ROTATIONS) -> list[np.ndarray]:
         """:meth:`scores` of several queries of one shape (e.g. two residuals of one image) in one pass.
 
-        Every digest entry is read once for all of them: the query table has 4 columns per
-        query (``kernels.digest_cpu``'s 8-column loop for two), so two queries cost much less
-        than two passes. Returns one (R, 4) array per query, as :meth:`scores`.
+        Every digest entry is read once for each two of them: the query table has 4 columns per
+        query (``kernels.digest_cpu._gather_two`` for two). On this 2-core machine one such pass
+        costs what two single passes do (benchmarks/RESULTS.md, 2026-12-02 05:10), so attribution
+        scores one residual at a time; the shared read pays where memory, not the additions,
+        bounds the pass. Returns one (R, 4) array per query, as :meth:`scores`.
         """
         prepared = []
         for query in queries:
@@ -385,12 +387,16 @@ class Preselection:
     expected_false : float
         Expected number of (non-matching reference, rotation) pairs above the bound,
         ``sum_j sum_k Q(b_j)`` over the scored pairs: the cost of the margin.
+    above : ndarray of bool, shape (R, 4)
+        ``above[j, k]``: rotation k of reference j was scored and is at or above the bound (the
+        pairs that can reach the threshold; ``pairs`` without the ``top_k`` additions).
     """
 
     candidates: np.ndarray
     pairs: np.ndarray
     bound: np.ndarray
     expected_false: float
+    above: np.ndarray
 
 
 def preselect(z: np.ndarray, correlation: np.ndarray, threshold: float = DEFAULT_PCE_THRESHOLD, *,
@@ -422,11 +428,12 @@ def preselect(z: np.ndarray, correlation: np.ndarray, threshold: float = DEFAULT
         raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
     bound = digest_bound(correlation, threshold, margin=margin, pce_ratio=pce_ratio)
     scored = ~np.isnan(z)
-    pairs = scored & (np.where(scored, z, -np.inf) >= bound[:, None])
+    above = scored & (np.where(scored, z, -np.inf) >= bound[:, None])
+    pairs = above.copy()
     best = np.where(scored, z, -np.inf).max(axis=1)
     order = np.argsort(-best, kind="stable")[: min(int(top_k), z.shape[0])]
     top = order[np.isfinite(best[order])]
     pairs[top] |= scored[top]
     tail = scipy.special.ndtr(-bound)  # P(N(0, 1) >= b_j)
     expected = float(np.sum(np.where(scored, tail[:, None], 0.0)))
-    return Preselection(np.flatnonzero(pairs.any(axis=1)).astype(np.int64), pairs, bound, expected)
+    return Preselection(np.flatnonzero(pairs.any(axis=1)).astype(np.int64), pairs, bound, expected, above)
