@@ -2,6 +2,7 @@
 
     python benchmarks/camera_false_alarm.py [--cameras 12] [--pairs 10000] [--shape 112x160] [--json F]
     python benchmarks/camera_false_alarm.py --through-attribute   # the wired path: Attributor.score
+    python benchmarks/camera_false_alarm.py --jpeg 60,95           # queries saved as JPEG, residuals weighted
 
 Simulated cameras (``fingerprint.synthetic.make_camera``), fingerprints estimated from 8
 flat-fields each with the public build API (``fingerprint.build.build_fingerprint``). Every query
@@ -20,6 +21,10 @@ a non-matching pair. Three kinds of search, ``--pairs`` pairs each:
     70-95 % of each side: the implied-scale stage (whole frames) and the coarse-to-fine scale
     search, each with its own budget, and the whole plan (native + implied + scale search with
     the default shares).
+
+``--jpeg LO,HI`` saves every query (after its crop or resize) as a JPEG of a random quality in
+``LO..HI`` and weights its residual by the file's quantisation table, as ``attribute`` does for a
+JPEG file (``fingerprint.jpeg_residual.weight_residual``): the null of the weighted residual.
 
 ``--through-attribute`` scores every query with ``fingerprint.attribution.Attributor`` over the
 other cameras (one Attributor per left-out camera; the attribution's own order of stages, both
@@ -47,16 +52,26 @@ from PIL import Image
 
 from fingerprint.build import build_fingerprint
 from fingerprint.camera_search import CameraSearch
+from fingerprint.jpeg_residual import JpegGrid, weight_residual
 from fingerprint.residual import extract_residual
 from fingerprint.synthetic import make_camera
+from fingerprint.transforms import apply_pipeline
 from kernels.spec import GRAY_WEIGHTS
 
 ALPHAS = (0.1, 0.05, 0.02, 0.01, 0.005)
 KINDS = ("aligned", "cropped", "scaled")
 
 
-def product(image: np.ndarray, sigma: float) -> np.ndarray:
-    return extract_residual(image, sigma=sigma) * (image.astype(np.float32) @ np.asarray(GRAY_WEIGHTS, np.float32))
+def product(image: np.ndarray, sigma: float, jpeg: JpegGrid | None = None) -> np.ndarray:
+    gray = image.astype(np.float32) @ np.asarray(GRAY_WEIGHTS, np.float32)
+    w = extract_residual(image, sigma=sigma)
+    return (w if jpeg is None else weight_residual(w, gray, jpeg)) * gray
+
+
+def as_jpeg(image: np.ndarray, quality: int) -> tuple[np.ndarray, JpegGrid]:
+    """The image saved as a JPEG of ``quality`` and decoded, with the file's grid."""
+    t = apply_pipeline(image, f"jpeg:{quality}")
+    return t.image, JpegGrid(t.quantization[0])
 
 
 def resize(image: np.ndarray, factor: float, filt: str) -> np.ndarray:
@@ -100,7 +115,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, coarse_min_side: int = 128,
-        through: bool = False) -> dict:
+        through: bool = False, jpeg: tuple[int, int] | None = None) -> dict:
     t = time.perf_counter()
     cams = [make_camera(f"sim{i}", 1000 + i, shape=shape) for i in range(n_cameras)]
     fps = [build_fingerprint(c.images(8, seed=seed, flat=True)) for c in cams]
@@ -128,15 +143,18 @@ def run(n_cameras: int, pairs: int, shape: tuple[int, int], seed: int, kinds, co
             ci = qi % n_cameras
             image = next(cams[ci].images(1, seed=seed + 1 + qi // n_cameras))
             q = query(kind, image, rng)
+            grid = None
+            if jpeg is not None:
+                q, grid = as_jpeg(q, int(rng.integers(jpeg[0], jpeg[1] + 1)))
             if through:
-                res = left_out[ci].score(q, f"q{qi}")
+                res = left_out[ci].score(q, f"q{qi}", jpeg=grid)
                 ps.setdefault("attribute", []).extend(sc.false_alarm for sc in res.scores.values())
                 images[qi] = q.shape
                 if (qi + 1) % max(1, n_queries // 10) == 0:
                     print(f"  {kind}: {qi + 1}/{n_queries} queries, {time.perf_counter() - t:.0f} s", flush=True)
                 continue
-            wi2 = product(q, 2.0)
-            wi5 = product(q, 5.0) if kind != "scaled" else None
+            wi2 = product(q, 2.0, grid)
+            wi5 = product(q, 5.0, grid) if kind != "scaled" else None
             images[qi] = q.shape
             for cj, search in enumerate(searches):
                 if cj == ci:
@@ -189,7 +207,12 @@ def main(argv=None) -> int:
                          "(default 128, as ScaledSearch; 24 exercises the half-resolution sweep on small sensors)")
     ap.add_argument("--json", help="write the table and every p-value to this file")
     ap.add_argument("--through-attribute", action="store_true", help="score through Attributor.score (the wired path)")
+    ap.add_argument("--jpeg", help="LO,HI: save each query as a JPEG of a quality in LO..HI, residual weighted")
     args = ap.parse_args(argv)
+    jpeg = tuple(int(v) for v in args.jpeg.split(",")) if args.jpeg else None
+    if jpeg is not None and (len(jpeg) != 2 or not 1 <= jpeg[0] <= jpeg[1] <= 100):
+        print("error: --jpeg takes LO,HI with 1 <= LO <= HI <= 100", file=sys.stderr)
+        return 2
     h, w = (int(v) for v in args.shape.lower().split("x"))
     kinds = [k for k in args.kinds.split(",") if k]
     bad = [k for k in kinds if k not in KINDS]
@@ -197,7 +220,8 @@ def main(argv=None) -> int:
         print(f"error: kinds must be among {', '.join(KINDS)}, cameras >= 2, pairs >= 1", file=sys.stderr)
         return 2
     t = time.perf_counter()
-    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds, args.coarse_min_side, args.through_attribute)
+    results = run(args.cameras, args.pairs, (h, w), args.seed, kinds, args.coarse_min_side, args.through_attribute,
+                  jpeg)
     rows = table(results)
     print(f"total {time.perf_counter() - t:.0f} s")
     if args.json:

@@ -24,6 +24,7 @@ from fingerprint.decision import Attribution, ReferenceScore, decide
 from fingerprint.estimate import FingerprintParams, generator_residual
 from fingerprint.generator_attribution import GeneratorModels, file_jpeg_quality, load_generator_models, score_generators
 from fingerprint.generator_match import GeneratorBank, GeneratorReference, generator_scorers
+from fingerprint.jpeg_residual import JpegGrid, read_jpeg_grid, weight_residual
 from fingerprint.residual import extract_residual
 from fingerprint.scaled_search import DEFAULT_MIN_SCALE
 from fingerprint.scores import DEFAULT_PCE_THRESHOLD
@@ -216,25 +217,32 @@ class Attributor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def score(self, image: np.ndarray, label: str = "image", quality: int | None = None) -> Attribution:
+    def score(self, image: np.ndarray, label: str = "image", quality: int | None = None, *,
+              jpeg: JpegGrid | None = None) -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference; ``quality``:
-        the JPEG quality of its file (``generator_attribution.file_jpeg_quality``), if any."""
-        return self.score_batch([image], [label], [quality])[0]
+        the JPEG quality of its file (``generator_attribution.file_jpeg_quality``), if any;
+        ``jpeg``: its file's quantisation table and block grid (``jpeg_residual.read_jpeg_grid``),
+        which weights the camera query residual (``jpeg_residual.weight_residual``)."""
+        return self.score_batch([image], [label], [quality], jpegs=[jpeg])[0]
 
     def score_batch(self, images: list[np.ndarray], labels: list[str] | None = None,
-                    qualities: list[int | None] | None = None) -> list[Attribution]:
+                    qualities: list[int | None] | None = None, *,
+                    jpegs: list[JpegGrid | None] | None = None) -> list[Attribution]:
         """Score several images: camera PCEs per image (fingerprint spectra cached); generators by
         ``generator_attribution.score_generators`` when the attributor has ``generator_models``,
         else (a given ``generator_threshold``) NCCs of the whole batch as one matrix product per
-        group of generators. ``qualities``: JPEG quality of each image's file (None: not a JPEG)."""
+        group of generators. ``qualities``: JPEG quality of each image's file (None: not a JPEG);
+        ``jpegs``: each file's :class:`~fingerprint.jpeg_residual.JpegGrid` (None: not a JPEG, or
+        pixels that are no longer the file's, e.g. transformed)."""
         labels = labels if labels is not None else [f"image {i}" for i in range(len(images))]
+        jpegs = list(jpegs) if jpegs is not None else [None] * len(images)
         # the residual's input check, first, so that a refusal names the image by its label;
         # (H, W, 1) comes back as (H, W): gray, as extract_residual reads it
         images = [check_image(im, label) for im, label in zip(images, labels)]
         per_image: list[dict[str, ReferenceScore]] = [{} for _ in images]
         if self._camera_shapes:
-            for scores, image in zip(per_image, images):
-                scores.update(self._camera_scores(image))
+            for scores, image, jpeg in zip(per_image, images, jpegs):
+                scores.update(self._camera_scores(image, jpeg))
         decisions: list = []
         if self.generator_models is not None and self.generator_models.models:
             records = score_generators(self.generator_models, images, qualities=qualities,
@@ -248,20 +256,24 @@ class Attributor:
             for scores, bank_scores in zip(per_image, bank.score_batch(residuals[bank.params])):
                 scores.update((s.name, s) for s in bank_scores)
         answers = [decide(scores, label) for scores, label in zip(per_image, labels)]
+        if self._camera_shapes:
+            for answer, jpeg in zip(answers, jpegs):
+                answer.query_residual = _describe_residual(jpeg)
         for answer, dec in zip(answers, decisions):  # closed set among generators: the decision's closest
             if dec is not None and dec.closest and answer.best is None and (
                     answer.closest is None or answer.scores[answer.closest].kind == "generator"):
                 answer.closest = dec.closest
         return answers
 
-    def _camera_scores(self, image: np.ndarray) -> dict[str, ReferenceScore]:
+    def _camera_scores(self, image: np.ndarray, jpeg: JpegGrid | None = None) -> dict[str, ReferenceScore]:
         """Every camera's record for one checked image, cheapest stages first for every camera
         (``camera_library.decide_preselected``, which is ``camera_search.decide_cameras`` over the
         cameras the digests keep): native and implied scale at ``query_sigma``; the native stage
         with the ``retry_sigma`` residual if no camera matched; the scale search camera by camera
         until one matches. A camera smaller than the query is not loaded (``too_large_record``),
         one left out by the digests is "not confirmed" (``camera_library.not_confirmed``).
-        Residuals and the native stage on the device with CUDA."""
+        Residuals and the native stage on the device with CUDA. With ``jpeg`` (the file's
+        quantisation), both residuals are weighted by it (``jpeg_residual.weight_residual``)."""
         shape = image.shape[:2]
         skipped = self.references.skipped if self.references is not None else {}
         shapes = {n: s for n, s in self._camera_shapes.items() if n not in skipped}  # damaged ones found so far: out
@@ -274,10 +286,11 @@ class Attributor:
         x = image if self.device is None else self.device.put(image)  # one copy to the device
         residuals = [self._residual(x, self.query_sigma)]  # first: the largest allocation fails before any other
         I = gray_image(x) if self.device is None else self.device.gray(x)
+        residuals[0] = self._jpeg_weighted(residuals[0], I, jpeg)
         second = None
         if self.retry_sigma:
             def second():
-                residuals.append(self._residual(x, self.retry_sigma))
+                residuals.append(self._jpeg_weighted(self._residual(x, self.retry_sigma), I, jpeg))
                 return residuals[-1] * I
         cams = self._cameras
         searches = cams.view(fits, "search") if isinstance(cams, LazyCameras) else {n: cams[n].search for n in fits}
@@ -305,10 +318,27 @@ class Attributor:
         refs = self.references
         raise ValueError(f"{refs.path}: the library holds no usable references ({len(refs.skipped)} damaged)")
 
+    def _jpeg_weighted(self, w, I, jpeg: JpegGrid | None):
+        """``w`` weighted by the file's JPEG quantisation (on the host: a blockwise DCT), or ``w``."""
+        if jpeg is None:
+            return w
+        if self.device is None:
+            return weight_residual(w, I, jpeg)
+        return self.device.put(weight_residual(self._host(w), self._host(I), jpeg))
+
     def _residual(self, x, sigma: float):
         """Camera query residual of a checked image (on the device with the CUDA backend)."""
         levels = self._levels
         return extract_residual(x, sigma, levels) if self.device is None else self.device.residual(x, sigma, levels)
+
+
+def _describe_residual(jpeg: JpegGrid | None) -> str:
+    """How the camera query residual was made, in words (``Attribution.query_residual``)."""
+    if jpeg is None:
+        return "plain (no JPEG quantisation table)"
+    quality = jpeg.quality
+    return ("weighted by the file's JPEG quantisation table"
+            + (f" (quality {quality})" if quality is not None else ""))
 
 
 def load_attributor(library, *, fpr: float = DEFAULT_FPR, generator_threshold: float | None = None,
@@ -401,7 +431,8 @@ def _attribute_each(att: Attributor, images, crop) -> list[Attribution]:
                 raise loaded.error  # "<path>: <problem>"
             label, image = str(item), loaded.image
         quality = None if isinstance(item, np.ndarray) else file_jpeg_quality(item)
-        out.append(att.score(image, label, quality))  # a refusal names the image by its label
+        jpeg = None if isinstance(item, np.ndarray) else read_jpeg_grid(item, crop)
+        out.append(att.score(image, label, quality, jpeg=jpeg))  # a refusal names the image by its label
     return out
 
 
@@ -450,7 +481,7 @@ def _attribute_files(att: Attributor, paths, crop, strict: bool, progress: bool,
 
     def one(path, image):
         try:
-            return att.score(image, str(path), file_jpeg_quality(path))
+            return att.score(image, str(path), file_jpeg_quality(path), jpeg=read_jpeg_grid(path, crop))
         except GanprintError as err:  # it names the file: the path is the image's label
             if strict:
                 raise
@@ -466,7 +497,8 @@ def _attribute_files(att: Attributor, paths, crop, strict: bool, progress: bool,
         images = [(str(p), im) for p, im in pending if im is not None]
         try:
             scored = att.score_batch([im for _, im in images], [lab for lab, _ in images],
-                                     [file_jpeg_quality(lab) for lab, _ in images])
+                                     [file_jpeg_quality(lab) for lab, _ in images],
+                                     jpegs=[read_jpeg_grid(lab, crop) for lab, _ in images])
         except (GanprintError, MemoryError):  # an image the residual refuses, or too many bytes at once
             scored = None  # (left the except block first: its traceback holds the batch's arrays)
         if scored is None:  # score one by one, so that the refusal names its image

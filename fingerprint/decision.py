@@ -85,6 +85,7 @@ class Attribution:
     decision: str  # "match" or "unknown"
     scores: dict[str, ReferenceScore] = field(default_factory=dict)
     closest: str | None = None
+    query_residual: str | None = None  # how the camera query residual was made (cameras scored only)
 
     def as_dict(self) -> dict[str, Any]:
         best = self.scores.get(self.best) if self.best else None
@@ -99,6 +100,7 @@ class Attribution:
             "scale": best.scale if best else None,
             "n_positions": best.n_positions if best else None,
             "false_alarm": best.false_alarm if best else None,
+            **({"query_residual": self.query_residual} if self.query_residual else {}),
             "scores": {name: s.as_dict() for name, s in self.scores.items()},
         }
 

@@ -57,6 +57,7 @@ def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bo
     from fingerprint.errors import GanprintError
     from fingerprint.generator_attribution import file_jpeg_quality
     from fingerprint.io import iter_images
+    from fingerprint.jpeg_residual import read_jpeg_grid
 
     att = _worker_attributor(payload, token)
     out: list = []
@@ -64,7 +65,8 @@ def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bo
         try:
             if item.error is not None:
                 raise item.error
-            out.append(att.score(item.image, path, file_jpeg_quality(path)))  # a refusal names the file: its label
+            out.append(att.score(item.image, path, file_jpeg_quality(path),  # a refusal names the file: its label
+                                 jpeg=read_jpeg_grid(path, crop)))
         except GanprintError as err:  # "<path>: <problem>"
             if strict:
                 raise
@@ -113,6 +115,7 @@ def _attribute_shard(paths: Sequence[str], library: str, names: tuple[str, ...],
     from fingerprint.errors import GanprintError
     from fingerprint.generator_attribution import file_jpeg_quality
     from fingerprint.io import iter_images
+    from fingerprint.jpeg_residual import read_jpeg_grid
 
     att = _shard_attributor(library, names, options, token)
     out: list = []
@@ -120,7 +123,7 @@ def _attribute_shard(paths: Sequence[str], library: str, names: tuple[str, ...],
         try:
             if item.error is not None:
                 raise item.error
-            out.append(att.score(item.image, path, file_jpeg_quality(path)))
+            out.append(att.score(item.image, path, file_jpeg_quality(path), jpeg=read_jpeg_grid(path, crop)))
         except GanprintError as err:
             if strict:
                 raise
@@ -141,6 +144,7 @@ def _merge_shards(parts: list) -> Any:
     scores = {n: merged[n] for n in sorted(n for n, s in merged.items() if s.kind == "camera")}
     scores.update((n, s) for n, s in merged.items() if s.kind != "camera")
     answer = decide(scores, parts[0].image)
+    answer.query_residual = next((p.query_residual for p in parts if p.query_residual), None)
     first = parts[0]  # the generators' closed-set answer, as Attributor.score_batch sets it
     if (answer.best is None and first.closest in first.scores and first.scores[first.closest].kind == "generator"
             and (answer.closest is None or scores[answer.closest].kind == "generator")):

@@ -330,6 +330,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     import sys
 
     from fingerprint.generator_attribution import file_jpeg_quality
+    from fingerprint.jpeg_residual import JpegGrid, read_jpeg_grid
     from fingerprint.transforms import Pipeline, apply_pipeline, image_rng, parse_pipeline
 
     pipeline = None if transform is None else transform if isinstance(transform, Pipeline) else parse_pipeline(transform)
@@ -354,19 +355,19 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
         try:
             if item.error is not None:
                 raise item.error
-            image, quality = item.image, None
+            image, quality, jpeg = item.image, None, None
             if pipeline is not None and pipeline.steps:
                 try:
                     t = apply_pipeline(image, pipeline, image_rng(seed, index))
                 except ValueError as err:  # e.g. a crop larger than this query
                     raise InvalidImageError(f"cannot apply {pipeline.spec()!r}: {err}", path=path) from None
                 image, quality = t.image, t.jpeg_quality if t.quantization is not None else None
-            elif getattr(att, "generator_models", None) is not None:
-                quality = file_jpeg_quality(path)
-            if getattr(att, "generator_models", None) is not None:  # a JPEG query's quality reaches the decision
-                results.append(att.score(image, str(path), quality))
+                jpeg = JpegGrid(t.quantization[0]) if t.quantization and 0 in t.quantization else None
             else:
-                results.append(att.score(image, str(path)))  # a refusal names the file: its label
+                quality, jpeg = file_jpeg_quality(path), read_jpeg_grid(path, crop)
+            if getattr(att, "generator_models", None) is None:  # the library-wide generator threshold reads no quality
+                quality = None
+            results.append(att.score(image, str(path), quality, jpeg=jpeg))  # a refusal names the file: its label
             labels.append(label)
         except GanprintError as err:  # "<path>: <problem>"
             failed.append(str(err))

@@ -38,6 +38,8 @@ from fingerprint import report_plots as plots
 from fingerprint.attribution import Attribution, Attributor, ReferenceScore, load_attributor
 from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import generator_residual
+from fingerprint.generator_attribution import file_jpeg_quality
+from fingerprint.jpeg_residual import read_jpeg_grid
 from fingerprint.localization import Localization, localize
 
 __all__ = ["ImageReport", "false_alarm", "localize_file", "localize_reference", "write_report"]
@@ -327,7 +329,7 @@ def _report_image(att: Attributor, path: Path, page: str, lib: dict[str, Any], *
 
     image, info = load_image(path, return_metadata=True)
     rep = ImageReport(str(path), page, _file_facts(path, info, file_sha256(path)))
-    res = att.score(image, str(path))
+    res = att.score(image, str(path), file_jpeg_quality(path), jpeg=read_jpeg_grid(path))  # as `attribute` scores it
     rep.attribution = res
     rep.thumbnail = plots.data_uri(plots.thumbnail_jpeg(image, 200), "image/jpeg")
     rep.figures["image"] = plots.data_uri(plots.thumbnail_jpeg(image, 720), "image/jpeg")

@@ -125,10 +125,10 @@ def test_an_image_whose_scoring_runs_out_of_memory_is_reported_and_the_rest_answ
     s = memory_cases["small"]
     real, target = Attributor._camera_scores, load_image(s[1])
 
-    def scores(self, image):
+    def scores(self, image, jpeg=None):
         if image.shape == target.shape and np.array_equal(image, target):
             raise MemoryError
-        return real(self, image)
+        return real(self, image, jpeg)
 
     monkeypatch.setattr(Attributor, "_camera_scores", scores)
     out = list(attribute_paths(small_library[0], [s[0], s[1], s[2]], progress=False))
@@ -165,9 +165,9 @@ def test_batches_are_bounded_by_bytes_as_well_as_count(small_library, tmp_path, 
     sizes = []
     real = attribution.Attributor.score_batch
 
-    def spy(self, images, labels=None, qualities=None):
+    def spy(self, images, labels=None, qualities=None, **kwargs):
         sizes.append(sum(im.nbytes for im in images))
-        return real(self, images, labels, qualities)
+        return real(self, images, labels, qualities, **kwargs)
 
     monkeypatch.setattr(attribution.Attributor, "score_batch", spy)
     monkeypatch.setattr(attribution, "BATCH_BYTES", 3 * 96 * 96 * 3)  # three 96 x 96 RGB images
