@@ -48,6 +48,7 @@ import numpy as np
 from fingerprint.build import build_reference
 from fingerprint.camera_search import CameraSearch, decide_cameras, merge
 from fingerprint.io import load_image
+from fingerprint.jpeg_residual import JpegGrid, weight_residual
 from fingerprint.residual import extract_residual
 from fingerprint.scaled_search import resample_fingerprint
 from fingerprint.scores import ReferenceSpectrum
@@ -84,9 +85,20 @@ def gray(image: np.ndarray) -> np.ndarray:
     return x @ np.asarray(GRAY_WEIGHTS, dtype=np.float32) if x.ndim == 3 else x
 
 
-def product(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    """``W * I``: the query residual at ``sigma`` times the gray image."""
-    return extract_residual(image, sigma=sigma) * gray(image)
+def product(image: np.ndarray, sigma: float = 2.0, jpeg: JpegGrid | None = None) -> np.ndarray:
+    """``W * I``: the query residual at ``sigma`` times the gray image; a JPEG query's residual
+    weighted by its table first (``jpeg_residual.weight_residual``, as ``attribute`` does for a
+    JPEG file)."""
+    w = extract_residual(image, sigma=sigma)
+    g = gray(image)
+    if jpeg is not None:
+        w = weight_residual(w, g, jpeg)
+    return w * g
+
+
+def jpeg_grid(t) -> JpegGrid | None:
+    """The grid of a transformed copy whose last step was a JPEG save (None otherwise)."""
+    return JpegGrid(t.quantization[0]) if t.quantization else None
 
 
 def pipeline(shape: tuple[int, int], scale: float, filt: str, variant: str) -> str:
@@ -113,20 +125,20 @@ def library_order_stage(searches: dict[str, CameraSearch], wi2: np.ndarray, n_si
 
 
 def attribute(image: np.ndarray, searches: dict[str, CameraSearch], *, all_cameras: bool = False,
-              order: str = "ranked"):
+              order: str = "ranked", jpeg: JpegGrid | None = None):
     """Score one query against every camera as an attribution would; returns ({camera: decision}, seconds).
 
     ``order``: ``"ranked"``, the scale-search stage of ``decide_cameras`` (``scale_stage``:
     surveyed, then likeliest first); ``"library"``: the same passes with the stage camera by
     camera in library order (:func:`library_order_stage`, the order before it)."""
     t0 = time.perf_counter()
-    wi2 = product(image, 2.0)
+    wi2 = product(image, 2.0, jpeg)
     if order == "ranked" or all_cameras:
-        dec = decide_cameras(searches, wi2, lambda: product(image, 5.0), exhaustive=all_cameras)
+        dec = decide_cameras(searches, wi2, lambda: product(image, 5.0, jpeg), exhaustive=all_cameras)
     else:
         # decide_cameras with no scale-search stage (cameras of scaled=False views), then the old loop
         plain = {c: _NoScale(s) for c, s in searches.items()}
-        dec = decide_cameras(plain, wi2, lambda: product(image, 5.0))
+        dec = decide_cameras(plain, wi2, lambda: product(image, 5.0, jpeg))
         if not any(d.match for d in dec.values()):
             dec = library_order_stage(searches, wi2, 2, dec)
     return dec, time.perf_counter() - t0
@@ -154,12 +166,18 @@ class _Record:
         self.false_alarm = s.false_alarm if s.false_alarm is not None else 1.0
 
 
-def through_attribute(image: np.ndarray, library: Path):
-    """One query through the public ``fingerprint.attribute`` (library loaded, residuals, decision)."""
-    from fingerprint.attribution import attribute as public_attribute
+_ATTRIBUTORS: dict = {}
 
+
+def through_attribute(image: np.ndarray, library: Path, jpeg: JpegGrid | None = None):
+    """One query through the public ``Attributor.score`` of ``library`` (loaded once and timed
+    apart; residuals, JPEG weighting, decision)."""
+    from fingerprint.attribution import load_attributor
+
+    if library not in _ATTRIBUTORS:
+        _ATTRIBUTORS[library] = load_attributor(library, backend="cpu")
     t0 = time.perf_counter()
-    (res,) = public_attribute(image, library, backend="cpu")
+    res = _ATTRIBUTORS[library].score(image, jpeg=jpeg)
     return {name: _Record(s) for name, s in res.scores.items()}, time.perf_counter() - t0
 
 
@@ -181,13 +199,14 @@ def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: b
             n += 1
             img = load_image(p)
             spec = pipeline(img.shape[:2], scale, filt, variant)
-            q = apply_pipeline(img, spec, image_rng(12, i)).image
+            tq = apply_pipeline(img, spec, image_rng(12, i))
+            q, grid = tq.image, jpeg_grid(tq)
             answers = {}
             for o in orders:
                 if library is not None:
-                    dec, secs = through_attribute(q, library)
+                    dec, secs = through_attribute(q, library, grid)
                 else:
-                    dec, secs = attribute(q, searches[o], all_cameras=all_cameras, order=o)
+                    dec, secs = attribute(q, searches[o], all_cameras=all_cameras, order=o, jpeg=grid)
                 best = min(dec, key=lambda c: dec[c].false_alarm)
                 true = camera_of(p)
                 d = dec[best]
