@@ -6,7 +6,7 @@
     python benchmarks/camera_scaled.py --resampling    # fingerprint down vs query up, filters
     python benchmarks/camera_scaled.py --timing        # 6 MP resized query against 6 cameras
     python benchmarks/camera_scaled.py --timing --timing-variants crop --orders ranked,library --no-others
-    python benchmarks/camera_scaled.py --through-attribute   # the same cases through fingerprint.attribute
+    python benchmarks/camera_scaled.py --through-attribute   # the same cases through Attributor.score
 
 Fingerprints: the 10 flat-fields of each camera in ``../shared/data/dresden/ff`` through the public
 build API (``fingerprint.build.build_reference``), cached in ``/tmp/ganprint_bench/dresden_ff.h5``
@@ -22,8 +22,10 @@ ranked,library`` scores every query also with that stage run camera by camera in
 (the order before ``scale_stage``), times both and checks that the decisions agree.
 ``--all-cameras`` runs every stage of every camera (no early stop across cameras) to check
 wrong matches thoroughly.
-``--through-attribute`` scores each case's queries with the public ``fingerprint.attribute``
-(arrays against the library file: the wired path, residuals and records included) instead.
+``--through-attribute`` scores each case's queries with the public ``Attributor.score`` of the
+library file (the wired path, residuals and records included) instead. A copy saved as JPEG last
+(``+jpeg:75``) is scored with its table, as ``attribute`` scores a JPEG file: its residual is
+weighted by ``jpeg_residual.weight_residual`` on both paths.
 ``--photos 0,4,8`` restricts any case to those photos (indices into the sorted nat/ list).
 
 Default run (2 shared cores, ~10 min): every other photo (8 of 16) for resize and resize + JPEG
@@ -170,8 +172,8 @@ _ATTRIBUTORS: dict = {}
 
 
 def through_attribute(image: np.ndarray, library: Path, jpeg: JpegGrid | None = None):
-    """One query through the public ``Attributor.score`` of ``library`` (loaded once and timed
-    apart; residuals, JPEG weighting, decision)."""
+    """One query through the public ``Attributor.score`` of ``library`` (loaded on first use, the
+    load not timed): residuals, JPEG weighting, decision."""
     from fingerprint.attribution import load_attributor
 
     if library not in _ATTRIBUTORS:
@@ -452,7 +454,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", help="factors to run, e.g. 0.5,0.9")
     ap.add_argument("--library", type=Path, default=CACHE)
     ap.add_argument("--through-attribute", action="store_true",
-                    help="score with the public fingerprint.attribute (library file) instead of CameraSearch")
+                    help="score with the public Attributor.score of the library file instead of CameraSearch")
     ap.add_argument("--photos", help="photo indices to run in every case, e.g. 0,4,8 (default: the protocol's)")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
