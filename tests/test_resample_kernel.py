@@ -94,7 +94,6 @@ def test_large_input_runs_parallel_by_size(rng):
     s = 0.537
     out_shape = (int(2000 * s), int(3008 * s))
     box = (0.0, 0.0, out_shape[1] / s, out_shape[0] / s)
-    calls: Counter = Counter()
     with builds("parallel") as calls:
         kernel_config.PARALLEL_MIN_SIZE = 1 << 16  # the shipped limit: a 6 MP input is above it
         got = resample_bilinear(a, out_shape, box)
