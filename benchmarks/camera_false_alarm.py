@@ -52,7 +52,7 @@ from PIL import Image
 
 from fingerprint.build import build_fingerprint
 from fingerprint.camera_search import CameraSearch
-from fingerprint.jpeg_residual import JpegGrid, weight_residual
+from fingerprint.jpeg_residual import JpegGrid, grid_from_tables, weight_residual
 from fingerprint.residual import extract_residual
 from fingerprint.synthetic import make_camera
 from fingerprint.transforms import apply_pipeline
@@ -71,7 +71,7 @@ def product(image: np.ndarray, sigma: float, jpeg: JpegGrid | None = None) -> np
 def as_jpeg(image: np.ndarray, quality: int) -> tuple[np.ndarray, JpegGrid]:
     """The image saved as a JPEG of ``quality`` and decoded, with the file's grid."""
     t = apply_pipeline(image, f"jpeg:{quality}")
-    return t.image, JpegGrid(t.quantization[0])
+    return t.image, grid_from_tables(t.quantization)
 
 
 def resize(image: np.ndarray, factor: float, filt: str) -> np.ndarray:

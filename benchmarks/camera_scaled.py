@@ -50,7 +50,7 @@ import numpy as np
 from fingerprint.build import build_reference
 from fingerprint.camera_search import CameraSearch, decide_cameras, merge
 from fingerprint.io import load_image
-from fingerprint.jpeg_residual import JpegGrid, weight_residual
+from fingerprint.jpeg_residual import JpegGrid, grid_from_tables, weight_residual
 from fingerprint.residual import extract_residual
 from fingerprint.scaled_search import resample_fingerprint
 from fingerprint.scores import ReferenceSpectrum
@@ -97,10 +97,6 @@ def product(image: np.ndarray, sigma: float = 2.0, jpeg: JpegGrid | None = None)
         w = weight_residual(w, g, jpeg)
     return w * g
 
-
-def jpeg_grid(t) -> JpegGrid | None:
-    """The grid of a transformed copy whose last step was a JPEG save (None otherwise)."""
-    return JpegGrid(t.quantization[0]) if t.quantization else None
 
 
 def pipeline(shape: tuple[int, int], scale: float, filt: str, variant: str) -> str:
@@ -202,7 +198,7 @@ def run_cases(K: dict, cases: list[tuple], photos: list[Path], *, all_cameras: b
             img = load_image(p)
             spec = pipeline(img.shape[:2], scale, filt, variant)
             tq = apply_pipeline(img, spec, image_rng(12, i))
-            q, grid = tq.image, jpeg_grid(tq)
+            q, grid = tq.image, grid_from_tables(tq.quantization)  # None unless saved as JPEG last
             answers = {}
             for o in orders:
                 if library is not None:

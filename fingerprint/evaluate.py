@@ -330,7 +330,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     import sys
 
     from fingerprint.generator_attribution import file_jpeg_quality
-    from fingerprint.jpeg_residual import JpegGrid, read_jpeg_grid
+    from fingerprint.jpeg_residual import grid_from_tables, read_jpeg_grid
     from fingerprint.transforms import Pipeline, apply_pipeline, image_rng, parse_pipeline
 
     pipeline = None if transform is None else transform if isinstance(transform, Pipeline) else parse_pipeline(transform)
@@ -362,7 +362,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
                 except ValueError as err:  # e.g. a crop larger than this query
                     raise InvalidImageError(f"cannot apply {pipeline.spec()!r}: {err}", path=path) from None
                 image, quality = t.image, t.jpeg_quality if t.quantization is not None else None
-                jpeg = JpegGrid(t.quantization[0]) if t.quantization and 0 in t.quantization else None
+                jpeg = grid_from_tables(t.quantization)
             else:
                 quality, jpeg = file_jpeg_quality(path), read_jpeg_grid(path, crop)
             if getattr(att, "generator_models", None) is None:  # the library-wide generator threshold reads no quality

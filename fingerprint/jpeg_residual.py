@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-__all__ = ["BLOCK", "JpegGrid", "read_jpeg_grid", "weight_residual"]
+__all__ = ["BLOCK", "JpegGrid", "grid_from_tables", "read_jpeg_grid", "weight_residual"]
 
 BLOCK = 8
 """Side of a JPEG DCT block, in pixels (ITU-T T.81)."""
@@ -81,6 +81,15 @@ class JpegGrid:
         return JpegGrid(self.table, (self.offset[0] - top, self.offset[1] - left))
 
 
+def grid_from_tables(tables) -> JpegGrid | None:
+    """The :class:`JpegGrid` of a file's own pixels from its quantisation tables (Pillow's
+    ``Image.quantization``, or ``transforms.Transformed.quantization``: ``{table id: 64 steps}``),
+    whose table 0 is the luminance's; None when there is no table 0."""
+    if not isinstance(tables, dict) or 0 not in tables:
+        return None
+    return JpegGrid(tuple(tables[0]))
+
+
 def read_jpeg_grid(path: str | os.PathLike[str], crop: tuple[int, int] | None = None) -> JpegGrid | None:
     """The :class:`JpegGrid` of a JPEG (or MPO) file from its header; None for other formats or a
     header Pillow cannot read (the decoder reports those).
@@ -92,14 +101,11 @@ def read_jpeg_grid(path: str | os.PathLike[str], crop: tuple[int, int] | None = 
 
     try:
         with Image.open(path) as img:
-            tables = getattr(img, "quantization", None) if img.format in ("JPEG", "MPO") else None
-            if not isinstance(tables, dict) or 0 not in tables:
-                return None
-            grid = JpegGrid(tuple(tables[0]))
+            grid = grid_from_tables(getattr(img, "quantization", None)) if img.format in ("JPEG", "MPO") else None
             width, height = img.size
     except Exception:  # noqa: BLE001 - the decoder names the file and the problem
         return None
-    if crop is None:
+    if grid is None or crop is None:
         return grid
     h, w = crop
     if h > height or w > width:

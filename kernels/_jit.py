@@ -9,11 +9,20 @@ compute the same result; ``prange`` is a plain ``range`` in the serial one.
 
 from __future__ import annotations
 
+import threading
 import types
 
 import numba
 
 from kernels import config
+
+
+PARALLEL_LOCK = threading.Lock()
+"""Held by whichever Python thread is running a parallel (``prange``) build of a hand-dispatched
+kernel (``kernels.dwt_cpu``, ``kernels.resample_cpu``); a concurrent caller runs the serial build
+(nogil, so still concurrent). Numba's fallback "workqueue" threading layer aborts the process when
+two Python threads launch parallel kernels at once, whichever kernels they are, hence one lock for
+all of them. Serial and parallel builds give bit-identical results."""
 
 
 def _jit_options() -> dict:

@@ -39,7 +39,6 @@ Reference twin: ``pywt.wavedec2`` / ``pywt.waverec2`` with ``mode="periodization
 from __future__ import annotations
 
 import operator
-import threading
 
 import numba
 import numpy as np
@@ -47,6 +46,7 @@ import pywt
 from numba import prange
 
 from kernels import config
+from kernels._jit import PARALLEL_LOCK
 from kernels.spec import WAVELET  # re-exported
 
 __all__ = ["wavedec2", "waverec2", "WAVELET", "FILTER_LENGTH"]
@@ -293,10 +293,9 @@ def _idwt2_level_serial(ca, ch, cv, cd, lo, hi, nblocks, x):
 
 
 # --- public wrappers ------------------------------------------------------------------------------
-# Numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
-# parallel kernels at once. Whoever holds this lock uses the parallel kernels; a concurrent caller
-# runs the serial ones (nogil, so still concurrent). Both produce bit-identical rows.
-_PARALLEL_LOCK = threading.Lock()
+# Whoever holds this lock (the one of every hand-dispatched kernel, kernels._jit.PARALLEL_LOCK)
+# uses the parallel kernels; a concurrent caller runs the serial ones. Both give bit-identical rows.
+_PARALLEL_LOCK = PARALLEL_LOCK
 
 
 def _nblocks(rows: int) -> int:

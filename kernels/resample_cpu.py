@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 
 import numba
 import numpy as np
 from numba import prange
 
-from kernels._jit import sized_kernel
+from kernels._jit import PARALLEL_LOCK, sized_kernel
 
 __all__ = ["resample_bilinear", "triangle_coeffs"]
 
@@ -157,13 +156,12 @@ def _vertical(out, tmp, first, count, weights):
             out[i, j] = np.float32(acc[j])
 
 
-# Numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
-# parallel kernels at once (kernels/dwt_cpu.py holds a lock for the same reason): whoever holds
-# this lock may run the parallel builds, a concurrent caller (the scale search's template prefetch
-# threads) runs the serial ones (nogil, so still concurrent). And GNU OpenMP (the "omp" layer)
+# Whoever holds the lock of every hand-dispatched kernel (kernels._jit.PARALLEL_LOCK, shared with
+# the DWT) may run the parallel builds; a concurrent caller (the scale search's template prefetch
+# threads, a residual in another thread) runs the serial ones. And GNU OpenMP (the "omp" layer)
 # terminates a forked child that starts a parallel region after its parent used one, so a forked
 # child runs the serial builds only. Both builds give bit-identical results.
-_PARALLEL_LOCK = threading.Lock()
+_PARALLEL_LOCK = PARALLEL_LOCK
 _FORKED = [False]
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__(0, True))
