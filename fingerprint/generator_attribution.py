@@ -13,6 +13,10 @@ of the scored pixels and the generator, so that a value is never counted twice):
   ``build`` (the default null: :func:`default_null.default_null_images`; the other generators'
   source images, in both directions, so that the result does not depend on the order of builds)
   and by ``calibrate`` (real photos).
+- ``gnull:<generator>:aligned@q<Q>:<H>x<W>``: the null of JPEG queries against the plain fingerprint:
+  the same non-matching images re-saved at each of ``JPEG_STAT_QUALITIES``, counted under the Q of
+  ``GENUINE_QUALITIES`` nearest. A JPEG query of quality q < 98 meets the one of the Q nearest q;
+  other queries, and JPEG queries of a library built before these, meet ``aligned``.
 - ``ggen:<generator>:<hypothesis>[@q<Q>]:<h>x<w>``: genuine scores by leave-one-out: each source
   image of the generator, transformed (JPEG at Q, cropped or resized to h x w), against the
   fingerprint rebuilt without it from the running sums (exact: the sums of the other images).
@@ -68,7 +72,7 @@ NULL_PREFIX, GENUINE_PREFIX, JPEG_PREFIX = "gnull", "ggen", "gjpeg"
 JPEG_HYPOTHESIS = "jpeg"  # "jpeg@q<Q>": a JPEG query against the fingerprint of references re-saved at Q
 
 __all__ = ["DEFAULT_FPR", "ArrayRecord", "GeneratorModel", "GeneratorModels", "StatRecord", "decide_one", "genuine_key",
-           "file_jpeg_quality", "load_generator_models", "null_key", "query_residual", "score_generators", "stat_sizes",
+           "file_jpeg_quality", "load_generator_models", "nearest_quality", "null_key", "query_residual", "score_generators", "stat_sizes",
            "versions"]
 
 
@@ -82,6 +86,11 @@ def stat_sizes(shape: tuple[int, int]) -> list[tuple[int, int]]:
         if size not in out and size[0] < H and size[1] < W:
             out.append(size)
     return out
+
+
+def nearest_quality(qualities: Iterable[int], quality: int) -> int:
+    """The quality of ``qualities`` nearest ``quality``, ties to the higher."""
+    return min(qualities, key=lambda q: (abs(q - quality), -q))
 
 
 def null_key(generator: str, hypothesis: str, size: tuple[int, int]) -> str:
@@ -237,7 +246,7 @@ class GeneratorModel:
         stored quality nearest it (ties to the higher), or None (not a JPEG, none stored, or q >= 98)."""
         if quality is None or not self.jpeg or quality >= 98:
             return None
-        return f"{JPEG_HYPOTHESIS}@q{min(self.jpeg, key=lambda q: (abs(q - quality), -q))}"
+        return f"{JPEG_HYPOTHESIS}@q{nearest_quality(self.jpeg, quality)}"
 
     def hypotheses(self, R: np.ndarray, query: QueryResidual | None = None,
                    quality: int | None = None) -> list[HypothesisScore]:
@@ -277,21 +286,27 @@ class GeneratorModel:
         ch, cw = min(h, H), min(w, W)
         return [HypothesisScore(self.name, "aligned", aligned_z(_centre(R, ch, cw), _centre(F, ch, cw)))]
 
-    def null_for(self, hypothesis: str, size: tuple[int, int]) -> NullModel | None:
-        """The null model for a hypothesis at the stored size nearest ``size`` (None: none stored)."""
-        key = (hypothesis, tuple(size))
+    def null_for(self, hypothesis: str, size: tuple[int, int], quality: int | None = None) -> NullModel | None:
+        """The null model for a hypothesis at the stored size nearest ``size`` (None: none stored);
+        a JPEG query's ``"aligned"`` hypothesis (``quality`` < 98) meets ``aligned@q<Q>`` when stored."""
+        key = (hypothesis, tuple(size), quality)
         if key not in self._null_models:
-            self._null_models[key] = self._null_for(hypothesis, size)
+            self._null_models[key] = self._null_for(hypothesis, size, quality)
         return self._null_models[key]
 
-    def _null_for(self, hypothesis: str, size: tuple[int, int]) -> NullModel | None:
+    def _null_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> NullModel | None:
+        name = hypothesis
+        if hypothesis == "aligned" and quality is not None and quality < 98:
+            qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in self.nulls]
+            if qs:
+                name = f"aligned@q{nearest_quality(qs, quality)}"
         size = (self.shape if hypothesis in ("aligned",) or hypothesis.startswith(JPEG_HYPOTHESIS) else size)
-        sizes = [s for (h, s) in self.nulls if h == hypothesis]
+        sizes = [s for (h, s) in self.nulls if h == name]
         if not sizes:
             return None
         s = nearest_size(sizes, size)
         positions = (self.shape[0] - s[0] + 1) * (self.shape[1] - s[1] + 1) if hypothesis == "crop" else 1
-        return NullModel(self.name, hypothesis, s, self.nulls[(hypothesis, s)], positions)
+        return NullModel(self.name, name, s, self.nulls[(name, s)], positions)
 
     def genuine_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> GenuineRange | None:
         """The genuine range for a hypothesis near ``size`` (JPEG queries: near their quality)."""
@@ -305,7 +320,7 @@ class GeneratorModel:
         if hypothesis == "aligned" and quality is not None:  # a JPEG query: the range at the nearest quality
             qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in self.genuine]
             if qs and quality < 98:
-                name = f"aligned@q{min(qs, key=lambda q: abs(q - quality))}"
+                name = f"aligned@q{nearest_quality(qs, quality)}"
         size = self.shape if hypothesis == "aligned" or hypothesis.startswith(JPEG_HYPOTHESIS) else size
         sizes = [s for (h, s) in self.genuine if h == name]
         if not sizes:
@@ -405,6 +420,7 @@ def _parse_key(key: str) -> tuple[str, str, str, tuple[int, int]] | None:
 def _expected_keys(name: str, shape: tuple[int, int]) -> list[str]:
     keys = [null_key(name, "aligned", shape), genuine_key(name, "aligned", shape)]
     keys += [genuine_key(name, "aligned", shape, q) for q in GENUINE_QUALITIES]
+    keys += [null_key(name, f"aligned@q{q}", shape) for q in GENUINE_QUALITIES]
     for q in JPEG_FINGERPRINT_QUALITIES:
         keys += [null_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape), genuine_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape)]
     for size in stat_sizes(shape):
@@ -473,7 +489,7 @@ def decide_one(models: GeneratorModels, R: np.ndarray, stats: ResidualStats, qua
         per[m.name] = hs
         for s in hs:
             scores.append(s)
-            n = m.null_for(s.hypothesis, size)
+            n = m.null_for(s.hypothesis, size, quality)
             if n is not None:
                 nulls[(m.name, s.hypothesis)] = n
             g = m.genuine_for(s.hypothesis, size, quality)
@@ -494,7 +510,7 @@ def _record(m: GeneratorModel, hs: list[HypothesisScore], R: np.ndarray, alpha: 
     size = tuple(R.shape[1:])
     best, best_u, best_thr = hs[0], -math.inf, None
     for s in hs:
-        null = m.null_for(s.hypothesis, size)
+        null = m.null_for(s.hypothesis, size, quality)
         if null is None:
             continue
         u = null.standardised(s.z)

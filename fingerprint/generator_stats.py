@@ -215,30 +215,44 @@ def _default_null_jpeg_residuals(shape: tuple[int, int], channels: int, params: 
                                     cameras, per_camera, seed)
 
 
-def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[StatRecord]:
-    """The default null of the ``jpeg@q<Q>`` hypotheses: the default null photos
-    (:func:`default_null_records`) re-saved at each of ``JPEG_STAT_QUALITIES``."""
+def _jpeg_null_key(target: GeneratorModel, hypothesis: str, quality: int) -> str | None:
+    """The null dataset of a re-saved non-matching image's score under ``hypothesis``: the plain
+    fingerprint's ``"aligned"`` score counts under ``aligned@q<Q>`` (Q the genuine quality nearest
+    the re-save's, ``GeneratorModel.aligned_jpeg_quality``), a compression-matched score under its own
+    ``jpeg@q<Q>``; None for the other hypotheses."""
     from fingerprint import generator_attribution as ga
 
-    if not target.jpeg:
-        return []
+    if hypothesis == "aligned":
+        return null_key(target.name, f"aligned@q{ga.nearest_quality(ga.GENUINE_QUALITIES, quality)}", target.shape)
+    if hypothesis.startswith(ga.JPEG_HYPOTHESIS):
+        return null_key(target.name, hypothesis, target.shape)
+    return None
+
+
+def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[StatRecord]:
+    """The default null of a JPEG query of the fingerprint's size: the default null photos
+    (:func:`default_null_records`) re-saved at each of ``JPEG_STAT_QUALITIES``, against the plain
+    fingerprint (``aligned@q<Q>``) and, when it has them, the compression-matched ones (``jpeg@q<Q>``)."""
+    from fingerprint import generator_attribution as ga
+
     out = []
     for q, R, sha in _default_null_jpeg_residuals(target.shape, target.F.shape[0], target.params, ga.NULL_CAMERAS,
                                                   ga.NULL_PER_CAMERA, seed):
         for s in target.hypotheses(R, quality=q):
-            if s.hypothesis.startswith(ga.JPEG_HYPOTHESIS):
-                out.append(StatRecord(null_key(target.name, s.hypothesis, target.shape), target.name, sha, s.z))
+            key = _jpeg_null_key(target, s.hypothesis, q)
+            if key is not None:
+                out.append(StatRecord(key, target.name, sha, s.z))
     return out
 
 
 def jpeg_null_records(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams) -> list[StatRecord]:
-    """Null records of the ``jpeg@q<Q>`` hypotheses: ``image`` (from none of ``targets``, of their
-    size) re-saved at each of ``JPEG_STAT_QUALITIES``, against each target's compression-matched
-    fingerprint of the nearest stored quality."""
-    from fingerprint.generator_attribution import JPEG_HYPOTHESIS
+    """Null records of JPEG queries: ``image`` (from none of ``targets``, of their size) re-saved at
+    each of ``JPEG_STAT_QUALITIES``, against each target's plain fingerprint (``aligned@q<Q>``, Q the
+    nearest of ``GENUINE_QUALITIES``) and compression-matched fingerprint of the nearest stored
+    quality (``jpeg@q<Q>``, when the target has them)."""
     from fingerprint.generator_decision import insufficient_signal
 
-    targets = [m for m in targets if m.jpeg and tuple(image.shape[:2]) == m.shape]
+    targets = [m for m in targets if tuple(image.shape[:2]) == m.shape]
     out = []
     for q, x in (_jpeg_versions(image) if targets else ()):
         R, stats = query_residual(x, params)
@@ -247,8 +261,9 @@ def jpeg_null_records(targets: Sequence[GeneratorModel], image: np.ndarray, para
         sha = _sha(x, f"jpeg:{q}")
         for m in targets:
             for s in m.hypotheses(R, quality=q):
-                if s.hypothesis.startswith(JPEG_HYPOTHESIS):
-                    out.append(StatRecord(null_key(m.name, s.hypothesis, m.shape), m.name, sha, s.z))
+                key = _jpeg_null_key(m, s.hypothesis, q)
+                if key is not None:
+                    out.append(StatRecord(key, m.name, sha, s.z))
     return out
 
 

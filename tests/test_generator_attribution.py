@@ -369,3 +369,46 @@ def test_statistics_follow_the_generator_and_its_fingerprint(sources, tmp_path):
         assert lib.owned_calibration("renamed") == []
     rebuilt = {m.name: m for m in _library(path, {"renamed": sources["ga"]}, ["renamed"]).models}["renamed"]
     _assert_same_statistics(rebuilt, all_eight)  # nothing of the removed one left beside its own
+
+
+def test_a_jpeg_query_meets_the_null_of_re_saved_non_matching_images(models):
+    """The plain fingerprint's null for JPEG queries: the default null photos re-saved at each quality
+    of JPEG_STAT_QUALITIES, counted under the nearest genuine quality; chosen by the query's quality."""
+    import fingerprint.generator_attribution as ga
+    from fingerprint.default_null import default_null_images
+
+    m = {x.name: x for x in models.models}["ga"]
+    shape = (SIZE, SIZE)
+    for q in ga.GENUINE_QUALITIES:
+        assert m.nulls[(f"aligned@q{q}", shape)].size >= 20
+    assert m.null_for("aligned", shape, 92).hypothesis == "aligned@q90"
+    assert m.null_for("aligned", shape, 70).hypothesis == "aligned@q75"
+    assert m.null_for("aligned", shape, None).hypothesis == "aligned"  # not a JPEG
+    assert m.null_for("aligned", shape, 99).hypothesis == "aligned"  # nearly lossless: as a PNG
+    # a default null photo re-saved at 70 is scored against the plain fingerprint under aligned@q75
+    photo = next(iter(default_null_images(shape, cameras=ga.NULL_CAMERAS, per_camera=ga.NULL_PER_CAMERA, seed=0)))[0]
+    R, _ = ga.query_residual(apply_pipeline(photo, "jpeg:70").image, m.params)
+    z = m.hypotheses(R)[0].z
+    assert np.isclose(m.nulls[("aligned@q75", shape)], z, rtol=1e-4, atol=1e-4).any()
+    assert not np.isclose(m.nulls[("aligned@q90", shape)], z, rtol=1e-4, atol=1e-4).any()
+    # and the decision of a JPEG query uses it
+    out: list = []
+    score_generators(GeneratorModels([m]), [apply_pipeline(photo, "jpeg:80").image], qualities=[80], decisions=out)
+    assert out[0].threshold == pytest.approx(m.null_for("aligned", shape, 80).threshold(0.01))
+    assert m.null_for("aligned", shape, 80).threshold(0.01) != m.null_for("aligned", shape).threshold(0.01)
+
+
+def test_a_library_without_the_jpeg_null_tests_jpeg_queries_against_the_plain_one(models, sources, tmp_path):
+    """A library built before the ``aligned@q<Q>`` nulls: JPEG queries use ``aligned``, as they did."""
+    path = tmp_path / "old.h5"
+    _library(path, sources, ["ga"])
+    with Library(str(path), "r+") as lib, lib.transaction():
+        for q in (90, 75):
+            lib.clear_calibration(null_key("ga", f"aligned@q{q}", (SIZE, SIZE)))
+    with Library(str(path), "r") as lib:
+        m = load_generator_models(lib).models[0]
+    assert m.null_for("aligned", (SIZE, SIZE), 80).hypothesis == "aligned"
+    x = apply_pipeline(sources["ga"][1][0], "jpeg:80")
+    out: list = []
+    score_generators(GeneratorModels([m]), [x.image], qualities=[x.jpeg_quality], decisions=out)
+    assert out[0].threshold == pytest.approx(m.null_for("aligned", (SIZE, SIZE)).threshold(0.01))
