@@ -20,9 +20,10 @@ A decision for one query goes through four steps (DESIGN.md §7, issue 11):
 
 2. **Null models** (:class:`NullModel`). For each generator, each *hypothesis* the scorer tries
    (``"aligned"``: same size as the fingerprint; ``"crop"``: every shift at scale 1; ``"resize"``:
-   the fingerprint resampled to the query's size; ``"aligned@jpeg:90"``: a compression-matched
+   the fingerprint resampled to the query's size; ``"jpeg@q90"``: a compression-matched
    fingerprint) and each query size, the scores of images known not to come from that generator
-   (simulated cameras, the library's other references, ``calibrate`` photos), each already
+   (simulated cameras, the library's other references, ``calibrate`` photos; for a JPEG query,
+   the same images re-saved near its quality), each already
    maximised over the same search. The threshold at a per-pair false-alarm rate ``a`` is the
    larger of the empirical ``1 - a`` quantile and ``mean + z(1 - a) std`` (as
    ``calibration.threshold_from_null``). Trying ``m`` hypotheses for one generator splits the rate
