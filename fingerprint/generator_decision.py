@@ -319,6 +319,13 @@ class _Tested:
     p: float
     threshold: float | None
     low: float
+    null: str | None = None  # the null's hypothesis when it is not the score's (a JPEG query: "aligned@q75")
+
+    @property
+    def against(self) -> str:
+        """The hypothesis, and the null it was tested against when that has a name of its own."""
+        h = self.score.hypothesis
+        return f"{h}, null {self.null}: non-matching images re-saved near q{self.null.split('@q')[1]}" if self.null else h
 
 
 def _test(s: HypothesisScore, null: NullModel | None, genuine: GenuineRange | None, alpha: float,
@@ -328,7 +335,8 @@ def _test(s: HypothesisScore, null: NullModel | None, genuine: GenuineRange | No
     extra = max(1.0, s.n_positions / max(null.positions, 1))  # a wider search than the null's
     a = alpha / extra
     low = genuine.lower(family_k) if genuine is not None else -math.inf
-    return _Tested(s, null.standardised(s.z), min(1.0, null.p_value(s.z) * extra), null.threshold(a), low)
+    other = null.hypothesis if null.hypothesis != s.hypothesis and "@q" in null.hypothesis else None
+    return _Tested(s, null.standardised(s.z), min(1.0, null.p_value(s.z) * extra), null.threshold(a), low, other)
 
 
 def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], NullModel],
@@ -379,7 +387,7 @@ def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], Nu
     if not above:
         thr = top.threshold
         reason = (f"no generator reaches its threshold (closest {closest}: z {top.score.z:.1f}"
-                  + (f" < {thr:.1f}" if thr is not None else ", uncalibrated") + f", {top.score.hypothesis})")
+                  + (f" < {thr:.1f}" if thr is not None else ", uncalibrated") + f", {top.against})")
         return GeneratorDecision("unknown", None, closest, reason, hypothesis=top.score.hypothesis, z=top.score.z,
                                  threshold=thr, scale=top.score.scale, offset=top.score.offset, **common)
     genuine_like = [t for t in above if t.score.z >= t.low]
@@ -388,13 +396,13 @@ def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], Nu
         fam = f"same family ({families[closest]})" if families and closest in families else "same family"
         resemblance = f"closest: {closest}, {fam}, not the same model"
         reason = (f"resembles {closest} (z {t.score.z:.1f} above its null threshold {t.threshold:.1f}) but far below "
-                  f"its genuine range (leave-one-out low {t.low:.1f}, {t.score.hypothesis})")
+                  f"its genuine range (leave-one-out low {t.low:.1f}, {t.against})")
         return GeneratorDecision("unknown", None, closest, reason, resemblance=resemblance,
                                  hypothesis=t.score.hypothesis, z=t.score.z, threshold=t.threshold, genuine_low=t.low,
                                  scale=t.score.scale, offset=t.score.offset, **common)
     t = max(genuine_like, key=lambda t: t.u)
     reason = (f"z {t.score.z:.1f} >= threshold {t.threshold:.1f} ({fpr:g} false alarms per pair, "
-              f"{len(lst)} hypothesis(es)) and within the genuine range ({t.score.hypothesis})")
+              f"{len(lst)} hypothesis(es)) and within the genuine range ({t.against})")
     return GeneratorDecision("match", closest, closest, reason, hypothesis=t.score.hypothesis, z=t.score.z,
                              threshold=t.threshold, genuine_low=t.low if t.low > -math.inf else None,
                              scale=t.score.scale, offset=t.score.offset, **common)

@@ -396,6 +396,10 @@ def test_a_jpeg_query_meets_the_null_of_re_saved_non_matching_images(models):
     score_generators(GeneratorModels([m]), [apply_pipeline(photo, "jpeg:80").image], qualities=[80], decisions=out)
     assert out[0].threshold == pytest.approx(m.null_for("aligned", shape, 80).threshold(0.01))
     assert m.null_for("aligned", shape, 80).threshold(0.01) != m.null_for("aligned", shape).threshold(0.01)
+    assert "null aligned@q75: non-matching images re-saved near q75" in out[0].reason  # the user is told
+    out = []
+    score_generators(GeneratorModels([m]), [photo], decisions=out)  # a PNG: the plain null, said as before
+    assert "re-saved" not in out[0].reason and "aligned)" in out[0].reason
 
 
 def test_a_library_without_the_jpeg_null_tests_jpeg_queries_against_the_plain_one(models, sources, tmp_path):
@@ -412,3 +416,4 @@ def test_a_library_without_the_jpeg_null_tests_jpeg_queries_against_the_plain_on
     out: list = []
     score_generators(GeneratorModels([m]), [x.image], qualities=[x.jpeg_quality], decisions=out)
     assert out[0].threshold == pytest.approx(m.null_for("aligned", (SIZE, SIZE)).threshold(0.01))
+    assert "re-saved" not in out[0].reason
