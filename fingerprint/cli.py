@@ -441,13 +441,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        done = interrupt.written()
-        if done:  # the Ctrl-C came during a commit, which completed: say what was written
-            _err(f"interrupted after the commit completed: {'; '.join(done)}")
-        else:
-            _err("interrupted; any library being written is as it was before this command")
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except (GanprintError, LibraryError, ValueError, OSError) as err:
+        if _caused_by_interrupt(err):
+            return _interrupted()
         if isinstance(err, BrokenPipeError) and stdout_closed():
             return EXIT_PIPE  # the reader went away (e.g. '| head'): nothing more to say
         if debug:
@@ -455,11 +452,39 @@ def _main(argv: Sequence[str] | None) -> int:
         _err(str(err).strip() or type(err).__name__)
         return EXIT_ERROR
     except Exception as err:  # a bug, not a user error: still one line, details with --debug
+        if _caused_by_interrupt(err):
+            return _interrupted()
         if debug:
             raise
         _err(f"internal error ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
              "rerun with --debug for the traceback and please report it")
         return EXIT_ERROR
+
+
+def _interrupted() -> int:
+    from fingerprint import interrupt
+
+    done = interrupt.written()
+    if done:  # the Ctrl-C came during a commit, which completed: say what was written
+        _err(f"interrupted after the commit completed: {'; '.join(done)}")
+    else:
+        _err("interrupted; any library being written is as it was before this command")
+    return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """Whether ``err`` was raised because a Ctrl-C interrupted the code under it: a
+    ``KeyboardInterrupt`` in its chain (``__cause__``/``__context__``). A Ctrl-C that lands inside a
+    compiled extension's function (h5py's lock) comes back as ``SystemError: ... returned a result
+    with an exception set``, the interrupt as its cause."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

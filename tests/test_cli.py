@@ -322,6 +322,40 @@ def test_keyboard_interrupt_in_process(capsys, library_copy, small_library, monk
     assert sha256_of(library_copy) == before
 
 
+@pytest.mark.parametrize("kind", [SystemError, OSError])
+def test_an_error_raised_by_an_interrupt_is_an_interrupt(capsys, library_copy, small_library, monkeypatch, kind):
+    """A Ctrl-C inside a compiled extension (h5py's lock) comes back as ``SystemError: <cyfunction
+    FastRLock.__exit__> returned a result with an exception set``, the interrupt as its cause: exit
+    130 and "interrupted", not an internal error (seen once in three Ctrl-C 1 ms apart)."""
+    import fingerprint.build
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ki:
+            raise kind("<cyfunction FastRLock.__exit__> returned a result with an exception set") from ki
+
+    monkeypatch.setattr(fingerprint.build, "build_reference", interrupted)
+    before = sha256_of(library_copy)
+    code, out, err = cli(capsys, "build", library_copy, "--name", "x", "--kind", "camera", "--quiet",
+                         small_library[1]["camA"][0])
+    assert code == EXIT_INTERRUPTED
+    assert assert_one_line(err).startswith("ganprint: error: interrupted")
+    assert sha256_of(library_copy) == before
+
+
+def test_an_error_not_raised_by_an_interrupt_stays_an_error(capsys, library_copy, small_library, monkeypatch):
+    import fingerprint.build
+
+    def broken(*args, **kwargs):
+        raise SystemError("something else")
+
+    monkeypatch.setattr(fingerprint.build, "build_reference", broken)
+    code, out, err = cli(capsys, "build", library_copy, "--name", "x", "--kind", "camera", "--quiet",
+                         small_library[1]["camA"][0])
+    assert code == 1 and "internal error (SystemError: something else)" in assert_one_line(err)
+
+
 @pytest.mark.parametrize("args", [["attribute"], ["build", "lib.h5", "x.png"], ["attribute", "lib.h5", "x.png", "--crop", "banana"],
                                   ["attribute", "lib.h5", "x.png", "--pce-threshold", "-1"], ["frobnicate"]])
 def test_usage_errors_exit_2(capsys, args):
