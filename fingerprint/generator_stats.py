@@ -218,7 +218,7 @@ def _default_null_jpeg_residuals(shape: tuple[int, int], channels: int, params: 
 def _jpeg_null_key(target: GeneratorModel, hypothesis: str, quality: int) -> str | None:
     """The null dataset of a re-saved non-matching image's score under ``hypothesis``: the plain
     fingerprint's ``"aligned"`` score counts under ``aligned@q<Q>`` (Q the genuine quality nearest
-    the re-save's, ``GeneratorModel.aligned_jpeg_quality``), a compression-matched score under its own
+    the re-save's, ``generator_attribution.nearest_quality``), a compression-matched score under its own
     ``jpeg@q<Q>``; None for the other hypotheses."""
     from fingerprint import generator_attribution as ga
 
