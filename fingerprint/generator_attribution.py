@@ -13,10 +13,9 @@ of the scored pixels and the generator, so that a value is never counted twice):
   ``build`` (the default null: :func:`default_null.default_null_images`; the other generators'
   source images, in both directions, so that the result does not depend on the order of builds)
   and by ``calibrate`` (real photos).
-- ``gnull:<generator>:aligned@q<Q>:<H>x<W>``: the null of JPEG queries against the plain fingerprint:
-  the same non-matching images re-saved at each of ``JPEG_STAT_QUALITIES``, counted under the Q of
-  ``GENUINE_QUALITIES`` nearest. A JPEG query of quality q < 98 meets the one of the Q nearest q;
-  other queries, and JPEG queries of a library built before these, meet ``aligned``.
+- ``gnull:<generator>:aligned@q<Q>:<H>x<W>``: the null of JPEG queries (quality q < 98) against the
+  plain fingerprint: the same non-matching images re-saved at each of ``JPEG_STAT_QUALITIES``, under
+  the Q of ``GENUINE_QUALITIES`` nearest; a JPEG query meets the Q nearest q (else ``aligned``).
 - ``ggen:<generator>:<hypothesis>[@q<Q>]:<h>x<w>``: genuine scores by leave-one-out: each source
   image of the generator, transformed (JPEG at Q, cropped or resized to h x w), against the
   fingerprint rebuilt without it from the running sums (exact: the sums of the other images).
@@ -64,6 +63,7 @@ gain did not pay for the build time, so it is off. Set it to ``(90, 75)`` before
 # the qualities at which null and genuine images are re-saved for the "jpeg@q<Q>" hypotheses, each
 # counted under the Q nearest it: a query of any quality meets a null that spans its neighbourhood
 JPEG_STAT_QUALITIES = (95, 90, 85, 80, 75, 70)
+LOSSLESS_QUALITY = 98  # a JPEG query of this quality or more is compared as a lossless image
 NULL_JPEG = 80  # the default null's full-size images are also scored re-saved at this quality
 DEFAULT_FPR = 0.01  # per image, over every generator and hypothesis
 NULL_CAMERAS, NULL_PER_CAMERA = 6, 8  # default null: simulated cameras x photos each
@@ -244,7 +244,7 @@ class GeneratorModel:
     def jpeg_hypothesis(self, quality: int | None) -> str | None:
         """The compression-matched hypothesis for a JPEG query of ``quality``: ``"jpeg@q<Q>"``, Q the
         stored quality nearest it (ties to the higher), or None (not a JPEG, none stored, or q >= 98)."""
-        if quality is None or not self.jpeg or quality >= 98:
+        if quality is None or not self.jpeg or quality >= LOSSLESS_QUALITY:
             return None
         return f"{JPEG_HYPOTHESIS}@q{nearest_quality(self.jpeg, quality)}"
 
@@ -288,18 +288,23 @@ class GeneratorModel:
 
     def null_for(self, hypothesis: str, size: tuple[int, int], quality: int | None = None) -> NullModel | None:
         """The null model for a hypothesis at the stored size nearest ``size`` (None: none stored);
-        a JPEG query's ``"aligned"`` hypothesis (``quality`` < 98) meets ``aligned@q<Q>`` when stored."""
+        a JPEG query's ``"aligned"`` hypothesis meets ``aligned@q<Q>`` when stored (``_at_quality``)."""
         key = (hypothesis, tuple(size), quality)
         if key not in self._null_models:
             self._null_models[key] = self._null_for(hypothesis, size, quality)
         return self._null_models[key]
 
-    def _null_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> NullModel | None:
-        name = hypothesis
-        if hypothesis == "aligned" and quality is not None and quality < 98:
-            qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in self.nulls]
+    def _at_quality(self, hypothesis: str, quality: int | None, stored: dict) -> str:
+        """``aligned@q<Q>`` for a JPEG query's ``"aligned"`` (quality < ``LOSSLESS_QUALITY``), Q the
+        nearest of ``GENUINE_QUALITIES`` in ``stored`` (``nulls``, ``genuine``); else ``hypothesis``."""
+        if hypothesis == "aligned" and quality is not None and quality < LOSSLESS_QUALITY:
+            qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in stored]
             if qs:
-                name = f"aligned@q{nearest_quality(qs, quality)}"
+                return f"aligned@q{nearest_quality(qs, quality)}"
+        return hypothesis
+
+    def _null_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> NullModel | None:
+        name = self._at_quality(hypothesis, quality, self.nulls)
         size = (self.shape if hypothesis in ("aligned",) or hypothesis.startswith(JPEG_HYPOTHESIS) else size)
         sizes = [s for (h, s) in self.nulls if h == name]
         if not sizes:
@@ -316,11 +321,7 @@ class GeneratorModel:
         return self._genuine_models[key]
 
     def _genuine_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> GenuineRange | None:
-        name = hypothesis
-        if hypothesis == "aligned" and quality is not None:  # a JPEG query: the range at the nearest quality
-            qs = [q for q in GENUINE_QUALITIES if (f"aligned@q{q}", self.shape) in self.genuine]
-            if qs and quality < 98:
-                name = f"aligned@q{nearest_quality(qs, quality)}"
+        name = self._at_quality(hypothesis, quality, self.genuine)  # a JPEG query: the range at its quality
         size = self.shape if hypothesis == "aligned" or hypothesis.startswith(JPEG_HYPOTHESIS) else size
         sizes = [s for (h, s) in self.genuine if h == name]
         if not sizes:
