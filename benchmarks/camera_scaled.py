@@ -12,7 +12,7 @@ Fingerprints: the 10 flat-fields of each camera in ``../shared/data/dresden/ff``
 build API (``fingerprint.build.build_reference``), cached in ``/tmp/ganprint_bench/dresden_ff.h5``
 (delete it to rebuild). Queries: the 16 natural photos of ``nat/``, transformed in memory with
 ``fingerprint.transforms`` (nothing is written): resized by 0.5, 0.6, 0.75, 0.9 (Lanczos,
-bicubic); the same then JPEG q75; the same then cropped to 80 % of each side at a seeded random
+bicubic); the same then JPEG q75 (``--jpeg-quality``); the same then cropped to 80 % of each side at a seeded random
 offset. Every query is scored against the 6 cameras as an attribution would: native crop search
 and implied scale for every camera (sigma 2), the sigma-5 residual in the native stage if no
 camera matched, then the scale-search stage until one camera matches
@@ -448,11 +448,14 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="variants to run, e.g. crop or ,jpeg (empty = plain resize)")
     ap.add_argument("--filters", help="resize filters to run, e.g. lanczos")
     ap.add_argument("--scales", help="factors to run, e.g. 0.5,0.9")
+    ap.add_argument("--jpeg-quality", type=int, default=JPEG,
+                    help=f"quality of the jpeg variant's re-save (default {JPEG})")
     ap.add_argument("--library", type=Path, default=CACHE)
     ap.add_argument("--through-attribute", action="store_true",
                     help="score with the public Attributor.score of the library file instead of CameraSearch")
     ap.add_argument("--photos", help="photo indices to run in every case, e.g. 0,4,8 (default: the protocol's)")
     args = ap.parse_args(argv)
+    globals()["JPEG"] = args.jpeg_quality  # read by pipeline()
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)
         return 1

@@ -22,7 +22,8 @@ from fingerprint.camera_match import CameraReference, gray_image, too_large_reco
 from fingerprint.error_budget import false_alarm_one
 from fingerprint.decision import Attribution, ReferenceScore, decide
 from fingerprint.estimate import FingerprintParams, generator_residual
-from fingerprint.generator_attribution import GeneratorModels, file_jpeg_quality, load_generator_models, score_generators
+from fingerprint.generator_attribution import GeneratorModels, load_generator_models, score_generators
+from fingerprint.io.metadata import file_jpeg_quality
 from fingerprint.generator_match import GeneratorBank, GeneratorReference, generator_scorers
 from fingerprint.jpeg_residual import JpegGrid, read_jpeg_grid, weight_residual
 from fingerprint.residual import extract_residual
@@ -220,7 +221,7 @@ class Attributor:
     def score(self, image: np.ndarray, label: str = "image", quality: int | None = None, *,
               jpeg: JpegGrid | None = None) -> Attribution:
         """Score one image (uint8/uint16 array, H x W [x 3]) against every reference; ``quality``:
-        the JPEG quality of its file (``generator_attribution.file_jpeg_quality``), if any;
+        the JPEG quality of its file (``io.metadata.file_jpeg_quality``), if any;
         ``jpeg``: its file's quantisation table and block grid (``jpeg_residual.read_jpeg_grid``),
         which weights the camera query residual (``jpeg_residual.weight_residual``)."""
         return self.score_batch([image], [label], [quality], jpegs=[jpeg])[0]

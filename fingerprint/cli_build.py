@@ -44,14 +44,15 @@ def expand_paths(paths, *, recursive: bool, strict: bool):
 
 def generator_decision_line(library) -> str:
     """After a generator build: how the library's generators are now decided (one line)."""
-    from fingerprint.generator_attribution import load_generator_models
+    from fingerprint.generator_attribution import OFFGRID, load_generator_models
     from reference_db import Library
 
     with Library(library, "r") as lib:
         models = load_generator_models(lib)
     if models.notes or not models.models:  # a library built before the per-generator statistics
         return f"generator threshold: {describe_generator_threshold(_generator_threshold(library))}"
-    n = sum(int(v.size) for m in models.models for v in m.nulls.values())
+    # the block-grid check's nulls are the same images scored again: not counted twice
+    n = sum(int(v.size) for m in models.models for (h, _), v in m.nulls.items() if not h.startswith(OFFGRID))
     return (f"generator decision: each of {len(models.models)} generator(s) against its own null ({n} non-matching "
             f"scores: simulated camera photos, the other generators' images, 'ganprint calibrate' photos) at "
             f"{models.fpr:g} false alarms per image")

@@ -55,7 +55,7 @@ def _worker_attributor(payload, token: str):
 def _attribute_batch(paths: Sequence[str], payload, token: str, crop, strict: bool) -> list:
     """Worker task: an Attribution, or a one-line error string, per path (strict: raise)."""
     from fingerprint.errors import GanprintError
-    from fingerprint.generator_attribution import file_jpeg_quality
+    from fingerprint.io.metadata import file_jpeg_quality
     from fingerprint.io import iter_images
     from fingerprint.jpeg_residual import read_jpeg_grid
 
@@ -113,7 +113,7 @@ def _attribute_shard(paths: Sequence[str], library: str, names: tuple[str, ...],
                      crop, strict: bool) -> list:
     """Worker task: per path, this shard's ``Attribution`` (its references' records), or an error string."""
     from fingerprint.errors import GanprintError
-    from fingerprint.generator_attribution import file_jpeg_quality
+    from fingerprint.io.metadata import file_jpeg_quality
     from fingerprint.io import iter_images
     from fingerprint.jpeg_residual import read_jpeg_grid
 

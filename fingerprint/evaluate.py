@@ -329,7 +329,7 @@ def evaluate_library(library, queries, *, crop=None, method: str = "pce", rotati
     """
     import sys
 
-    from fingerprint.generator_attribution import file_jpeg_quality
+    from fingerprint.io.metadata import file_jpeg_quality
     from fingerprint.jpeg_residual import grid_from_tables, read_jpeg_grid
     from fingerprint.transforms import Pipeline, apply_pipeline, image_rng, parse_pipeline
 

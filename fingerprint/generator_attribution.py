@@ -5,29 +5,8 @@ The whole generator side of ``attribute`` (issue 11), on top of the pure pieces:
 resized copies), ``generator_decision`` (texture gate, null models, genuine ranges, the answer) and
 ``default_null`` (simulated camera photos, so that a one-generator library has a null).
 
-Statistics stored in the library (calibration datasets of ``reference_db``, keyed by the SHA-256
-of the scored pixels and the generator, so that a value is never counted twice):
-
-- ``gnull:<generator>:<hypothesis>:<h>x<w>``: scores of images known not to come from the
-  generator, each the best over the hypothesis' search, for queries of size h x w. Filled at
-  ``build`` (the default null: :func:`default_null.default_null_images`; the other generators'
-  source images, in both directions, so that the result does not depend on the order of builds)
-  and by ``calibrate`` (real photos).
-- ``gnull:<generator>:aligned@q<Q>:<H>x<W>``: the null of JPEG queries (quality q < 98) against the
-  plain fingerprint: the same non-matching images re-saved at each of ``JPEG_STAT_QUALITIES``, under
-  the Q of ``GENUINE_QUALITIES`` nearest; a JPEG query meets the Q nearest q (else ``aligned``).
-- ``ggen:<generator>:<hypothesis>[@q<Q>]:<h>x<w>``: genuine scores by leave-one-out: each source
-  image of the generator, transformed (JPEG at Q, cropped or resized to h x w), against the
-  fingerprint rebuilt without it from the running sums (exact: the sums of the other images).
-- ``gjpeg:<generator>:q<Q>``: the *compression-matched* fingerprint, from the generator's source
-  images re-saved as JPEG at Q (``JPEG_FINGERPRINT_QUALITIES``), flattened, then the number of
-  images it counts (a fingerprint whose count is not the reference's is not used: images were
-  removed or added since). A JPEG query of quality q of the fingerprint's size is also compared
-  with the one of the Q nearest q (hypothesis ``jpeg@q<Q>``), against its own null
-  (``gnull:<generator>:jpeg@q<Q>:<h>x<w>``: the default null photos and the other generators'
-  images re-saved at every quality of ``JPEG_STAT_QUALITIES`` nearest Q) and genuine range
-  (leave-one-out of the re-saved sources). A library built before these has none: JPEG queries
-  are compared with the plain fingerprint only, as before.
+The statistics it reads (keys ``gnull:``, ``ggen:``, ``gjpeg:``) are written at ``build`` and
+``calibrate`` by ``generator_stats``, whose docstring lists them.
 
 Every non-matching or genuine image is scored in several *versions* (:func:`versions`): as it is,
 re-saved as JPEG, cropped at a random offset and resized to each size of :data:`SCALES`; the
@@ -49,7 +28,7 @@ import numpy as np
 from fingerprint.decision import ReferenceScore
 from fingerprint.estimate import FingerprintParams, _zero_mean_planes
 from fingerprint.generator_decision import (GeneratorDecision, GenuineRange, HypothesisScore, NullModel, ResidualStats,
-                                            decide, nearest_size, residual_statistics)
+                                            decide, nearest_size, off_grid_check, residual_statistics)
 from fingerprint.generator_search import FingerprintSearch, QuerySpectrum, aligned_z, resample_fingerprint
 
 SCALES = (0.9, 0.75, 0.625, 0.5)  # query sizes (x the fingerprint's) with their own null and genuine range
@@ -60,9 +39,7 @@ that ``load_generator_models`` uses; empty: none (the default). Measured with ``
 (benchmarks/RESULTS.md, 2026-12-02): JPEG q75-90 queries gain 2-7 points of closed-set and matched,
 q95 loses 4 points of matched, negatives stay 100 % unknown, and builds take about 2.5x longer; the
 gain did not pay for the build time, so it is off. Set it to ``(90, 75)`` before building to use it."""
-# the qualities at which null and genuine images are re-saved for the "jpeg@q<Q>" hypotheses, each
-# counted under the Q nearest it: a query of any quality meets a null that spans its neighbourhood
-JPEG_STAT_QUALITIES = (95, 90, 85, 80, 75, 70)
+JPEG_STAT_QUALITIES = (95, 90, 85, 80, 75, 70)  # re-saves of null and genuine images, each under the nearest Q
 LOSSLESS_QUALITY = 98  # a JPEG query of this quality or more is compared as a lossless image
 NULL_JPEG = 80  # the default null's full-size images are also scored re-saved at this quality
 DEFAULT_FPR = 0.01  # per image, over every generator and hypothesis
@@ -70,9 +47,10 @@ NULL_CAMERAS, NULL_PER_CAMERA = 6, 8  # default null: simulated cameras x photos
 MAX_GENUINE_IMAGES = 48  # leave-one-out scores from at most this many source images per build (generator_stats)
 NULL_PREFIX, GENUINE_PREFIX, JPEG_PREFIX = "gnull", "ggen", "gjpeg"
 JPEG_HYPOTHESIS = "jpeg"  # "jpeg@q<Q>": a JPEG query against the fingerprint of references re-saved at Q
+OFFGRID = "offgrid"  # "offgrid@q<Q>": the null of a JPEG query's aligned score with its 8 x 8 block grid removed
 
 __all__ = ["DEFAULT_FPR", "ArrayRecord", "GeneratorModel", "GeneratorModels", "StatRecord", "decide_one", "genuine_key",
-           "file_jpeg_quality", "load_generator_models", "nearest_quality", "null_key", "query_residual", "score_generators", "stat_sizes",
+           "load_generator_models", "nearest_quality", "null_key", "query_residual", "score_generators", "stat_sizes",
            "versions"]
 
 
@@ -313,6 +291,24 @@ class GeneratorModel:
         positions = (self.shape[0] - s[0] + 1) * (self.shape[1] - s[1] + 1) if hypothesis == "crop" else 1
         return NullModel(self.name, name, s, self.nulls[(name, s)], positions)
 
+    def offgrid_null(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> NullModel | None:
+        """The null of a JPEG query's score under ``hypothesis`` with its block grid removed: ``offgrid@q<Q>``
+        (Q nearest ``quality``) for ``"aligned"``, ``offgrid-crop|resize`` at the size nearest ``size``
+        for the others; when not stored, :meth:`null_for` (scores with the grid kept: stricter)."""
+        if hypothesis == "aligned" and quality is not None:
+            qs = [q for q in GENUINE_QUALITIES if (f"{OFFGRID}@q{q}", self.shape) in self.nulls]
+            if qs:
+                name = f"{OFFGRID}@q{nearest_quality(qs, quality)}"
+                return NullModel(self.name, name, self.shape, self.nulls[(name, self.shape)], 1)
+        elif hypothesis in ("crop", "resize"):
+            name = f"{OFFGRID}-{hypothesis}"
+            sizes = [s for (h, s) in self.nulls if h == name]
+            if sizes:
+                s = nearest_size(sizes, size)
+                positions = (self.shape[0] - s[0] + 1) * (self.shape[1] - s[1] + 1) if hypothesis == "crop" else 1
+                return NullModel(self.name, name, s, self.nulls[(name, s)], positions)
+        return self.null_for(hypothesis, size, quality)
+
     def genuine_for(self, hypothesis: str, size: tuple[int, int], quality: int | None) -> GenuineRange | None:
         """The genuine range for a hypothesis near ``size`` (JPEG queries: near their quality)."""
         key = (hypothesis, tuple(size), quality)
@@ -422,11 +418,12 @@ def _expected_keys(name: str, shape: tuple[int, int]) -> list[str]:
     keys = [null_key(name, "aligned", shape), genuine_key(name, "aligned", shape)]
     keys += [genuine_key(name, "aligned", shape, q) for q in GENUINE_QUALITIES]
     keys += [null_key(name, f"aligned@q{q}", shape) for q in GENUINE_QUALITIES]
+    keys += [null_key(name, f"{OFFGRID}@q{q}", shape) for q in GENUINE_QUALITIES]
     for q in JPEG_FINGERPRINT_QUALITIES:
         keys += [null_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape), genuine_key(name, f"{JPEG_HYPOTHESIS}@q{q}", shape)]
     for size in stat_sizes(shape):
         for hyp in ("crop", "resize"):
-            keys += [null_key(name, hyp, size), genuine_key(name, hyp, size)]
+            keys += [null_key(name, hyp, size), genuine_key(name, hyp, size), null_key(name, f"{OFFGRID}-{hyp}", size)]
     return keys
 
 
@@ -568,6 +565,9 @@ def score_generators(models: GeneratorModels, images: Sequence[np.ndarray], *,
         for params, group in groups.items():
             R, stats = query_residual(image, params, backend)
             dec, per = decide_one(models, R, stats, quality, group)
+            if dec.decision == "match" and quality is not None and quality < LOSSLESS_QUALITY:
+                m = next(x for x in group if x.name == dec.best)
+                dec = _block_grid_check(m, dec, R, per[m.name], quality, alpha)
             for m in group:
                 records[m.name] = _record(m, per[m.name], R, alpha, dec, quality)
             if chosen is None or _better(dec, chosen):
@@ -578,23 +578,22 @@ def score_generators(models: GeneratorModels, images: Sequence[np.ndarray], *,
     return out
 
 
+def _block_grid_check(m: GeneratorModel, dec: GeneratorDecision, R: np.ndarray, hs: list[HypothesisScore],
+                      quality: int, alpha: float) -> GeneratorDecision:
+    """A JPEG query's match to ``m`` checked without the file's 8 x 8 block grid
+    (``generator_decision.off_grid_check``): the decided hypothesis scored again on the residual less
+    its periodic part, against :meth:`GeneratorModel.offgrid_null` at the same share of ``alpha``."""
+    from fingerprint.jpeg_residual import remove_block_grid
+
+    off = next((s for s in m.hypotheses(remove_block_grid(R), None, quality) if s.hypothesis == dec.hypothesis), None)
+    if off is None:
+        return dec
+    null = m.offgrid_null(dec.hypothesis, tuple(R.shape[1:]), quality)
+    return off_grid_check(dec, off, null, alpha / len(hs))
+
+
 def _better(a: GeneratorDecision, b: GeneratorDecision) -> bool:
     """Between the decisions of two parameter groups: a match first, then the smaller p-value."""
     if (a.decision == "match") != (b.decision == "match"):
         return a.decision == "match"
     return (a.p_value if a.p_value is not None else 2.0) < (b.p_value if b.p_value is not None else 2.0)
-
-
-
-def file_jpeg_quality(path) -> int | None:
-    """The JPEG quality of an image file from its quantisation tables (``io.metadata.jpeg_quality``),
-    None for other formats or an unreadable header (the decoder reports those)."""
-    from PIL import Image
-
-    from fingerprint.io.metadata import read_jpeg_quality
-
-    try:
-        with Image.open(path) as img:
-            return read_jpeg_quality(img) if img.format in ("JPEG", "MPO") else None
-    except Exception:  # noqa: BLE001 - the decoder names the file and the problem
-        return None

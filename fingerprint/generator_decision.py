@@ -39,12 +39,19 @@ A decision for one query goes through four steps (DESIGN.md §7, issue 11):
 4. **The answer** (:func:`decide`): ``closest`` is the generator with the largest null-standardised
    score ``u = (z - mean) / std`` over its hypotheses (the closed-set answer); ``best`` is
    ``closest`` when it passes its threshold and lies within its genuine range, else None.
+
+5. **The block-grid check of a JPEG match** (:func:`off_grid_check`). JPEG writes one 8 x 8 pattern
+   into every block of a smooth region, and generators trained on JPEG photos carry such a pattern
+   in their fingerprints: a resized, re-saved gray ramp reaches their thresholds through the grid
+   alone. A JPEG query's match stands only if the same hypothesis, scored on the residual less its
+   8 x 8-periodic part, also reaches the threshold of a null scored the same way, at the same rate.
+   Both tests must pass, so the false-alarm rate can only fall; closed-set answers do not change.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -73,6 +80,7 @@ __all__ = [
     "nearest_size",
     "residual_statistics",
     "insufficient_signal",
+    "off_grid_check",
 ]
 
 
@@ -406,3 +414,22 @@ def decide(scores: Sequence[HypothesisScore], nulls: Mapping[tuple[str, str], Nu
     return GeneratorDecision("match", closest, closest, reason, hypothesis=t.score.hypothesis, z=t.score.z,
                              threshold=t.threshold, genuine_low=t.low if t.low > -math.inf else None,
                              scale=t.score.scale, offset=t.score.offset, **common)
+
+
+def off_grid_check(decision: GeneratorDecision, off: HypothesisScore, null: NullModel | None,
+                   alpha: float) -> GeneratorDecision:
+    """Step 5 of the module docstring: a match kept only if ``off`` (its hypothesis' score with the
+    JPEG block grid removed) reaches ``null``'s threshold at ``alpha`` (divided by the search's extra
+    positions, as in :func:`decide`); else "unknown" with the reason. Not a match: returned as is."""
+    if decision.decision != "match":
+        return decision
+    thr = None
+    if null is not None:
+        thr = null.threshold(alpha / max(1.0, off.n_positions / max(null.positions, 1)))
+    if thr is not None and off.z >= thr:
+        return replace(decision, reason=f"{decision.reason}; without the JPEG block grid z {off.z:.1f} >= {thr:.1f}")
+    bound = f"< {thr:.1f}" if thr is not None else "with no null to test it"
+    reason = (f"resembles {decision.best} through the JPEG 8x8 block grid only (z {decision.z:.1f} with it, "
+              f"{off.z:.1f} without it {bound}, {null.hypothesis if null is not None else 'no'} null): "
+              "JPEG writes that grid into any picture, so it is not evidence of a generator")
+    return replace(decision, decision="unknown", best=None, reason=reason)

@@ -1,7 +1,7 @@
 """Build-time statistics of generators: default null, the other generators' images, leave-one-out.
 
-What ``build`` and ``calibrate`` store for ``fingerprint.generator_attribution`` (see its
-docstring for the keys). :class:`GeneratorStatistics` follows a build: it keeps up to
+What ``build`` and ``calibrate`` store for ``fingerprint.generator_attribution`` (the keys are
+listed below). :class:`GeneratorStatistics` follows a build: it keeps up to
 ``MAX_GENUINE_IMAGES`` of the added images with their residuals and scores every added image
 against the library's other generators; :meth:`GeneratorStatistics.finish` adds the default null
 (simulated cameras), the other generators' source images against the new fingerprint (read again,
@@ -10,6 +10,37 @@ builds) and the leave-one-out genuine scores. On an update (images added to a ge
 earlier source images are read again too, every statistic of the generator is computed against
 the new fingerprint, and the stored ones are replaced in the same commit (``replaces``): the
 result is what one build of all its images stores.
+
+Statistics stored in the library (calibration datasets of ``reference_db``, keyed by the SHA-256
+of the scored pixels and the generator, so that a value is never counted twice):
+
+- ``gnull:<generator>:<hypothesis>:<h>x<w>``: scores of images known not to come from the
+  generator, each the best over the hypothesis' search, for queries of size h x w. Filled at
+  ``build`` (the default null: :func:`default_null.default_null_images`; the other generators'
+  source images, in both directions, so that the result does not depend on the order of builds)
+  and by ``calibrate`` (real photos).
+- ``gnull:<generator>:aligned@q<Q>:<H>x<W>``: the null of JPEG queries (quality q < 98) against the
+  plain fingerprint: the same non-matching images re-saved at each of ``JPEG_STAT_QUALITIES``, under
+  the Q of ``GENUINE_QUALITIES`` nearest; a JPEG query meets the Q nearest q (else ``aligned``).
+- ``ggen:<generator>:<hypothesis>[@q<Q>]:<h>x<w>``: genuine scores by leave-one-out: each source
+  image of the generator, transformed (JPEG at Q, cropped or resized to h x w), against the
+  fingerprint rebuilt without it from the running sums (exact: the sums of the other images).
+- ``gjpeg:<generator>:q<Q>``: the *compression-matched* fingerprint, from the generator's source
+  images re-saved as JPEG at Q (``JPEG_FINGERPRINT_QUALITIES``), flattened, then the number of
+  images it counts (a fingerprint whose count is not the reference's is not used: images were
+  removed or added since). A JPEG query of quality q of the fingerprint's size is also compared
+  with the one of the Q nearest q (hypothesis ``jpeg@q<Q>``), against its own null
+  (``gnull:<generator>:jpeg@q<Q>:<h>x<w>``: the default null photos and the other generators'
+  images re-saved at every quality of ``JPEG_STAT_QUALITIES`` nearest Q) and genuine range
+  (leave-one-out of the re-saved sources). A library built before these has none: JPEG queries
+  are compared with the plain fingerprint only, as before.
+- ``gnull:<generator>:offgrid@q<Q>:<H>x<W>``: the null of the *block-grid check* of a JPEG match:
+  the ``aligned@q<Q>`` images' scores with their 8 x 8-periodic part removed
+  (``jpeg_residual.remove_block_grid``). A JPEG query matched to a generator keeps the match only
+  if its score without the grid also reaches this null's threshold (:func:`_block_grid_check`).
+- ``gnull:<generator>:offgrid-<crop|resize>:<h>x<w>``: the same for smaller JPEG queries: the
+  ``crop`` / ``resize`` null images' scores with their grid removed. A library built before these
+  checks against the null of the hypothesis itself (grid kept: higher scores, a stricter check).
 """
 
 from __future__ import annotations
@@ -59,6 +90,18 @@ def _version_scores(targets: Sequence[GeneratorModel], image: np.ndarray, params
                     yield m, true, size, s.z, sha
                 else:
                     yield m, s.hypothesis, size, s.z, sha
+            if not genuine and size != m.shape:
+                for hyp, z in _offgrid_scores(m, R):
+                    yield m, hyp, size, z, sha
+
+
+def _offgrid_scores(m: GeneratorModel, R: np.ndarray) -> list[tuple[str, float]]:
+    """``(offgrid-<hypothesis>, z)``: a smaller non-matching version's scores with its 8 x 8-periodic
+    part removed, the null of the block-grid check of smaller JPEG queries."""
+    from fingerprint import generator_attribution as ga
+    from fingerprint.jpeg_residual import remove_block_grid
+
+    return [(f"{ga.OFFGRID}-{s.hypothesis}", s.z) for s in m.hypotheses(remove_block_grid(R))]
 
 
 def generator_records(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams) -> list[StatRecord]:
@@ -124,6 +167,9 @@ def default_null_records(target: GeneratorModel, *, cameras: int | None = None, 
         size = tuple(R.shape[1:])
         out += [StatRecord(null_key(target.name, s.hypothesis, size), target.name, sha, s.z)
                 for s in target.hypotheses(R)]
+        if size != target.shape:
+            out += [StatRecord(null_key(target.name, hyp, size), target.name, sha, z)
+                    for hyp, z in _offgrid_scores(target, R)]
     return out
 
 
@@ -229,6 +275,19 @@ def _jpeg_null_key(target: GeneratorModel, hypothesis: str, quality: int) -> str
     return None
 
 
+def _offgrid_records(target: GeneratorModel, R: np.ndarray, quality: int, sha: str) -> list[StatRecord]:
+    """The null of the block-grid check: a re-save's aligned score with its 8 x 8-periodic part removed,
+    under ``offgrid@q<Q>`` (Q the genuine quality nearest the re-save's)."""
+    from fingerprint import generator_attribution as ga
+    from fingerprint.jpeg_residual import remove_block_grid
+
+    s = next((s for s in target.hypotheses(remove_block_grid(R)) if s.hypothesis == "aligned"), None)
+    if s is None:
+        return []
+    key = null_key(target.name, f"{ga.OFFGRID}@q{ga.nearest_quality(ga.GENUINE_QUALITIES, quality)}", target.shape)
+    return [StatRecord(key, target.name, sha, s.z)]
+
+
 def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[StatRecord]:
     """The default null of a JPEG query of the fingerprint's size: the default null photos
     (:func:`default_null_records`) re-saved at each of ``JPEG_STAT_QUALITIES``, against the plain
@@ -242,6 +301,7 @@ def default_null_jpeg_records(target: GeneratorModel, *, seed: int = 0) -> list[
             key = _jpeg_null_key(target, s.hypothesis, q)
             if key is not None:
                 out.append(StatRecord(key, target.name, sha, s.z))
+        out += _offgrid_records(target, R, q, sha)
     return out
 
 
@@ -264,6 +324,7 @@ def jpeg_null_records(targets: Sequence[GeneratorModel], image: np.ndarray, para
                 key = _jpeg_null_key(m, s.hypothesis, q)
                 if key is not None:
                     out.append(StatRecord(key, m.name, sha, s.z))
+            out += _offgrid_records(m, R, q, sha)
     return out
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-__all__ = ["BLOCK", "JpegGrid", "grid_from_tables", "read_jpeg_grid", "weight_residual"]
+__all__ = ["BLOCK", "JpegGrid", "grid_from_tables", "read_jpeg_grid", "remove_block_grid", "weight_residual"]
 
 BLOCK = 8
 """Side of a JPEG DCT block, in pixels (ITU-T T.81)."""
@@ -151,4 +151,39 @@ def weight_residual(residual: np.ndarray, gray: np.ndarray, grid: JpegGrid) -> n
     coef = scipy.fft.dctn(_blocks(w, y0, x0, ny, nx), axes=(2, 3), norm="ortho", workers=-1)
     coef *= np.where(np.rint(lum / q) != 0, q.min() / q, 0.0).astype(np.float32)
     _blocks(out, y0, x0, ny, nx)[...] = scipy.fft.idctn(coef, axes=(2, 3), norm="ortho", workers=-1)
+    return out
+
+
+def remove_block_grid(residual: np.ndarray, period: int = BLOCK) -> np.ndarray:
+    """The residual less its ``period``-periodic part: the JPEG block grid of a generator query.
+
+    JPEG writes the same 8 x 8 pattern into every block of a smooth region (the rounding of each
+    block's few coefficients), and generators trained on JPEG photos reproduce such a pattern in
+    their own fingerprints. A JPEG query's residual therefore correlates with those fingerprints
+    through the grid alone, whatever made the picture (a resized, re-saved gray ramp does). The
+    periodic part is the mean of the residual over each of the ``period**2`` residue classes
+    ``(y mod p, x mod p)``, tiled; removing it makes the residual orthogonal to *every*
+    ``p``-periodic pattern at *every* shift (each class sums to zero), so the block grid of the
+    file, at whatever offset a crop left it, no longer contributes to any score. What a
+    fingerprint has off the grid's frequencies (``H W / p**2`` of them are removed, 1 in 64) is kept.
+
+    Parameters
+    ----------
+    residual : ndarray, shape (C, H, W) or (H, W)
+    period : int
+        Pixels; the JPEG block (``BLOCK``).
+
+    Returns
+    -------
+    ndarray of float32, the same shape: ``R - P``, ``P[y, x] = mean(R[c, y' = y mod p, x' = x mod p])``
+    per channel ``c``.
+    """
+    out = np.array(residual, dtype=np.float32, copy=True)
+    planes = out[None] if out.ndim == 2 else out
+    if planes.ndim != 3 or period < 1:
+        raise ValueError(f"residual must be (C, H, W) or (H, W) and period >= 1, got {np.shape(residual)}, {period}")
+    for a in range(min(period, planes.shape[1])):
+        for b in range(min(period, planes.shape[2])):
+            cls = planes[:, a::period, b::period]
+            cls -= cls.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
     return out

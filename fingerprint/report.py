@@ -38,7 +38,7 @@ from fingerprint import report_plots as plots
 from fingerprint.attribution import Attribution, Attributor, ReferenceScore, load_attributor
 from fingerprint.calibration import NULL_KEY
 from fingerprint.estimate import generator_residual
-from fingerprint.generator_attribution import file_jpeg_quality
+from fingerprint.io.metadata import file_jpeg_quality
 from fingerprint.jpeg_residual import read_jpeg_grid
 from fingerprint.localization import Localization, localize
 

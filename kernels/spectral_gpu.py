@@ -29,22 +29,11 @@ _RED = 8 if simulator_enabled() else 256
 _COL_CHUNK = 64  # rows summed per thread before the atomic add, in the column sums
 
 
-@cuda.jit(device=True)
-def _block_sum2(sh0, sh1, tid, a, b):
-    """Tree-sum two per-thread values over the block: afterwards ``sh0[0] = sum a``, ``sh1[0] = sum b``.
-
-    ``sh0``, ``sh1``: shared float64 arrays of ``_RED`` (a power of two) elements, one per thread.
-    """
-    sh0[tid] = a
-    sh1[tid] = b
-    cuda.syncthreads()
-    step = _RED // 2
-    while step > 0:
-        if tid < step:
-            sh0[tid] += sh0[tid + step]
-            sh1[tid] += sh1[tid + step]
-        cuda.syncthreads()
-        step //= 2
+# The block reductions below are written out in each kernel, not as a device function: the CUDA
+# simulator swaps the module's ``cuda`` global on every device-function call and restores it on
+# return, so while one thread returns, another thread's ``cuda.syncthreads()`` can miss the block's
+# barrier (numba's simulator/kernelapi.py ``swapped_cuda_module``). It failed about 1 run in 15.
+# Each reduction: ``sh0[0] = sum a``, ``sh1[0] = sum b`` over the ``_RED`` threads (a power of two).
 
 
 @cuda.jit
@@ -63,7 +52,16 @@ def _row_parity_sums(w, row_sums):
                 s0 += w[i, j]
             else:
                 s1 += w[i, j]
-    _block_sum2(sh0, sh1, tid, s0, s1)
+    sh0[tid] = s0
+    sh1[tid] = s1
+    cuda.syncthreads()
+    step = _RED // 2
+    while step > 0:
+        if tid < step:
+            sh0[tid] += sh0[tid + step]
+            sh1[tid] += sh1[tid + step]
+        cuda.syncthreads()
+        step //= 2
     if tid == 0 and i < h:
         row_sums[i, 0] = sh0[0]
         row_sums[i, 1] = sh1[0]
@@ -152,7 +150,16 @@ def _zero_mean_apply(w, row_mean, col_mean, lat_mean, out, row_stats):
             out[i, j] = v
             s += v
             ss += float64(v) * float64(v)
-    _block_sum2(sh0, sh1, tid, s, ss)
+    sh0[tid] = s
+    sh1[tid] = ss
+    cuda.syncthreads()
+    step = _RED // 2
+    while step > 0:
+        if tid < step:
+            sh0[tid] += sh0[tid + step]
+            sh1[tid] += sh1[tid + step]
+        cuda.syncthreads()
+        step //= 2
     if tid == 0 and i < h:
         row_stats[i, 0] = sh0[0]
         row_stats[i, 1] = sh1[0]

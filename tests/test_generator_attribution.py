@@ -417,3 +417,62 @@ def test_a_library_without_the_jpeg_null_tests_jpeg_queries_against_the_plain_on
     score_generators(GeneratorModels([m]), [x.image], qualities=[x.jpeg_quality], decisions=out)
     assert out[0].threshold == pytest.approx(m.null_for("aligned", (SIZE, SIZE)).threshold(0.01))
     assert "re-saved" not in out[0].reason
+
+
+def _periodic_part(F: np.ndarray, period: int = 8) -> np.ndarray:
+    """The residue-class means of F (C, H, W), tiled: its period-8 pattern."""
+    P = np.zeros_like(F, dtype=np.float64)
+    for a in range(period):
+        for b in range(period):
+            P[:, a::period, b::period] = F[:, a::period, b::period].mean(axis=(1, 2), keepdims=True)
+    return P
+
+
+def test_build_stores_the_null_of_the_block_grid_check(models):
+    """``offgrid@q<Q>``: the re-saved non-matching images' aligned scores with the 8 x 8 grid removed."""
+    import fingerprint.generator_attribution as ga
+    from fingerprint.default_null import default_null_images
+    from fingerprint.jpeg_residual import remove_block_grid
+
+    m = {x.name: x for x in models.models}["ga"]
+    shape = (SIZE, SIZE)
+    for q in ga.GENUINE_QUALITIES:
+        assert m.nulls[(f"offgrid@q{q}", shape)].size == m.nulls[(f"aligned@q{q}", shape)].size
+    assert m.offgrid_null("aligned", shape, 70).hypothesis == "offgrid@q75"
+    for hyp in ("crop", "resize"):  # smaller queries: the crop / resize null images, grid removed
+        got, plain = m.offgrid_null(hyp, (100, 100), 70), m.null_for(hyp, (100, 100))
+        assert got.hypothesis == f"offgrid-{hyp}" and got.size == plain.size and got.positions == plain.positions
+        assert got.n == plain.n and not np.allclose(np.sort(got.scores), np.sort(plain.scores))
+    photo = next(iter(default_null_images(shape, cameras=ga.NULL_CAMERAS, per_camera=ga.NULL_PER_CAMERA, seed=0)))[0]
+    R, _ = ga.query_residual(apply_pipeline(photo, "jpeg:70").image, m.params)
+    z_off = m.hypotheses(remove_block_grid(R))[0].z
+    assert np.isclose(m.nulls[("offgrid@q75", shape)], z_off, rtol=1e-4, atol=1e-4).any()
+    assert not np.isclose(m.nulls[("offgrid@q75", shape)], m.hypotheses(R)[0].z, rtol=1e-4, atol=1e-4).any()
+
+
+def test_a_jpeg_match_through_the_block_grid_alone_is_unknown(models, sources):
+    """A noisy gray picture carrying only the generator's 8 x 8-periodic pattern, given as a JPEG
+    file: a match would rest on the block grid, and is refused with the reason. A genuine image
+    re-saved as JPEG keeps its match, said to hold off the grid."""
+    m = {x.name: x for x in models.models}["ga"]
+    P = _periodic_part(m.F.astype(np.float64)).mean(0)
+    rng = np.random.default_rng(3)
+    x = np.clip(np.rint(128 + rng.normal(0, 5, (SIZE, SIZE, 3)) + 3.0 * (P / P.std())[..., None]), 0, 255)
+    x = x.astype(np.uint8)
+    jpeg: list = []
+    score_generators(models, [x], qualities=[90], decisions=jpeg)
+    plain = m.hypotheses(ga_residual(x, m))[0].z
+    assert plain > 3 * m.null_for("aligned", (SIZE, SIZE), 90).threshold(0.01)  # the grid alone scores high
+    assert jpeg[0].decision == "unknown" and jpeg[0].closest == "ga"
+    assert "block grid only" in jpeg[0].reason
+    genuine = apply_pipeline(sources["ga"][1][0], "jpeg:90")
+    out: list = []
+    score_generators(models, [genuine.image], qualities=[90], decisions=out)
+    assert out[0].decision == "match" and out[0].best == "ga"
+    assert "without the JPEG block grid z" in out[0].reason
+
+
+def ga_residual(image, m):
+    from fingerprint.generator_attribution import query_residual
+
+    return query_residual(image, m.params)[0]

@@ -15,6 +15,7 @@ from fingerprint.generator_decision import (
     NullModel,
     ResidualStats,
     decide,
+    off_grid_check,
     nearest_size,
     residual_statistics,
     insufficient_signal,
@@ -214,3 +215,30 @@ def test_as_dict_is_plain(models):
     d = decide([HypothesisScore("a", "aligned", 41.0, offset=(3, 4), scale=(0.5, 0.5))], nulls, genuine).as_dict()
     assert d["decision"] == "match" and d["offset"] == [3, 4] and d["scale"] == [0.5, 0.5]
     assert set(d) >= {"decision", "best", "closest", "reason", "p_value", "resemblance"}
+
+
+# ------------------------------------------------------------------ block-grid check of JPEG matches
+def test_a_jpeg_match_stands_only_if_it_holds_off_the_block_grid(models):
+    nulls, genuine = models
+    match = decide([HypothesisScore("a", "aligned", 41.0)], nulls, genuine)
+    off_null = _null("a", "offgrid@q90", seed=5)
+    thr = off_null.threshold(0.01)
+    kept = off_grid_check(match, HypothesisScore("a", "aligned", thr + 0.5), off_null, 0.01)
+    assert kept.decision == "match" and kept.best == "a" and kept.z == match.z
+    assert "without the JPEG block grid" in kept.reason and kept.reason.startswith(match.reason)
+    vetoed = off_grid_check(match, HypothesisScore("a", "aligned", thr - 0.5), off_null, 0.01)
+    assert vetoed.decision == "unknown" and vetoed.best is None and vetoed.closest == "a"
+    assert "JPEG 8x8 block grid only" in vetoed.reason and "offgrid@q90" in vetoed.reason
+    # no null to test it against: no match either
+    assert off_grid_check(match, HypothesisScore("a", "aligned", 99.0), None, 0.01).decision == "unknown"
+
+
+def test_the_block_grid_check_counts_a_wider_search_and_leaves_non_matches_alone(models):
+    nulls, genuine = models
+    match = decide([HypothesisScore("a", "aligned", 41.0)], nulls, genuine)
+    crop_null = _null("a", "crop", mean=4.0, std=0.5, positions=100, n=5000)
+    z = crop_null.threshold(0.01) + 0.05
+    assert off_grid_check(match, HypothesisScore("a", "crop", z, n_positions=100), crop_null, 0.01).decision == "match"
+    assert off_grid_check(match, HypothesisScore("a", "crop", z, n_positions=10000), crop_null, 0.01).decision == "unknown"
+    unknown = decide([HypothesisScore("a", "aligned", 1.0)], nulls, genuine)
+    assert off_grid_check(unknown, HypothesisScore("a", "aligned", -9.0), None, 0.01) is unknown

@@ -3,7 +3,9 @@
 The vectorised weighting is compared with a plain twin (one 8 x 8 block at a time, the formula of
 the module docstring) on random arrays and a real photo, at grid offsets and sizes with partial
 blocks; the grid is read from JPEG files (crops move it); and through ``attribute`` a JPEG query's
-residual is weighted (the record says so) while a PNG's is not.
+residual is weighted (the record says so) while a PNG's is not. The block-grid removal of a
+generator query (``remove_block_grid``) is compared with its spectral twin (the DFT bins of the
+8 x 8-periodic lattice zeroed) and checked for what it promises: no score from any periodic pattern.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from fingerprint.attribution import Attributor, attribute
 from fingerprint.build import build_reference, default_params
 from fingerprint.io import load_image
 from fingerprint.io.metadata import ijg_table
-from fingerprint.jpeg_residual import JpegGrid, read_jpeg_grid, weight_residual
+from fingerprint.jpeg_residual import BLOCK, JpegGrid, read_jpeg_grid, remove_block_grid, weight_residual
 from fingerprint.resample import resample_fingerprint
 from fingerprint.residual import extract_residual
 from fingerprint.scores import ReferenceSpectrum
@@ -204,3 +206,47 @@ def test_weighting_raises_the_pce_of_a_resized_then_compressed_query(cams):
         gains.append(weighted / plain)
     # a PCE is one draw of a noisy statistic: the gain is asked of most photos and of their geometric mean
     assert sum(g > 1.0 for g in gains) >= 4 and np.exp(np.mean(np.log(gains))) > 1.3, gains
+
+
+# ------------------------------------------------------------------ block grid of generator queries
+def _lattice_twin(r: np.ndarray, period: int) -> np.ndarray:
+    """Plain twin of ``remove_block_grid`` for sides that are multiples of ``period``: a
+    ``period``-periodic pattern has its spectrum on the bins ``(u, v)``, ``u`` a multiple of
+    ``H / period`` and ``v`` of ``W / period``; zero them (DC included)."""
+    f = np.fft.fft2(np.asarray(r, np.float64), axes=(-2, -1))
+    H, W = r.shape[-2:]
+    f[..., :: H // period, :: W // period] = 0
+    return np.fft.ifft2(f, axes=(-2, -1)).real
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64), (1, 256, 192), (3, 96, 256)])
+def test_block_grid_removal_matches_its_spectral_twin(rng, shape):
+    r = rng.normal(size=shape).astype(np.float32)
+    r += np.tile(rng.normal(size=(shape[0], BLOCK, BLOCK)), (1, shape[1] // BLOCK, shape[2] // BLOCK))  # a grid
+    np.testing.assert_allclose(remove_block_grid(r), _lattice_twin(r, BLOCK), atol=2e-5)
+
+
+def test_block_grid_removal_matches_its_twin_on_a_real_jpeg():
+    x = load_image(dresden_files("nat")[0])[:256, :320]
+    r = extract_residual(x, 2.0).astype(np.float32)
+    np.testing.assert_allclose(remove_block_grid(r), _lattice_twin(r, BLOCK), atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 61, 75), (37, 203)])
+def test_no_periodic_pattern_scores_after_block_grid_removal(rng, shape):
+    """At any size (partial blocks) and any shift, a period-8 pattern has zero inner product with
+    the cleaned residual; a residual with no periodic part comes back as it was."""
+    r = rng.normal(size=shape).astype(np.float32)
+    out = remove_block_grid(r)
+    assert out.shape == r.shape and out.dtype == np.float32
+    H, W = shape[-2:]
+    for dy, dx in ((0, 0), (3, 5), (7, 1)):
+        p = np.tile(rng.normal(size=(BLOCK, BLOCK)), (H // BLOCK + 2, W // BLOCK + 2))[dy: dy + H, dx: dx + W]
+        assert abs(float((out * p).sum())) < 1e-3 * float(np.abs(r).sum())
+        assert abs(float((r * p).sum())) > 10 * abs(float((out * p).sum()))  # it did score before
+    np.testing.assert_allclose(remove_block_grid(out), out, atol=1e-5)
+
+
+def test_block_grid_removal_checks_its_input():
+    with pytest.raises(ValueError, match="residual"):
+        remove_block_grid(np.zeros((2, 3, 4, 5)))

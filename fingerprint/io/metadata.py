@@ -23,6 +23,7 @@ __all__ = [
     "IJG_LUMINANCE",
     "ImageInfo",
     "clean_text",
+    "file_jpeg_quality",
     "ijg_table",
     "jpeg_quality",
     "read_exif",
@@ -174,6 +175,16 @@ def read_jpeg_quality(img: Image.Image) -> int | None:
     if not isinstance(tables, dict) or 0 not in tables:
         return None
     return jpeg_quality(tables[0])
+
+
+def file_jpeg_quality(path) -> int | None:
+    """:func:`read_jpeg_quality` of an image file, None for other formats or an unreadable header
+    (the decoder reports those when the image is read)."""
+    try:
+        with Image.open(path) as img:
+            return read_jpeg_quality(img) if img.format in ("JPEG", "MPO") else None
+    except Exception:  # noqa: BLE001 - the decoder names the file and the problem
+        return None
 
 
 def clean_text(value: Any) -> str | None:
