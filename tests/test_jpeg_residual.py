@@ -226,6 +226,7 @@ def test_block_grid_removal_matches_its_spectral_twin(rng, shape):
     np.testing.assert_allclose(remove_block_grid(r), _lattice_twin(r, BLOCK), atol=2e-5)
 
 
+@pytest.mark.shared_data
 def test_block_grid_removal_matches_its_twin_on_a_real_jpeg():
     x = load_image(dresden_files("nat")[0])[:256, :320]
     r = extract_residual(x, 2.0).astype(np.float32)
