@@ -80,7 +80,7 @@ def run(library: str, conditions, fpr: float = 0.01, models=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
-        sys.exit(2)
+        sys.exit(0 if len(sys.argv) >= 2 else 2)
     run(sys.argv[1], sys.argv[2:] or DEFAULT_CONDITIONS)

@@ -25,10 +25,11 @@ Two stages, both scored against thresholds fixed before any score is seen
        (``surface_stats.coarse_stats``); the next point's template (fingerprint resampled, its
        FFT) is made by a prefetch thread while the current point is scored (``template_cache.prefetch_pool``,
        one thread per core for the whole process): the same templates in the same order;
-    2. each of the ``candidates`` best coarse peaks is refined: at the fine points within ``r``
-       of it, full-resolution windows around the position the coarse peak predicts rank the
-       points by the phase-free energy of their peak (``surface_stats.Peak``), and the
-       ``decisions`` best are scored over every shift of the whole resampled fingerprint;
+    2. each of the ``candidates`` best coarse peaks is refined (``fingerprint.scaled_refine``): at
+       the fine points within ``r`` of it, full-resolution windows around the position the coarse
+       peak predicts rank the points by the phase-free energy of their peak
+       (``surface_stats.Peak``), and the ``decisions`` best are scored over every shift of the
+       whole resampled fingerprint;
     3. the best integer-shift PCE of the full-resolution surfaces decides (at full-resolution
        sweeps, ``coarse == 1`` or small queries, the sweep's surfaces are among them).
 
@@ -85,8 +86,9 @@ import scipy.fft
 from fingerprint.error_budget import SearchPlan, Stage, log10_false_alarm, threshold
 from fingerprint.resample import downsample, resample_fingerprint, resized_shape, wrap_to_fast
 from fingerprint.scaled_records import ScaledMatch, ScaledRun, Survey
+from fingerprint.scaled_refine import refine as refine_peak
 from fingerprint.scores import ReferenceSpectrum
-from fingerprint.surface_stats import Peak, Template, coarse_stats, peak_stats
+from fingerprint.surface_stats import Peak, Template, coarse_stats
 from fingerprint.template_cache import TemplateCache, prefetch_pool
 
 __all__ = [
@@ -120,7 +122,6 @@ the coarse surfaces have 1/4 of the half-resolution sweep's pixels and the strid
 long, so a survey costs about 1/8 of a camera's sweep."""
 
 _BAND = math.log(1.06)  # coarse templates of factors within 6 % share one padded size (one query FFT)
-_WINDOW_MARGIN = 8  # pixels around the predicted position in the refinement's windows
 
 
 @dataclass
@@ -300,16 +301,6 @@ class ScaledSearch:
         full -= np.float32(full.mean())
         return Template(scipy.fft.rfft2(full, workers=-1), t.shape, padded)
 
-    def _full_stats(self, q: np.ndarray, log_scale: float) -> Peak | None:
-        """Full-resolution crop search at factor ``exp(log_scale)`` (``ReferenceSpectrum`` surface), or None."""
-        t = resample_fingerprint(self.K, math.exp(log_scale))
-        if q.shape[0] > t.shape[0] or q.shape[1] > t.shape[1]:
-            return None
-        padded = wrap_to_fast(t)
-        c = ReferenceSpectrum(padded).cross_correlation(q)
-        ny, nx = padded.shape[0] - q.shape[0] + 1, padded.shape[1] - q.shape[1] + 1
-        return peak_stats(c, (slice(0, ny), slice(0, nx)))
-
     def aligned_fingerprint(self, stage: str, scale: float, offset: tuple[int, int],
                             shape: tuple[int, int]) -> np.ndarray | None:
         """The resampled fingerprint under a (rotated) query of ``shape`` where a match of ``stage``
@@ -405,7 +396,9 @@ class ScaledSearch:
 
         def refine(cand: _Candidate) -> bool:
             state["refined"].append(cand)
-            self._refine(queries[cand.k], cand, fines[cand.k], strides[cand.k], decide, state)
+            state["tried"] += refine_peak(self.K, queries[cand.k], index=cand.index, offset=cand.offset, d=cand.d,
+                                          fine=fines[cand.k], r=strides[cand.k], decisions=self.decisions,
+                                          decide=lambda j, res: decide(cand.k, j, res))
             return state["best"] is not None and state["best"][2].pce >= thr
 
         def finish():
@@ -544,48 +537,6 @@ class ScaledSearch:
             if len(chosen) >= self.candidates:
                 break
         return chosen
-
-    def _window_stats(self, q: np.ndarray, log_scale: float, cand: _Candidate, coarse_scale: float) -> Peak | None:
-        """Full-resolution correlation of ``q`` with a window of the resampled fingerprint around the
-        position the coarse peak predicts (``_WINDOW_MARGIN`` pixels of slack); offsets are in the
-        whole resampled fingerprint. Its shifts are a subset of that factor's surface."""
-        s = math.exp(log_scale)
-        th, tw = resized_shape(self.K.shape, s)
-        h, w = q.shape
-        ratio = s / coarse_scale
-        top = []
-        for o, n, big in ((cand.offset[0], h, th), (cand.offset[1], w, tw)):
-            centre = ((o + 0.5) * cand.d - 0.5) * ratio  # the coarse offset at full resolution, at this factor
-            start = min(max(int(round(centre)) - _WINDOW_MARGIN, 0), max(big - n - 2 * _WINDOW_MARGIN, 0))
-            top.append((start, min(n + 2 * _WINDOW_MARGIN, big - start)))
-        (y0, wh), (x0, ww) = top
-        if wh < h or ww < w:
-            return None
-        c = ReferenceSpectrum(resample_fingerprint(self.K, s, (wh, ww), origin=(y0, x0))).cross_correlation(q)
-        got = peak_stats(c, (slice(0, wh - h + 1), slice(0, ww - w + 1)))
-        return Peak(got.pce, got.energy, (got.offset[0] + y0, got.offset[1] + x0), got.n_positions)
-
-    def _refine(self, q: np.ndarray, cand: _Candidate, fine: np.ndarray, r: int, decide, state: dict) -> None:
-        """Score the fine-grid points within ``r`` of a coarse peak.
-
-        Full-resolution windows around the predicted position at each point rank them by the
-        phase-free ``energy`` (one smooth lobe, where the integer-shift PCE has one lobe per shift);
-        the ``decisions`` best are then scored over every shift of the whole resampled fingerprint.
-        Every surface scored lies on the fine grid, and is passed to ``decide``.
-        """
-        coarse_scale = math.exp(fine[cand.index])
-        lo, hi = max(cand.index - r, 0), min(cand.index + r, len(fine) - 1)
-        ranked = []
-        for j in range(lo, hi + 1):
-            win = self._window_stats(q, float(fine[j]), cand, coarse_scale)
-            state["tried"] += 1
-            if win is not None:
-                ranked.append((win.energy, j))
-        for _, j in sorted(ranked, reverse=True)[: self.decisions]:
-            res = self._full_stats(q, float(fine[j]))
-            state["tried"] += 1
-            if res is not None:
-                decide(cand.k, j, res)
 
     def _finish(self, state: dict, fines: dict, plan: SearchPlan, seconds: float) -> ScaledMatch | None:
         name = "scale search"

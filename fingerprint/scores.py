@@ -356,20 +356,21 @@ class ReferenceSpectrum:
             raise ShapeMismatchError(f"query of shape {q.shape} is larger than the reference of shape {self.shape}")
         return q
 
-    def _cc(self, q: np.ndarray) -> np.ndarray:
-        """Cross-correlation of an already checked float32 query.
-
-        The 2-D transforms are written as two 1-D passes: the forward one transforms only the
-        query's h rows before the zero rows are added (``n=H`` pads them), and the split inverse
-        avoids the extra copy that ``scipy.fft.irfft2`` makes (about 1.5x faster at 6 MP).
-        """
+    def query_spectrum(self, query: np.ndarray) -> np.ndarray:
+        """``conj(DFT2(pad(q - mean(q))))``, complex64 of shape (H, W // 2 + 1): the query's half of
+        :meth:`cross_correlation`, reusable against every reference of this shape (:meth:`correlate`).
+        Two 1-D passes: the first transforms only the query's h rows (``n=H`` pads the zero rows)."""
         big_h, big_w = self.shape
-        spec_q = scipy.fft.rfft(_centered(q), n=big_w, axis=1, workers=-1)
+        spec_q = scipy.fft.rfft(_centered(self._check_query(query, equal=False)), n=big_w, axis=1, workers=-1)
         spec_q = scipy.fft.fft(spec_q, n=big_h, axis=0, workers=-1, overwrite_x=True)
-        np.conjugate(spec_q, out=spec_q)
-        spec_q *= self.spectrum
-        spec_q = scipy.fft.ifft(spec_q, axis=0, workers=-1, overwrite_x=True)
-        return scipy.fft.irfft(spec_q, n=big_w, axis=1, workers=-1, overwrite_x=True)
+        return np.conjugate(spec_q, out=spec_q)
+
+    def correlate(self, spec_q: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+        """:meth:`cross_correlation` from a :meth:`query_spectrum` (``overwrite``: use it as scratch).
+        The split inverse avoids the copy ``scipy.fft.irfft2`` makes (about 1.5x faster at 6 MP)."""
+        prod = np.multiply(spec_q, self.spectrum, out=spec_q if overwrite else None)
+        prod = scipy.fft.ifft(prod, axis=0, workers=-1, overwrite_x=True)
+        return scipy.fft.irfft(prod, n=self.shape[1], axis=1, workers=-1, overwrite_x=True)
 
     def cross_correlation(self, query: np.ndarray) -> np.ndarray:
         """Circular cross-correlation of a (possibly smaller) query with the reference.
@@ -390,7 +391,7 @@ class ReferenceSpectrum:
         ShapeMismatchError
             If the query is larger than the reference in either dimension.
         """
-        return self._cc(self._check_query(query, equal=False))
+        return self.correlate(self.query_spectrum(query), overwrite=True)
 
     def pce(
         self,
@@ -442,7 +443,7 @@ class ReferenceSpectrum:
         mode = check_search(search)
         radius = _check_radius(radius)
         q = self._check_query(query, equal=(mode == "aligned"))
-        return _pce_of_cc(self._cc(q), q.shape, mode, radius)
+        return _pce_of_cc(self.correlate(self.query_spectrum(q), overwrite=True), q.shape, mode, radius)
 
 
 def _check_radius(radius: int) -> int:
