@@ -1,4 +1,4 @@
-"""Issue 11 figures of the shipped-to-be generator decision (``fingerprint.generator_attribution``).
+"""Issue 11 figures of the generator decision that ``attribute`` gives (``fingerprint.generator_attribution``).
 
 Run: ``.venv/bin/python benchmarks/gan_wild.py LIBRARY [CONDITION ...]`` with a library built from
 ``../shared/data/gan/ref`` (``ganprint build``; every statistic it uses is made at build time from
