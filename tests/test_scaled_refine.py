@@ -23,21 +23,22 @@ def _random(shape, seed):
 @pytest.mark.parametrize("shape, qshape", [((64, 80), (40, 52)), ((227, 301), (200, 263))])
 def test_a_shared_query_transform_gives_the_same_surface(shape, qshape):
     q = _random(qshape, 1)
-    first, second = ReferenceSpectrum(_random(shape, 2)), ReferenceSpectrum(_random(shape, 3))
+    ref0 = _random(shape, 2)
+    first, second = ReferenceSpectrum(ref0), ReferenceSpectrum(_random(shape, 3))
     spec = first.query_spectrum(q)
     kept = spec.copy()
     for ref in (first, second):
         np.testing.assert_array_equal(ref.correlate(spec), ref.cross_correlation(q))
     np.testing.assert_array_equal(spec, kept)  # overwrite=False leaves the shared transform as it was
-    direct = np.real(np.fft.ifft2(np.fft.fft2(_random(shape, 2) - _random(shape, 2).mean())
+    direct = np.real(np.fft.ifft2(np.fft.fft2(ref0 - ref0.mean())
                                   * np.conj(np.fft.fft2(q - q.mean(), s=shape))))
     np.testing.assert_allclose(first.correlate(spec), direct, atol=1e-3 * np.abs(direct).max())
 
 
 @pytest.mark.parametrize("scale, offset", [(0.8, (3, 5)), (0.61, (0, 0)), (0.9, (12, 40))])
 def test_a_window_is_a_part_of_its_factors_whole_surface(scale, offset):
-    """The window's peak value equals the whole surface at the same shift, and the window lies in
-    the resampled fingerprint (its sides rounded up to fast FFT lengths only where there is room)."""
+    """The window's peak is the maximum of the whole surface over the window's shifts, and the window
+    lies in the resampled fingerprint (its sides rounded up to fast FFT lengths only where there is room)."""
     k = _random((300, 420), 4)
     th, tw = resized_shape(k.shape, scale)
     q = _random((th - 60, tw - 90), 5)
