@@ -161,7 +161,8 @@ class ScaledSearch:
         The coarse sweep runs at 1/``coarse`` resolution when the query's shorter side is at
         least ``coarse * coarse_min_side`` pixels (default 128), else at full resolution.
     cache_bytes : int
-        Memory for cached coarse spectra (default 256 MiB); kept across queries of one run. The
+        Memory for cached coarse spectra (default 256 MiB), kept across queries of one run from a
+        template's second use on (``template_cache.TemplateCache``). The
         survey's (:meth:`survey`) are cached apart, in a quarter of that.
 
     Examples

@@ -3,8 +3,12 @@ threads that make them ahead of use.
 
 A template is a camera fingerprint resampled to one scale factor at a coarse resolution, padded and
 transformed (``surface_stats.Template``); it depends on the camera, the factor and the resolution,
-never on the query, so a camera's templates are kept for the next queries of an attribution run
-(:class:`TemplateCache`). While one coarse point is scored, the next point's template is made by
+never on the query, so a camera's templates can be kept for the next queries of an attribution run
+(:class:`TemplateCache`). A template is kept from its second use on, not its first: keeping one
+means fresh memory for the next, and a single query's sweep that kept its templates ran 20-25 %
+slower (300-400 page faults per coarse point against 5-20, ``benchmarks/RESULTS.md``, 2026-12-03)
+for hits it never gets; a batch of queries of one size (photos a messenger resized alike) keeps
+them at its second query and reuses them from its third. While one coarse point is scored, the next point's template is made by
 one of :func:`prefetch_pool`'s threads (the Pillow resampling is single-threaded; NumPy, SciPy's
 FFT and Pillow release the GIL), so the two overlap on a machine of two or more cores.
 """
@@ -23,6 +27,7 @@ __all__ = ["TemplateCache", "prefetch_pool"]
 
 _PREFETCH: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by process id: threads do not survive a fork
 _PREFETCH_LOCK = threading.Lock()
+_MAX_SEEN = 1 << 16  # keys remembered as asked for once (a few MiB at most; beyond it nothing new is kept)
 
 
 def prefetch_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -39,10 +44,12 @@ def prefetch_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 @dataclass
 class TemplateCache:
-    """Coarse templates by (resolution, ln factor), first come first kept, up to ``limit`` bytes."""
+    """Coarse templates by (resolution, ln factor), up to ``limit`` bytes: a key's template is kept
+    the second time it is asked for (``seen`` holds the keys asked for once), first come first kept."""
 
     limit: int
     items: dict = field(default_factory=dict)
+    seen: set = field(default_factory=set)
     used: int = 0
     hits: int = 0
     misses: int = 0
@@ -54,7 +61,10 @@ class TemplateCache:
             return item
         self.misses += 1
         item = make()
-        if self.used + item.spectrum.nbytes <= self.limit:
+        if key not in self.seen:
+            if len(self.seen) < _MAX_SEEN:
+                self.seen.add(key)
+        elif self.used + item.spectrum.nbytes <= self.limit:
             self.items[key] = item
             self.used += item.spectrum.nbytes
         return item

@@ -296,7 +296,9 @@ def test_a_survey_finds_the_factor_and_changes_nothing_in_the_search(rng):
     plan = SearchPlan(tuple(right.stages(wi.shape)))
     before = right.search(wi, plan)
     seen = right.survey(wi)
+    assert not right.cache.items and not right.survey_cache.items  # a template is kept at its second use
     after = right.search(wi, plan)
+    assert right.survey(wi).pce == seen.pce  # from the same templates, now kept
     assert (before.pce, before.scale, before.offset, before.scales_tried) == \
         (after.pce, after.scale, after.offset, after.scales_tried)  # the survey's templates are cached apart
     assert before.match and right.cache.items and right.survey_cache.items
@@ -403,3 +405,23 @@ def test_templates_made_ahead_in_another_thread_give_the_same_search_and_survive
     got = parent.recv()
     proc.join(30)
     assert got == (first.pce, first.scale, first.offset)
+
+
+def test_the_template_cache_keeps_a_template_from_its_second_use_within_its_limit():
+    from fingerprint.surface_stats import Template
+    from fingerprint.template_cache import TemplateCache
+
+    made = []
+
+    def make(key):
+        def f():
+            made.append(key)
+            return Template(np.zeros((4, 3), np.complex64), (4, 4), (4, 4))  # 96 bytes
+        return f
+
+    cache = TemplateCache(limit=200)
+    for key in ("a", "b", "a", "a", "b", "c", "c", "c"):
+        cache.get(key, make(key))
+    # a: made twice, then a hit; b: made twice, kept; c: made twice, no room (200 < 3 x 96), made again
+    assert made == ["a", "b", "a", "b", "c", "c", "c"]
+    assert set(cache.items) == {"a", "b"} and cache.used == 192 and cache.hits == 1
