@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fingerprint.allocator import keep_freed_memory
 from fingerprint.build import build_reference
 from fingerprint.camera_search import CameraSearch, decide_cameras, merge
 from fingerprint.io import load_image
@@ -454,7 +455,12 @@ def main(argv=None) -> int:
     ap.add_argument("--through-attribute", action="store_true",
                     help="score with the public Attributor.score of the library file instead of CameraSearch")
     ap.add_argument("--photos", help="photo indices to run in every case, e.g. 0,4,8 (default: the protocol's)")
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (the ganprint command raises them: "
+                         "fingerprint.allocator)")
     args = ap.parse_args(argv)
+    if not args.default_allocator:
+        keep_freed_memory()  # time what the command does
     globals()["JPEG"] = args.jpeg_quality  # read by pipeline()
     if not DATA.is_dir():
         print(f"shared data not found at {DATA}", file=sys.stderr)

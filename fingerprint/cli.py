@@ -400,8 +400,11 @@ COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "attribute": cmd_att
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    if argv is not None:  # called from Python (tests): SIGINT is left as the command leaves it
+    if argv is not None:  # called from Python (tests): SIGINT and the allocator are left as they are
         return _main(argv)
+    from fingerprint.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the program owns its process: freed large arrays are reused, not faulted in again
     try:
         return _main(None)
     finally:  # the program itself: a Ctrl-C after the command has ended changes nothing
