@@ -4,8 +4,8 @@ glibc's ``malloc`` gives every block above its mmap threshold (at most 32 MiB by
 adjustment) fresh pages from the kernel and hands them back on ``free``; the heap above the trim
 threshold is handed back too. A scale search makes and drops hundreds of such arrays (a 6 MP
 correlation surface is 20-33 MB, its spectrum as much), so each one was zero-filled page by page
-again: an unknown answer for a 6 MP query took 400-530 thousand minor page faults and 5-6 s of
-system time, against 60-90 thousand and 2 s with the blocks kept (``benchmarks/RESULTS.md``,
+again: an unknown answer for a 6 MP query took 400-530 thousand minor page faults and 5-8 s of
+system time, against 40-90 thousand and 2-2.6 s with the blocks kept (``benchmarks/RESULTS.md``,
 2026-12-03). :func:`keep_freed_memory` raises both thresholds, so freed blocks stay in the heap
 for the next array of that size.
 
