@@ -82,8 +82,9 @@ class _Surfaces:
         for o, n, big in ((offset[0], h, th), (offset[1], w, tw)):
             centre = ((o + 0.5) * d - 0.5) * ratio  # the coarse offset at full resolution, at this factor
             side = n + 2 * WINDOW_MARGIN
-            if scipy.fft.next_fast_len(side) <= big:
-                side = scipy.fft.next_fast_len(side)  # a fast FFT length: 2-3x faster than e.g. 1816 = 8 x 227
+            fast = scipy.fft.next_fast_len(side)  # a fast FFT length: 2-3x faster than e.g. 1816 = 8 x 227
+            if fast <= big:
+                side = fast
             start = min(max(int(round(centre)) - (side - n) // 2, 0), max(big - side, 0))
             top.append((start, min(side, big - start)))
         (y0, wh), (x0, ww) = top
