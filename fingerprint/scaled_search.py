@@ -22,7 +22,8 @@ Two stages, both scored against thresholds fixed before any score is seen
 
     1. a sweep at 1/``coarse`` resolution over every ``r``-th fine point, smallest factor first,
        scoring the query and the query turned by 180 degrees from one FFT
-       (``surface_stats.coarse_stats``); the next point's template (fingerprint resampled, its
+       (``surface_stats.coarse_stats``: only the band of rows where the query fits is transformed
+       back); the next point's template (fingerprint resampled, its
        FFT) is made by a prefetch thread while the current point is scored (``template_cache.prefetch_pool``,
        one thread per core for the whole process): the same templates in the same order;
     2. each of the ``candidates`` best coarse peaks is refined (``fingerprint.scaled_refine``): at

@@ -18,7 +18,7 @@ import scipy.fft
 # the PCE's own pieces, so that ``peak_stats`` is exactly ``ReferenceSpectrum.pce`` (one definition)
 from fingerprint.scores import DEFAULT_RADIUS, _neighbourhood_energy, _sum_squares
 
-__all__ = ["Peak", "Template", "coarse_stats", "peak_stats"]
+__all__ = ["Peak", "Template", "coarse_stats", "peak_stats", "surface_band", "surface_peak"]
 
 
 @dataclass
@@ -52,15 +52,23 @@ class Peak:
     n_positions: int
 
 
-def peak_stats(c: np.ndarray, allowed: tuple[slice, slice]) -> Peak:
-    """``Peak`` of surface ``c`` with the peak searched in ``c[allowed]``; the offset is the peak's place in it."""
+def peak_stats(c: np.ndarray, allowed: tuple[slice, slice], *, total: float | None = None,
+               size: int | None = None) -> Peak:
+    """``Peak`` of surface ``c`` with the peak searched in ``c[allowed]``; the offset is the peak's place in it.
+
+    ``c`` may also be a band of rows of a larger surface (``coarse_stats``): ``total`` is then the
+    whole surface's sum of squares and ``size`` its number of values, and the band holds at
+    least ``_RADIUS`` rows on both sides of ``allowed``, so that no neighbourhood wraps in it.
+    """
     big_h, big_w = c.shape
     region = c[allowed]
     j = int(np.argmax(region))
     ry, rx = j // region.shape[1], j % region.shape[1]
     py, px = ry + allowed[0].start, rx + allowed[1].start
     near_energy, near_count = _neighbourhood_energy(c, (py, px), _RADIUS)
-    far = max(_sum_squares(c) - near_energy, 0.0) / (c.size - near_count)
+    total = _sum_squares(c) if total is None else total
+    size = c.size if size is None else size
+    far = max(total - near_energy, 0.0) / (size - near_count)
     value = float(c[py, px])
     local = c[np.ix_(np.arange(py - 1, py + 2) % big_h, np.arange(px - 1, px + 2) % big_w)].astype(np.float64)
     if far <= 0.0:
@@ -69,20 +77,61 @@ def peak_stats(c: np.ndarray, allowed: tuple[slice, slice]) -> Peak:
                  region.size)
 
 
+_BAND_MAX = 0.75
+"""Largest share of a surface's rows that ``coarse_stats`` computes as a band; above it the whole
+inverse FFT is as cheap (``benchmarks/RESULTS.md``, session of 2026-12-03, 17:30 UTC)."""
+
+
+def surface_band(prod: np.ndarray, padded: tuple[int, int], start: int, stop: int) -> tuple[np.ndarray, float]:
+    """Rows ``start .. stop - 1`` (modulo ``Ph``) of ``C = irfft2(prod, s=padded)``, and ``sum(C**2)``
+    over the whole surface.
+
+    ``irfft2`` is a complex inverse FFT down every column, then a real inverse FFT along each row;
+    only the rows asked for take the second pass. The whole surface's energy comes from the first
+    pass by Parseval: a row ``t`` after it has ``sum_x C[y, x]**2 = (|t_0|**2 + 2 sum_(0<k<Pw/2)
+    |t_k|**2 + |t_(Pw/2)|**2) / Pw`` (the last term only for even ``Pw``). ``prod``: complex64
+    ``(Ph, Pw // 2 + 1)``, overwritten.
+    """
+    ph, pw = padded
+    cols = scipy.fft.ifft(prod, axis=0, workers=-1, overwrite_x=True)
+    half = 2.0 * _sum_squares(cols.view(np.float32))
+    edges = [cols[:, 0]] + ([cols[:, -1]] if pw % 2 == 0 else [])
+    total = (half - sum(float(np.sum(np.abs(e).astype(np.float64) ** 2)) for e in edges)) / pw
+    rows = np.take(cols, np.arange(start, stop) % ph, axis=0)
+    return scipy.fft.irfft(rows, n=pw, axis=1, workers=-1, overwrite_x=True), total
+
+
+def surface_peak(prod: np.ndarray, padded: tuple[int, int], rows: tuple[int, int], cols: slice) -> Peak:
+    """``peak_stats`` of ``C = irfft2(prod, s=padded)`` over the offsets ``rows[0] .. rows[1] - 1``
+    by ``cols``, ``prod`` overwritten. Where those rows and their PCE neighbourhoods span at most
+    ``_BAND_MAX`` of the surface, only that band is computed (``surface_band``): the same values,
+    to float32 rounding; else the whole surface, by the same two passes."""
+    ph, pw = padded
+    first, last = rows
+    if last - first + 2 * _RADIUS <= _BAND_MAX * ph:
+        band, total = surface_band(prod, padded, first - _RADIUS, last + _RADIUS)
+        return peak_stats(band, (slice(_RADIUS, _RADIUS + last - first), cols), total=total, size=ph * pw)
+    c = scipy.fft.irfft(scipy.fft.ifft(prod, axis=0, workers=-1, overwrite_x=True), n=pw, axis=1, workers=-1,
+                        overwrite_x=True)
+    return peak_stats(c, (slice(first, last), cols))
+
+
 def coarse_stats(t: Template, spec_q: np.ndarray, qshape: tuple[int, int], both: bool) -> list[Peak]:
     """``Peak`` of a query against a coarse template and, if ``both``, of the query turned 180 degrees.
 
     ``C0 = irfft2(T conj(Q))`` is the crop-search correlation of the query placed at the top-left;
     for the query turned by 180 degrees (``q'(y, x) = q(h-1-y, w-1-x)``) the correlation at offset
     ``o`` is the convolution ``irfft2(T Q)`` at ``o + (h - 1, w - 1)``, so both come from one
-    query spectrum. Peaks are taken over offsets that keep the query inside the unpadded template.
+    query spectrum. Peaks are taken over offsets that keep the query inside the unpadded template
+    (``surface_peak``: only the band of rows where they lie is transformed back).
     """
     h, w = qshape
     th, tw = t.shape
     out = []
     for turned in ((False, True) if both else (False,)):
         prod = t.spectrum * spec_q if turned else t.spectrum * np.conj(spec_q)
-        c = scipy.fft.irfft2(prod, s=t.padded, workers=-1)
-        allowed = (slice(h - 1, th), slice(w - 1, tw)) if turned else (slice(0, th - h + 1), slice(0, tw - w + 1))
-        out.append(peak_stats(c, allowed))
+        if turned:
+            out.append(surface_peak(prod, t.padded, (h - 1, th), slice(w - 1, tw)))
+        else:
+            out.append(surface_peak(prod, t.padded, (0, th - h + 1), slice(0, tw - w + 1)))
     return out

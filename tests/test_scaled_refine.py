@@ -66,6 +66,34 @@ def test_a_window_is_a_part_of_its_factors_whole_surface(scale, offset):
     assert (oy, ox) == (y0 + iy, x0 + ix)
 
 
+@pytest.mark.parametrize("scale, qshape", [(0.8, (170, 240)), (0.55, (150, 200)), (1.0, (120, 150))])
+def test_the_band_surfaces_score_as_the_whole_ones(scale, qshape):
+    """``whole`` and ``window`` invert only a band of rows of each surface (``surface_peak``):
+    their PCE, energy and offset are those of the whole surface."""
+    from fingerprint.surface_stats import peak_stats
+
+    k = _random((300, 420), 6)
+    q = _random(qshape, 7)
+    q += 0.5 * resample_fingerprint(k, scale)[10 : 10 + qshape[0], 20 : 20 + qshape[1]]
+    surfaces = _Surfaces(k, q)
+    got = surfaces.whole(math.log(scale))
+    padded = wrap_to_fast(resample_fingerprint(k, scale))
+    want = ReferenceSpectrum(padded).pce(q, search="crop")
+    assert got.offset == want.offset == (10, 20) and got.n_positions == want.n_positions
+    assert got.pce == pytest.approx(want.pce, rel=1e-5)
+    h, w = q.shape
+    c = ReferenceSpectrum(padded).cross_correlation(q)
+    full = peak_stats(c, (slice(0, padded.shape[0] - h + 1), slice(0, padded.shape[1] - w + 1)))
+    assert got.energy == pytest.approx(full.energy, rel=1e-5)
+    win = surfaces.window(math.log(scale), (5, 10), 2, scale)  # centred near the true offset
+    (wh, ww), = [sh for sh in surfaces._spectra if sh != padded.shape] or [padded.shape]
+    y0, x0 = _origin(k, scale, q.shape, (5, 10))
+    ref = resample_fingerprint(k, scale, (wh, ww), origin=(y0, x0))
+    part = peak_stats(ReferenceSpectrum(ref).cross_correlation(q), (slice(0, wh - h + 1), slice(0, ww - w + 1)))
+    assert win.offset == (part.offset[0] + y0, part.offset[1] + x0)
+    assert win.pce == pytest.approx(part.pce, rel=1e-5) and win.energy == pytest.approx(part.energy, rel=1e-5)
+
+
 def _origin(k, scale, qshape, offset):
     """The window's top-left as ``_Surfaces.window`` places it (its rule, restated)."""
     th, tw = resized_shape(k.shape, scale)

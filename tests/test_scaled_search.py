@@ -123,6 +123,40 @@ def test_the_turned_query_comes_from_the_same_spectrum(rng):
     assert straight.pce < turned.pce / 10
 
 
+@pytest.mark.parametrize("kshape, qshape", [((64, 96), (40, 50)), ((90, 131), (75, 60)), ((120, 97), (30, 90)),
+                                             ((81, 80), (20, 20)), ((64, 64), (60, 30))])
+def test_coarse_stats_band_equals_the_whole_surface(rng, kshape, qshape):
+    """Where only a band of rows is inverted (``surface_band``), every peak statistic is the whole
+    surface's: PCE, energy and offset, for both turns; odd and even widths, bands and whole surfaces."""
+    import scipy.fft
+
+    from fingerprint.surface_stats import _BAND_MAX, _RADIUS, surface_band
+
+    k = rng.standard_normal(kshape).astype(np.float32)
+    h, w = qshape
+    q = 0.3 * k[2 : 2 + h, 3 : 3 + w] + rng.standard_normal(qshape).astype(np.float32)
+    q -= q.mean()
+    t = Template(scipy.fft.rfft2(k - k.mean()), kshape, kshape)
+    spec_q = scipy.fft.rfft2(q, s=kshape)
+    got = coarse_stats(t, spec_q, qshape, both=True)
+    th, tw = kshape
+    for g, turned in zip(got, (False, True)):
+        c = scipy.fft.irfft2(t.spectrum * (spec_q if turned else np.conj(spec_q)), s=kshape)
+        allowed = (slice(h - 1, th), slice(w - 1, tw)) if turned else (slice(0, th - h + 1), slice(0, tw - w + 1))
+        want = peak_stats(c, allowed)
+        assert g.offset == want.offset and g.n_positions == want.n_positions
+        assert g.pce == pytest.approx(want.pce, rel=1e-5)
+        assert g.energy == pytest.approx(want.energy, rel=1e-5)
+    # the band itself: its rows and the whole surface's energy
+    prod = t.spectrum * np.conj(spec_q)
+    c = scipy.fft.irfft2(prod, s=kshape)
+    band, total = surface_band(prod.copy(), kshape, -_RADIUS, th - h + 1 + _RADIUS)
+    np.testing.assert_allclose(band, np.take(c, np.arange(-_RADIUS, th - h + 1 + _RADIUS) % th, axis=0),
+                               atol=1e-5 * float(np.abs(c).max()))
+    assert total == pytest.approx(float(np.sum(c.astype(np.float64) ** 2)), rel=1e-5)
+    assert _BAND_MAX < 1.0
+
+
 # --- the search on simulated cameras ------------------------------------------------------------------
 def test_a_resized_whole_frame_is_matched_at_its_implied_factor():
     query = resize(photo(1), 0.7)
