@@ -4,7 +4,9 @@
 ``C[o]`` is the correlation with the query's top-left at offset ``o``) and returns its PCE,
 computed exactly as ``ReferenceSpectrum.pce`` does, and the energy of the 3 x 3 around the peak
 over the same noise energy (see :class:`Peak`). ``coarse_stats`` gets the surfaces of a query and
-of the query turned by 180 degrees from one query spectrum.
+of the query turned by 180 degrees from one query spectrum. ``surface_peak`` (behind ``coarse_stats``
+and ``fingerprint.scaled_refine``) transforms back only the band of rows where the query fits
+(``surface_band``), the surface's energy coming from the spectrum by Parseval.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def peak_stats(c: np.ndarray, allowed: tuple[slice, slice], *, total: float | No
                size: int | None = None) -> Peak:
     """``Peak`` of surface ``c`` with the peak searched in ``c[allowed]``; the offset is the peak's place in it.
 
-    ``c`` may also be a band of rows of a larger surface (``coarse_stats``): ``total`` is then the
+    ``c`` may also be a band of rows of a larger surface (``surface_peak``): ``total`` is then the
     whole surface's sum of squares and ``size`` its number of values, and the band holds at
     least ``_RADIUS`` rows on both sides of ``allowed``, so that no neighbourhood wraps in it.
     """
@@ -78,8 +80,8 @@ def peak_stats(c: np.ndarray, allowed: tuple[slice, slice], *, total: float | No
 
 
 _BAND_MAX = 0.75
-"""Largest share of a surface's rows that ``coarse_stats`` computes as a band; above it the whole
-inverse FFT is as cheap (``benchmarks/RESULTS.md``, session of 2026-12-03, 17:30 UTC)."""
+"""Largest share of a surface's rows that ``surface_peak`` computes as a band; above it the whole
+inverse FFT is about as cheap (``benchmarks/RESULTS.md``, session of 2026-12-03, 16:36 UTC)."""
 
 
 def surface_band(prod: np.ndarray, padded: tuple[int, int], start: int, stop: int) -> tuple[np.ndarray, float]:
