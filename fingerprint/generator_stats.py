@@ -63,6 +63,59 @@ __all__ = ["GeneratorStatistics", "JpegSums", "calibration_records", "default_nu
            "refresh_statistics", "write_records"]
 
 
+class _VersionCache:
+    """Residuals of the versions of non-matching source images, by the image's SHA-256, the version
+    set and the params, so that a process building several generators computes each earlier
+    generator's images once, not once per later build (``GeneratorStatistics.finish`` scores them
+    against every new fingerprint). Entries are kept while they fit in ``limit`` bytes and are
+    never evicted: every build reads the earlier generators' images in the same order, which an
+    evicting cache smaller than them would miss every time. The values are those computed
+    afresh (same pixels, same params: same residual)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.entries = limit, 0, {}
+
+    def get(self, key, compute: Callable[[], list]) -> list:
+        hit = self.entries.get(key)
+        if hit is None:
+            hit = compute()
+            size = sum(v[2].nbytes for v in hit)
+            if self.used + size <= self.limit:
+                for v in hit:
+                    v[2].flags.writeable = False  # shared by every later caller: read-only
+                self.entries[key] = hit
+                self.used += size
+        return hit
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.used = 0
+
+
+VERSION_CACHE_BYTES = 512 * 2**20
+_VERSIONS = _VersionCache(VERSION_CACHE_BYTES)
+
+
+def _testable_versions(image: np.ndarray, shape: tuple[int, int], params: FingerprintParams,
+                       qualities: Sequence[int], *, cache: bool = False) -> list[tuple[str, int | None, np.ndarray, str]]:
+    """``(spec, quality, residual, sha)`` of every version of ``image`` (:func:`versions`) that passes
+    the texture gate (the decision never scores the others); through the process's cache when
+    ``cache`` (the image is a non-matching source that later builds score again)."""
+    from fingerprint.generator_decision import insufficient_signal
+
+    def compute():
+        out = []
+        for spec, quality, x in versions(image, shape, qualities=qualities):
+            R, stats = query_residual(x, params)
+            if insufficient_signal(stats) is None:
+                out.append((spec, quality, R, _sha(x, spec)))
+        return out
+
+    if not cache:
+        return compute()
+    return _VERSIONS.get(("versions", _sha(image, ""), tuple(shape), params, tuple(qualities)), compute)
+
+
 def _version_scores(targets: Sequence[GeneratorModel], image: np.ndarray, params: FingerprintParams,
                     qualities: Sequence[int], *, genuine: bool) -> Iterable[tuple[GeneratorModel, str, tuple[int, int], float, str]]:
     """(target, hypothesis name, size, z, sha) for every version of ``image`` against every target.
@@ -72,14 +125,8 @@ def _version_scores(targets: Sequence[GeneratorModel], image: np.ndarray, params
     copy under "resize", a JPEG re-save under "aligned@q<Q>"). Untestable versions (texture gate)
     are left out: the decision never scores them.
     """
-    from fingerprint.generator_decision import insufficient_signal
-
     shape = targets[0].shape
-    for spec, quality, x in versions(image, shape, qualities=qualities):
-        R, stats = query_residual(x, params)
-        if insufficient_signal(stats) is not None:
-            continue
-        sha = _sha(x, spec)
+    for spec, quality, R, sha in _testable_versions(image, shape, params, qualities, cache=not genuine):
         size = tuple(R.shape[1:])
         for m in targets:
             for s in m.hypotheses(R):
@@ -313,12 +360,19 @@ def jpeg_null_records(targets: Sequence[GeneratorModel], image: np.ndarray, para
     from fingerprint.generator_decision import insufficient_signal
 
     targets = [m for m in targets if tuple(image.shape[:2]) == m.shape]
+    if not targets:
+        return []
+
+    def compute():
+        out = []
+        for q, x in _jpeg_versions(image):
+            R, stats = query_residual(x, params)
+            if insufficient_signal(stats) is None:
+                out.append((q, None, R, _sha(x, f"jpeg:{q}")))
+        return out
+
     out = []
-    for q, x in (_jpeg_versions(image) if targets else ()):
-        R, stats = query_residual(x, params)
-        if insufficient_signal(stats) is not None:
-            continue
-        sha = _sha(x, f"jpeg:{q}")
+    for q, _, R, sha in _VERSIONS.get(("jpeg", _sha(image, ""), params), compute):
         for m in targets:
             for s in m.hypotheses(R, quality=q):
                 key = _jpeg_null_key(m, s.hypothesis, q)

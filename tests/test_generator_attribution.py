@@ -476,3 +476,32 @@ def ga_residual(image, m):
     from fingerprint.generator_attribution import query_residual
 
     return query_residual(image, m.params)[0]
+
+
+def _stored_statistics(path) -> dict:
+    with Library(str(path), "r") as lib:
+        # scores with the image and generator they pair; the compression-matched fingerprints as stored
+        return {key: sorted(lib.calibration_scores(key)) or np.asarray(lib.calibration(key)).tolist()
+                for name in ("ga", "gb") for key in lib.owned_calibration(name)}
+
+
+def test_the_residual_cache_of_non_matching_images_changes_no_statistic(sources, tmp_path, monkeypatch):
+    """A second library of the same images takes every non-matching image's versions from the
+    process's cache (``generator_stats._VERSIONS``), and both store what a build without the cache
+    stores, value for value."""
+    from fingerprint import generator_stats as gs
+
+    cache = gs._VersionCache(gs.VERSION_CACHE_BYTES)
+    computed: list = []
+    get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key, compute: get(key, lambda: computed.append(key) or compute()))
+    monkeypatch.setattr(gs, "_VERSIONS", cache)
+    _library(tmp_path / "a.h5", sources, ["ga", "gb"])
+    first = len(computed)
+    _library(tmp_path / "b.h5", sources, ["ga", "gb"])
+    assert first == 2 * 8 * 2 and len(computed) == first  # 16 images x (versions, JPEG re-saves), once each
+    assert len(cache.entries) == first and cache.used > 0
+    monkeypatch.setattr(gs, "_VERSIONS", gs._VersionCache(0))  # keeps nothing: every residual computed afresh
+    _library(tmp_path / "c.h5", sources, ["ga", "gb"])
+    a, b, c = (_stored_statistics(tmp_path / f"{x}.h5") for x in "abc")
+    assert a.keys() and a == b == c
