@@ -86,7 +86,11 @@ def _locked_shared_array(lock):
     suite run in 15 on the 2-vCPU guest, and in 2 of 3 runs of the residual tests on a slower one
     (2026-12-04: a ZeroMeanTotal sub-lattice mean off by a whole term). A real GPU has no such
     race: shared arrays there are static. Same key (file, line) and same result otherwise.
+    Returns the class, its own ``array`` and the locked one.
     """
+    from numba import types as numba_types
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    from numba.np import numpy_support
 
     def array(self, shape, dtype):
         if shape == 0:  # dynamic shared memory: one buffer, no allocation
@@ -100,10 +104,6 @@ def _locked_shared_array(lock):
             if res is None:
                 res = self._allocations[key] = np.empty(shape, dtype)
         return res
-
-    from numba import types as numba_types
-    from numba.cuda.simulator.kernelapi import FakeCUDAShared
-    from numba.np import numpy_support
 
     original = FakeCUDAShared.array
     return FakeCUDAShared, original, array
