@@ -75,7 +75,7 @@ def test_simulator_suite():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.split("\n")[-2], tail
 
 
-def _locked_shared_array(lock):
+def _locked_shared_array(original, lock):
     """Numba's simulated ``cuda.shared.array`` with its allocation made under ``lock``.
 
     The simulator (``numba/cuda/simulator/kernelapi.py``, ``FakeCUDAShared.array``, numba 0.68)
@@ -85,11 +85,10 @@ def _locked_shared_array(lock):
     only some threads' terms. With the fast thread switching below that happened in about one
     suite run in 15 on the 2-vCPU guest, and in 2 of 3 runs of the residual tests on a slower one
     (2026-12-04: a ZeroMeanTotal sub-lattice mean off by a whole term). A real GPU has no such
-    race: shared arrays there are static. Same key (file, line) and same result otherwise.
-    Returns the class, its own ``array`` and the locked one.
+    race: shared arrays there are static. Same key (file, line) and same result otherwise;
+    ``original`` (the simulator's own method) serves dynamic shared memory.
     """
     from numba import types as numba_types
-    from numba.cuda.simulator.kernelapi import FakeCUDAShared
     from numba.np import numpy_support
 
     def array(self, shape, dtype):
@@ -105,27 +104,26 @@ def _locked_shared_array(lock):
                 res = self._allocations[key] = np.empty(shape, dtype)
         return res
 
-    original = FakeCUDAShared.array
-    return FakeCUDAShared, original, array
+    return array
 
 
 @pytest.fixture
-def sim_config():
+def sim_config(monkeypatch):
     """Small blocks (every simulated thread is a Python thread), fast thread switching, and the
     simulator's shared-array allocation made thread-safe (``_locked_shared_array``)."""
     import threading
 
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
     from kernels import config
 
-    cls, original, locked = _locked_shared_array(threading.Lock())
-    cls.array = locked
+    monkeypatch.setattr(FakeCUDAShared, "array", _locked_shared_array(FakeCUDAShared.array, threading.Lock()))
     old_switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)
     config.THREADS_PER_BLOCK = 32
     yield
     config.reset()
     sys.setswitchinterval(old_switch)
-    cls.array = original
 
 
 # --- (a) simulator tests: each numba.cuda kernel against its naive twin ---------------------------
